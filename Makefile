@@ -1,0 +1,31 @@
+# Two commands do all set-up on a machine with Python 3.11+ and make:
+#   make demo   the whole pipeline end to end on embedded PostgreSQL, a local lake, Prefect's ephemeral API
+#   make test   every test, against real PostgreSQL, a real S3 API and a real Prefect API
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install demo test unit integration clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --constraint requirements.lock --editable ".[dev]"
+	touch $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(BIN)/totes demo
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+unit: $(INSTALLED)
+	$(BIN)/python -m pytest -m unit
+
+integration: $(INSTALLED)
+	$(BIN)/python -m pytest -m integration
+
+clean:
+	rm -rf $(VENV) .totes .pytest_cache

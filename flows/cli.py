@@ -1,0 +1,135 @@
+"""The ``totes`` command: run, seed, churn, demo.
+
+Exit status 0 on success; 1 with a one-line reason on stderr when the work fails; 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from tasks.settings import TotesSettings, load_settings, scrub
+
+
+def _one_line(error: BaseException, settings: TotesSettings | None) -> str:
+    if isinstance(error, ValidationError):
+        text = "; ".join(
+            f"{'/'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
+        )
+    else:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = f"{type(error).__name__}: {text}"
+    return scrub(text, settings)
+
+
+def command_run(_: argparse.Namespace) -> int:
+    from flows.etl import totesys_etl
+
+    settings = load_settings()
+    settings.require_source_url()
+    settings.require_warehouse_url()
+    started = time.perf_counter()
+    summary = totesys_etl()
+    print(summary.as_text())
+    print(f"totes run: done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def command_seed(args: argparse.Namespace) -> int:
+    from tasks.extract import connect
+    from tasks.source import seed_from_dump, seed_generated
+
+    settings = load_settings()
+    started = time.perf_counter()
+    with connect(settings.require_source_url()) as connection:
+        if args.from_dump:
+            counts = seed_from_dump(
+                connection, Path(args.from_dump), replace=args.replace, delta_indexes=args.delta_indexes
+            )
+        else:
+            counts = seed_generated(
+                connection, args.scale, seed=args.seed, replace=args.replace, delta_indexes=args.delta_indexes
+            )
+    for table, rows in counts.items():
+        print(f"{table:<16}{rows:>12}")
+    print(f"totes seed: {sum(counts.values())} rows in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def command_churn(args: argparse.Namespace) -> int:
+    from tasks.extract import connect
+    from tasks.source import churn
+
+    settings = load_settings()
+    with connect(settings.require_source_url()) as connection:
+        churn(connection, orders=args.orders)
+    print(f"totes churn: {args.orders} new sales orders and the activity around them")
+    return 0
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    from flows.demo import run_demo
+
+    run_demo(Path(args.dir), scale=args.scale, dump=Path(args.from_dump) if args.from_dump else None)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="totes",
+        description="Keep a star-schema warehouse in step with ToteSys, through an S3 data lake.",
+        epilog="Configuration: TOTES_SOURCE_URL, TOTES_WAREHOUSE_URL, TOTES_LAKE_URL (and AWS_*).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="one ETL cycle: ingest, transform, load")
+    run.set_defaults(handler=command_run)
+
+    seed = commands.add_parser("seed", help="create and fill a ToteSys source database")
+    source = seed.add_mutually_exclusive_group()
+    source.add_argument("--scale", type=float, default=1.0, help="1 = the real database's size (default)")
+    source.add_argument("--from", dest="from_dump", metavar="DUMP", help="load a ToteSys pg_dump (.sql or .sql.gz)")
+    seed.add_argument("--seed", type=int, default=2024, help="random seed of the generated data")
+    seed.add_argument("--replace", action="store_true", help="drop existing ToteSys tables first")
+    seed.add_argument(
+        "--delta-indexes", action="store_true", help="index last_updated so delta reads are range scans"
+    )
+    seed.set_defaults(handler=command_seed)
+
+    churn = commands.add_parser("churn", help="apply one round of business activity to the source")
+    churn.add_argument("--orders", type=int, default=30, help="new sales orders in this round (default 30)")
+    churn.set_defaults(handler=command_churn)
+
+    demo = commands.add_parser("demo", help="the whole pipeline on an embedded PostgreSQL and a local lake")
+    demo.add_argument("--dir", default=".totes/demo", help="where the demo keeps its database and lake")
+    demo.add_argument("--scale", type=float, default=1.0, help="size of the seeded source (default 1)")
+    demo.add_argument("--from", dest="from_dump", metavar="DUMP", help="seed from a ToteSys pg_dump instead")
+    demo.set_defaults(handler=command_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("pgserver", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    settings = None
+    try:
+        settings = load_settings()
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print(f"totes {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the CLI's boundary: one line, no traceback, no secrets
+        print(f"totes {args.command}: failed: {_one_line(error, settings)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""``totes demo``: the whole pipeline on nothing but Python.
+
+Starts an embedded PostgreSQL (the ``pgserver`` wheel, which ships its own server binaries) holding a
+``totesys`` source and a ``warehouse`` database, uses a local folder as the lake and Prefect's
+ephemeral API, then: seed, run, churn, run, and show what landed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from tasks.extract import connect
+from tasks.lake import RAW, Lake
+from tasks.schema import SOURCE_TABLES
+from tasks.source import churn, seed_from_dump, seed_generated
+from tasks.warehouse import count_rows, revenue_by_month
+
+DEMO_DATABASES = ("totesys", "warehouse")
+
+
+def database_url(server_url: str, database: str) -> str:
+    """The server's URL with another database name."""
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def start_embedded_postgres(folder: Path, *, fresh: bool) -> str:
+    """Start (or reuse) an embedded PostgreSQL with its data in ``folder``; return its URL."""
+    import pgserver
+
+    if fresh and folder.exists():
+        server = pgserver.get_server(folder, cleanup_mode="stop")
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(folder, cleanup_mode="stop")
+    return server.get_uri()
+
+
+def recreate_databases(server_url: str, names: tuple[str, ...]) -> dict[str, str]:
+    with connect(server_url) as connection:
+        connection.adbc_connection.set_autocommit(True)
+        with connection.cursor() as cursor:
+            for name in names:
+                # Names are the demo's own constants, never user input.
+                cursor.execute(f'drop database if exists "{name}" with (force)')
+                cursor.execute(f'create database "{name}"')
+    return {name: database_url(server_url, name) for name in names}
+
+
+def _banner(text: str) -> None:
+    print(f"\n=== {text} ===", flush=True)
+
+
+def run_demo(folder: Path, *, scale: float, dump: Path | None) -> None:
+    """Seed, run, churn, run on embedded components under ``folder``, printing what landed."""
+    from flows.etl import totesys_etl
+
+    folder = folder.resolve()
+    lake_dir = folder / "lake"
+    shutil.rmtree(lake_dir, ignore_errors=True)
+    _banner(f"Starting an embedded PostgreSQL in {folder / 'pgdata'}")
+    urls = recreate_databases(start_embedded_postgres(folder / "pgdata", fresh=False), DEMO_DATABASES)
+    os.environ["TOTES_SOURCE_URL"] = urls["totesys"]
+    os.environ["TOTES_WAREHOUSE_URL"] = urls["warehouse"]
+    os.environ["TOTES_LAKE_URL"] = str(lake_dir)
+
+    with connect(urls["totesys"]) as source:
+        if dump:
+            _banner(f"Seeding ToteSys from {dump}")
+            counts = seed_from_dump(source, dump)
+        else:
+            _banner(f"Seeding ToteSys at scale {scale:g}")
+            counts = seed_generated(source, scale)
+    print(", ".join(f"{table} {rows}" for table, rows in counts.items()))
+
+    for step, title in enumerate(("Full load", "Churn, then an incremental run"), start=1):
+        if step == 2:
+            with connect(urls["totesys"]) as source:
+                churn(source, orders=30)
+        _banner(f"{title}: totes run")
+        started = time.perf_counter()
+        summary = totesys_etl()
+        print(summary.as_text())
+        print(f"run {step} took {time.perf_counter() - started:.1f} s")
+
+    with connect(urls["warehouse"]) as warehouse:
+        _banner("Warehouse rows per table")
+        for table, rows in count_rows(warehouse).items():
+            print(f"{table:<22}{rows:>10}")
+        _banner("Sales revenue by month and currency (latest version of each order), newest months")
+        print(f"{'month':<9}{'currency':<10}{'orders':>8}{'revenue':>18}")
+        for month, currency, orders, revenue in revenue_by_month(warehouse, months=6):
+            print(f"{month:<9}{currency:<10}{orders:>8}{revenue:>18}")
+
+    lake = Lake.from_url(str(lake_dir))
+    _banner("Lake")
+    print(f"{lake_dir}: {len(lake.list_batches(RAW))} batches for {len(SOURCE_TABLES)} source tables")
+    print("Run it against your own databases: set TOTES_SOURCE_URL, TOTES_WAREHOUSE_URL and")
+    print("TOTES_LAKE_URL, then `totes run` (see README).")

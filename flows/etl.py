@@ -1,0 +1,58 @@
+"""The ETL cycle: ingest (ToteSys -> raw lake), transform (raw -> star lake), load (star -> warehouse)."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from tasks.extract import extract_table_delta, plan_ingest_batch, read_horizon, record_ingest_batch
+from tasks.report import RunSummary, add_counts, publish_run_report
+from tasks.schema import SOURCE_TABLES
+from tasks.transform import list_pending_transforms, transform_batch
+from tasks.warehouse import load_star_batch, migrate_warehouse
+
+
+@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def ingest() -> dict[str, int]:
+    """Pull every source table's new versions into the raw zone and record them as one batch."""
+    plan = plan_ingest_batch()
+    horizon = read_horizon()
+    futures = {
+        name: extract_table_delta.submit(name, plan.batch_id, plan.previous.get(name), horizon)
+        for name in SOURCE_TABLES
+    }
+    wait(list(futures.values()))
+    results = {name: future.result() for name, future in futures.items()}
+    record_ingest_batch(plan, results, horizon)
+    return {name: result["rows"] for name, result in results.items()}
+
+
+@flow(name="transform")
+def transform() -> dict[str, int]:
+    """Build the star tables of every raw batch not yet transformed, in batch order."""
+    built: dict[str, int] = {}
+    for batch_id in list_pending_transforms():
+        built = add_counts(built, transform_batch(batch_id))
+    return built
+
+
+@flow(name="load")
+def load() -> tuple[dict[str, int], list[str]]:
+    """Merge every star batch the warehouse lacks, one transaction per batch, in batch order."""
+    changed: dict[str, int] = {}
+    pending = migrate_warehouse()
+    for batch_id in pending:
+        changed = add_counts(changed, load_star_batch(batch_id))
+    return changed, pending
+
+
+@flow(name="totesys-etl", log_prints=True)
+def totesys_etl() -> RunSummary:
+    """One ETL cycle: ToteSys -> lake (raw) -> lake (star) -> warehouse."""
+    ingested = ingest()
+    built = transform()
+    loaded, batches = load()
+    return publish_run_report(
+        RunSummary(ingested=ingested, transformed=built, loaded=loaded, batches_loaded=batches)
+    )

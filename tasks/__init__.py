@@ -1,0 +1,1 @@
+"""The work of totes, one module per pipeline stage or system."""

@@ -1,0 +1,296 @@
+"""Extract: delta reads from ToteSys with ADBC, streamed as Arrow record batches.
+
+The watermark logic is what makes totes miss nothing (SPEC rule 5):
+
+* reads are closed below (``last_updated >= watermark``), so rows sharing the watermark's timestamp
+  are read again; rows already ingested are recognised by (key, ``last_updated``) and dropped;
+* the next watermark never passes the *in-flight horizon*: the start of the oldest transaction still
+  open in the source when the run began. A transaction that began before a run and commits after it
+  stamps its rows no earlier than its own start, so the next run still reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import adbc_driver_postgresql.dbapi as adbc_postgres
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.faults import RETRY_POLICY
+from tasks.lake import RAW, Lake, batch_sequence, new_batch_id
+from tasks.schema import (
+    SOURCE_ENUM_COLUMNS,
+    SOURCE_TABLES,
+    SOURCE_TEXT_CAST_TYPES,
+    Table,
+    quote_ident,
+    read_sql,
+)
+from tasks.settings import load_settings
+
+BEGINNING_OF_TIME = datetime(1900, 1, 1)
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """What the source said about in-flight work, read before any data."""
+
+    clock_at: datetime
+    oldest_open_transaction_at: datetime | None
+    has_hidden_sessions: bool
+
+
+@dataclass
+class TableWatermark:
+    """Where the next delta read of one table starts, and the versions already read from there."""
+
+    watermark: datetime = BEGINNING_OF_TIME
+    overlap_keys: set[tuple[int, datetime]] = field(default_factory=set)
+
+    def to_json(self) -> dict:
+        return {
+            "watermark": self.watermark.isoformat(),
+            "overlap_keys": sorted([key, ts.isoformat()] for key, ts in self.overlap_keys),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> TableWatermark:
+        if not data:
+            return cls()
+        return cls(
+            watermark=datetime.fromisoformat(data["watermark"]),
+            overlap_keys={(int(k), datetime.fromisoformat(ts)) for k, ts in data["overlap_keys"]},
+        )
+
+
+def connect(url: str) -> adbc_postgres.Connection:
+    """An ADBC connection to PostgreSQL (``autocommit`` off: every statement runs in a transaction)."""
+    return adbc_postgres.connect(url)
+
+
+def read_source_horizon(connection: adbc_postgres.Connection) -> Horizon:
+    with connection.cursor() as cursor:
+        cursor.execute(read_sql("read_source_horizon"))
+        clock_at, oldest_open, has_hidden = cursor.fetchone()
+    connection.rollback()
+    return Horizon(
+        clock_at=_naive(clock_at),
+        oldest_open_transaction_at=_naive(oldest_open) if oldest_open else None,
+        has_hidden_sessions=bool(has_hidden),
+    )
+
+
+def next_watermark(
+    previous: datetime, horizon: Horizon, *, safety_seconds: float, fallback_lag_seconds: float
+) -> datetime:
+    """The watermark the run after this one starts from. Pure.
+
+    Never later than the in-flight horizon (less a safety margin for writers' clocks), never earlier
+    than the previous watermark. When the source role cannot see other sessions' transactions, a
+    fixed lag stands in for the horizon.
+    """
+    if horizon.has_hidden_sessions:
+        bound = horizon.clock_at - timedelta(seconds=fallback_lag_seconds)
+    else:
+        bound = horizon.clock_at
+    if horizon.oldest_open_transaction_at is not None:
+        bound = min(bound, horizon.oldest_open_transaction_at)
+    return max(previous, bound - timedelta(seconds=safety_seconds))
+
+
+def delta_query(table: Table) -> str:
+    """The delta SELECT of one source table; identifiers come from our schema only."""
+    columns = []
+    for name, arrow_type in zip(table.schema.names, table.schema.types, strict=True):
+        quoted = quote_ident(name)
+        # ADBC returns numeric and enum columns as opaque extension types: select them as text.
+        needs_text = arrow_type in SOURCE_TEXT_CAST_TYPES or (table.name, name) in SOURCE_ENUM_COLUMNS
+        columns.append(f"source.{quoted}::text as {quoted}" if needs_text else f"source.{quoted}")
+    return read_sql("extract_delta").format(
+        table=quote_ident(table.name), columns=",\n    ".join(columns)
+    )
+
+
+def conform_batch(batch: pa.RecordBatch, table: Table) -> pa.RecordBatch:
+    """Cast one record batch read from the source to the table's exact raw-zone schema.
+
+    Raises:
+        ValueError: a column is missing, or a value does not fit its type; names the table and column.
+    """
+    arrays = []
+    for target in table.schema:
+        if target.name not in batch.schema.names:
+            msg = f"source table {table.name} has no column {target.name!r} (schema drift)"
+            raise ValueError(msg)
+        column = batch.column(target.name)
+        try:
+            arrays.append(pc.cast(column, target.type) if column.type != target.type else column)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            msg = f"{table.name}.{target.name}: cannot read as {target.type}: {error}"
+            raise ValueError(msg) from error
+    return pa.RecordBatch.from_arrays(arrays, schema=table.schema)
+
+
+def drop_known_versions(
+    batch: pa.RecordBatch, table: Table, known: set[tuple[int, datetime]]
+) -> pa.RecordBatch:
+    """Drop rows whose (key, last_updated) was ingested by an earlier run. Pure."""
+    if not known or batch.num_rows == 0:
+        return batch
+    (key,) = table.key
+    known_frame = pl.DataFrame(
+        {key: [k for k, _ in known], "last_updated": [ts for _, ts in known]},
+        schema={key: pl.Int32, "last_updated": pl.Datetime("us")},
+    )
+    fresh = pl.from_arrow(batch).join(known_frame, on=[key, "last_updated"], how="anti")
+    return fresh.to_arrow().cast(table.schema).to_batches()[0] if fresh.height else batch.slice(0, 0)
+
+
+def versions_since(batch: pa.RecordBatch, table: Table, since: datetime) -> set[tuple[int, datetime]]:
+    """(key, last_updated) of the rows stamped at or after ``since``. Pure."""
+    (key,) = table.key
+    stamped = batch.column("last_updated")
+    mask = pc.greater_equal(stamped, pa.scalar(since, type=stamped.type))
+    recent = batch.filter(mask)
+    return set(
+        zip(
+            recent.column(key).to_pylist(),
+            recent.column("last_updated").to_pylist(),
+            strict=True,
+        )
+    )
+
+
+def stream_delta(
+    connection: adbc_postgres.Connection, table: Table, since: datetime
+) -> Iterator[pa.RecordBatch]:
+    """Every version of ``table`` stamped at or after ``since``, batch by batch, conformed."""
+    with connection.cursor() as cursor:
+        cursor.execute(delta_query(table), parameters=(since,))
+        reader = cursor.fetch_record_batch()
+        for batch in reader:
+            yield conform_batch(batch, table)
+    connection.rollback()
+
+
+def _naive(value: datetime) -> datetime:
+    return value.replace(tzinfo=None) if value.tzinfo else value
+
+
+# --- Prefect tasks: the ingest stage ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestPlan:
+    """The batch an ingest run will write, and each table's watermark state before it."""
+
+    batch_id: str
+    previous: dict[str, dict]
+
+
+@task(name="plan-ingest-batch", cache_policy=NO_CACHE, **RETRY_POLICY)
+def plan_ingest_batch() -> IngestPlan:
+    """Read the newest ingest manifest: its watermarks are where this run's reads start."""
+    lake = Lake.from_url(load_settings().lake_url)
+    batches = lake.list_batches(RAW)
+    if not batches:
+        return IngestPlan(batch_id=new_batch_id(1), previous={})
+    newest = batches[-1]
+    manifest = lake.read_manifest(RAW, newest)
+    return IngestPlan(batch_id=new_batch_id(batch_sequence(newest) + 1), previous=manifest["tables"])
+
+
+@task(name="read-source-horizon", cache_policy=NO_CACHE, **RETRY_POLICY)
+def read_horizon() -> Horizon:
+    """Read the source's in-flight horizon, before any data is read."""
+    settings = load_settings()
+    with connect(settings.require_source_url()) as connection:
+        horizon = read_source_horizon(connection)
+    logger = get_run_logger()
+    if horizon.has_hidden_sessions:
+        logger.warning(
+            "The source role cannot see other sessions in pg_stat_activity; watermarks lag %.0f s "
+            "behind the clock instead of tracking open transactions (grant it pg_read_all_stats).",
+            settings.fallback_lag_seconds,
+        )
+    logger.info(
+        "Source horizon: clock %s, oldest open transaction %s",
+        horizon.clock_at,
+        horizon.oldest_open_transaction_at or "none",
+    )
+    return horizon
+
+
+@task(
+    name="extract-table-delta",
+    task_run_name="extract-{table_name}",
+    cache_policy=NO_CACHE,
+    **RETRY_POLICY,
+)
+def extract_table_delta(table_name: str, batch_id: str, previous: dict | None, horizon: Horizon) -> dict:
+    """Stream one table's new versions into the raw zone; return its files and next watermark."""
+    settings = load_settings()
+    lake = Lake.from_url(settings.lake_url)
+    table = SOURCE_TABLES[table_name]
+    state = TableWatermark.from_json(previous)
+    watermark = next_watermark(
+        state.watermark,
+        horizon,
+        safety_seconds=settings.watermark_safety_seconds,
+        fallback_lag_seconds=settings.fallback_lag_seconds,
+    )
+    overlap: set[tuple[int, datetime]] = set()
+    read = 0
+
+    def fresh_batches() -> Iterator[pa.RecordBatch]:
+        nonlocal read
+        for batch in stream_delta(connection, table, state.watermark):
+            read += batch.num_rows
+            overlap.update(versions_since(batch, table, watermark))
+            fresh = drop_known_versions(batch, table, state.overlap_keys)
+            if fresh.num_rows:
+                yield fresh
+
+    with connect(settings.require_source_url()) as connection:
+        files, rows = lake.write_batches(
+            RAW, table_name, batch_id, table.schema, fresh_batches(),
+            rows_per_file=settings.parquet_rows_per_file,
+        )
+    get_run_logger().info(
+        "%s: read %d row(s) since %s, %d new version(s) in %d file(s); next watermark %s",
+        table_name, read, state.watermark, rows, len(files), watermark,
+    )
+    return {"files": files, "rows": rows, **TableWatermark(watermark, overlap).to_json()}
+
+
+@task(name="record-ingest-batch", cache_policy=NO_CACHE, **RETRY_POLICY)
+def record_ingest_batch(plan: IngestPlan, tables: dict[str, dict], horizon: Horizon) -> str | None:
+    """Write the batch's manifest: from this moment its data is durable and its watermarks count.
+
+    Writes nothing when no table has a new version, so a run with nothing to do leaves the lake
+    exactly as it was.
+    """
+    if not any(result["rows"] for result in tables.values()):
+        get_run_logger().info("No new versions in any source table: nothing to record.")
+        return None
+    lake = Lake.from_url(load_settings().lake_url)
+    manifest = {
+        "batch_id": plan.batch_id,
+        "written_at": datetime.now(UTC).isoformat(),
+        "horizon": {
+            "clock_at": horizon.clock_at.isoformat(),
+            "oldest_open_transaction_at": horizon.oldest_open_transaction_at.isoformat()
+            if horizon.oldest_open_transaction_at
+            else None,
+        },
+        "tables": tables,
+    }
+    lake.write_manifest(RAW, plan.batch_id, manifest)
+    get_run_logger().info("Recorded ingest batch %s", plan.batch_id)
+    return plan.batch_id

@@ -1,0 +1,363 @@
+"""Transform: pure Polars builders of the warehouse's dimensions and facts (SPEC sections 2 and 3).
+
+Every function here takes DataFrames and returns new ones: no I/O, no Prefect. Inputs have the
+raw-zone schemas of :data:`tasks.schema.SOURCE_TABLES`; outputs have the columns, in order, of
+:data:`tasks.schema.STAR_TABLES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+import pycountry
+
+from tasks.schema import SOURCE_TABLES, STAR_TABLES
+
+UNKNOWN_CURRENCY_NAME = "Unknown"
+
+
+class TransformError(ValueError):
+    """Source data that cannot become a warehouse row; the message names table, column and key."""
+
+
+# --- shared steps --------------------------------------------------------------------------------
+
+
+def latest_versions(frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    """The newest version (by ``last_updated``) of each ``key``: one row per key."""
+    return frame.sort([key, "last_updated"]).unique(subset=[key], keep="last", maintain_order=True)
+
+
+def distinct_versions(frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    """One row per (``key``, ``last_updated``): overlapping re-reads collapse to one version."""
+    return frame.unique(subset=[key, "last_updated"], keep="last", maintain_order=True).sort(
+        [key, "last_updated"]
+    )
+
+
+def _star_columns(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    return frame.select(STAR_TABLES[table].columns)
+
+
+def _timestamp_parts(column: str, prefix: str) -> list[pl.Expr]:
+    return [
+        pl.col(column).dt.date().alias(f"{prefix}_date"),
+        pl.col(column).dt.time().alias(f"{prefix}_time"),
+    ]
+
+
+def parse_text_dates(frame: pl.DataFrame, *, table: str, key: str, columns: list[str]) -> pl.DataFrame:
+    """Parse ToteSys' ``yyyy-mm-dd`` text dates into dates.
+
+    Raises:
+        TransformError: a value is not a real ``yyyy-mm-dd`` date (e.g. ``2024-13-45``); the message
+            names the table, column, row key and value.
+    """
+    parsed = frame.with_columns(
+        pl.col(c).str.strptime(pl.Date, "%Y-%m-%d", strict=False).alias(c) for c in columns
+    )
+    for column in columns:
+        bad = frame.filter(parsed[column].is_null() & frame[column].is_not_null())
+        if bad.height:
+            sample = ", ".join(f"{k}={v!r}" for k, v in bad.select(key, column).head(3).iter_rows())
+            msg = (
+                f"{table}.{column}: {bad.height} value(s) are not yyyy-mm-dd dates "
+                f"({key}, value: {sample})"
+            )
+            raise TransformError(msg)
+    return parsed
+
+
+def _require_not_null(frame: pl.DataFrame, *, table: str, key: str, columns: list[str]) -> None:
+    for column in columns:
+        missing = frame.filter(pl.col(column).is_null())
+        if missing.height:
+            keys = missing[key].head(5).to_list()
+            msg = f"{table}.{column} is NULL for {missing.height} row(s) ({key} {keys})"
+            raise TransformError(msg)
+
+
+# --- facts ---------------------------------------------------------------------------------------
+
+
+def build_fact_sales_order(sales_order: pl.DataFrame) -> pl.DataFrame:
+    """One row per version (sales_order_id, last_updated) of a sales order."""
+    versions = distinct_versions(sales_order, "sales_order_id")
+    versions = parse_text_dates(
+        versions,
+        table="sales_order",
+        key="sales_order_id",
+        columns=["agreed_delivery_date", "agreed_payment_date"],
+    )
+    return _star_columns(
+        versions.with_columns(
+            *_timestamp_parts("created_at", "created"),
+            *_timestamp_parts("last_updated", "last_updated"),
+            pl.col("staff_id").alias("sales_staff_id"),
+        ),
+        "fact_sales_order",
+    )
+
+
+def build_fact_purchase_order(purchase_order: pl.DataFrame) -> pl.DataFrame:
+    """One row per version (purchase_order_id, last_updated) of a purchase order."""
+    versions = distinct_versions(purchase_order, "purchase_order_id")
+    versions = parse_text_dates(
+        versions,
+        table="purchase_order",
+        key="purchase_order_id",
+        columns=["agreed_delivery_date", "agreed_payment_date"],
+    )
+    return _star_columns(
+        versions.with_columns(
+            *_timestamp_parts("created_at", "created"),
+            *_timestamp_parts("last_updated", "last_updated"),
+        ),
+        "fact_purchase_order",
+    )
+
+
+def build_fact_payment(payment: pl.DataFrame) -> pl.DataFrame:
+    """One row per version (payment_id, last_updated) of a payment; account numbers are dropped."""
+    versions = distinct_versions(payment, "payment_id")
+    versions = parse_text_dates(
+        versions, table="payment", key="payment_id", columns=["payment_date"]
+    )
+    return _star_columns(
+        versions.with_columns(
+            *_timestamp_parts("created_at", "created"),
+            *_timestamp_parts("last_updated", "last_updated"),
+        ),
+        "fact_payment",
+    )
+
+
+# --- dimensions ----------------------------------------------------------------------------------
+
+
+def build_dim_location(address: pl.DataFrame) -> pl.DataFrame:
+    """One row per address (location_id = address_id), its latest values."""
+    return _star_columns(
+        latest_versions(address, "address_id").rename({"address_id": "location_id"}),
+        "dim_location",
+    )
+
+
+def build_dim_design(design: pl.DataFrame) -> pl.DataFrame:
+    """One row per design, its latest values."""
+    return _star_columns(latest_versions(design, "design_id"), "dim_design")
+
+
+def build_dim_payment_type(payment_type: pl.DataFrame) -> pl.DataFrame:
+    """One row per payment type, its latest values."""
+    return _star_columns(latest_versions(payment_type, "payment_type_id"), "dim_payment_type")
+
+
+def build_dim_transaction(transaction: pl.DataFrame) -> pl.DataFrame:
+    """One row per transaction, its latest values."""
+    return _star_columns(latest_versions(transaction, "transaction_id"), "dim_transaction")
+
+
+def iso_currency_name(code: str | None) -> str | None:
+    """The ISO 4217 English name of a currency code, or None if the code is not ISO 4217."""
+    if not code:
+        return None
+    found = pycountry.currencies.get(alpha_3=code.strip().upper())
+    return found.name if found else None
+
+
+def unknown_currency_codes(currency: pl.DataFrame) -> list[str]:
+    """Currency codes that ISO 4217 does not know (reported as data-quality warnings)."""
+    codes = currency["currency_code"].unique().sort().to_list()
+    return [code for code in codes if iso_currency_name(code) is None]
+
+
+def build_dim_currency(currency: pl.DataFrame) -> pl.DataFrame:
+    """One row per currency with its ISO 4217 name; unknown codes are named "Unknown"."""
+    latest = latest_versions(currency, "currency_id")
+    names = {code: iso_currency_name(code) or UNKNOWN_CURRENCY_NAME for code in latest["currency_code"]}
+    return _star_columns(
+        latest.with_columns(
+            pl.col("currency_code")
+            .replace_strict(names, default=UNKNOWN_CURRENCY_NAME, return_dtype=pl.String)
+            .alias("currency_name")
+        ),
+        "dim_currency",
+    )
+
+
+def build_dim_staff(staff: pl.DataFrame, department: pl.DataFrame) -> pl.DataFrame:
+    """One row per member of staff, with the latest values of their department.
+
+    Raises:
+        TransformError: a member of staff refers to a department that does not exist.
+    """
+    joined = latest_versions(staff, "staff_id").join(
+        latest_versions(department, "department_id").select("department_id", "department_name", "location"),
+        on="department_id",
+        how="left",
+    )
+    orphans = joined.filter(pl.col("department_name").is_null())
+    if orphans.height:
+        pairs = orphans.select("staff_id", "department_id").head(5).rows()
+        msg = f"staff refers to departments that do not exist ((staff_id, department_id): {pairs})"
+        raise TransformError(msg)
+    return _star_columns(joined, "dim_staff")
+
+
+def build_dim_counterparty(counterparty: pl.DataFrame, address: pl.DataFrame) -> pl.DataFrame:
+    """One row per counterparty, with the latest values of its legal address.
+
+    Raises:
+        TransformError: a counterparty's legal address does not exist.
+    """
+    legal_address = latest_versions(address, "address_id").select(
+        pl.col("address_id").alias("legal_address_id"),
+        pl.col("address_line_1").alias("counterparty_legal_address_line_1"),
+        pl.col("address_line_2").alias("counterparty_legal_address_line_2"),
+        pl.col("district").alias("counterparty_legal_district"),
+        pl.col("city").alias("counterparty_legal_city"),
+        pl.col("postal_code").alias("counterparty_legal_postal_code"),
+        pl.col("country").alias("counterparty_legal_country"),
+        pl.col("phone").alias("counterparty_legal_phone_number"),
+    )
+    joined = latest_versions(counterparty, "counterparty_id").join(
+        legal_address, on="legal_address_id", how="left"
+    )
+    orphans = joined.filter(pl.col("counterparty_legal_address_line_1").is_null())
+    if orphans.height:
+        pairs = orphans.select("counterparty_id", "legal_address_id").head(5).rows()
+        msg = (
+            "counterparty refers to addresses that do not exist "
+            f"((counterparty_id, legal_address_id): {pairs})"
+        )
+        raise TransformError(msg)
+    return _star_columns(joined, "dim_counterparty")
+
+
+def build_dim_date(first: date, last: date) -> pl.DataFrame:
+    """One row per calendar day from ``first`` to ``last`` inclusive (ISO weekday, English names)."""
+    if last < first:
+        msg = f"dim_date range is empty: {first} is after {last}"
+        raise TransformError(msg)
+    days = pl.DataFrame({"date_id": pl.date_range(first, last, "1d", eager=True)})
+    return days.select(
+        "date_id",
+        pl.col("date_id").dt.year().cast(pl.Int32).alias("year"),
+        pl.col("date_id").dt.month().cast(pl.Int32).alias("month"),
+        pl.col("date_id").dt.day().cast(pl.Int32).alias("day"),
+        pl.col("date_id").dt.weekday().cast(pl.Int32).alias("day_of_week"),
+        pl.col("date_id").dt.strftime("%A").alias("day_name"),
+        pl.col("date_id").dt.strftime("%B").alias("month_name"),
+        pl.col("date_id").dt.quarter().cast(pl.Int32).alias("quarter"),
+    )
+
+
+_FACT_DATE_COLUMNS = {
+    "fact_sales_order": ["created_date", "last_updated_date", "agreed_payment_date", "agreed_delivery_date"],
+    "fact_purchase_order": ["created_date", "last_updated_date", "agreed_delivery_date", "agreed_payment_date"],
+    "fact_payment": ["created_date", "last_updated_date", "payment_date"],
+}
+
+
+def referenced_date_range(facts: dict[str, pl.DataFrame]) -> tuple[date, date] | None:
+    """The first and last date any fact row refers to, or None if there are no fact rows."""
+    bounds = []
+    for table, columns in _FACT_DATE_COLUMNS.items():
+        frame = facts.get(table)
+        if frame is None or frame.height == 0:
+            continue
+        stacked = frame.select(pl.concat_list(columns).alias("d")).explode("d")["d"]
+        bounds.extend([stacked.min(), stacked.max()])
+    if not bounds:
+        return None
+    return min(bounds), max(bounds)
+
+
+# --- the whole star ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StarBatch:
+    """The star rows of one lake batch, and the date range dim_date covers after it."""
+
+    tables: dict[str, pl.DataFrame]
+    date_range: tuple[date, date] | None
+    warnings: list[str]
+
+
+def _keys_touched(
+    delta: pl.DataFrame, key: str, history: pl.DataFrame, via: str, changed_parents: pl.DataFrame, parent_key: str
+) -> pl.Series:
+    """Keys changed themselves, plus keys whose current parent row (``via``) changed."""
+    current = latest_versions(history, key)
+    through_parent = current.filter(pl.col(via).is_in(changed_parents[parent_key].implode()))[key]
+    return pl.concat([delta[key], through_parent]).unique()
+
+
+def empty_source_frame(table: str) -> pl.DataFrame:
+    return pl.from_arrow(SOURCE_TABLES[table].schema.empty_table())
+
+
+def build_star(
+    delta: dict[str, pl.DataFrame],
+    history: dict[str, pl.DataFrame],
+    *,
+    covered_dates: tuple[date, date] | None,
+) -> StarBatch:
+    """Build every star table for one batch of source changes.
+
+    Args:
+        delta: the batch's new versions, per source table (missing tables mean no change).
+        history: every version ingested so far, this batch's included, of the tables that other
+            dimensions join to (address, counterparty, department, staff).
+        covered_dates: the range dim_date already covers in the warehouse's lake history.
+
+    Facts get one row per new version; a dimension row is rebuilt when its own row or a row it
+    joins to changed (an address change rebuilds every counterparty using it); dim_date is
+    extended so that it stays one contiguous range covering every referenced date.
+    """
+    d = {name: delta.get(name, empty_source_frame(name)) for name in SOURCE_TABLES}
+    h = {name: history.get(name, empty_source_frame(name)) for name in ("address", "counterparty", "department", "staff")}
+
+    facts = {
+        "fact_sales_order": build_fact_sales_order(d["sales_order"]),
+        "fact_purchase_order": build_fact_purchase_order(d["purchase_order"]),
+        "fact_payment": build_fact_payment(d["payment"]),
+    }
+    staff_ids = _keys_touched(d["staff"], "staff_id", h["staff"], "department_id", d["department"], "department_id")
+    counterparty_ids = _keys_touched(
+        d["counterparty"], "counterparty_id", h["counterparty"], "legal_address_id", d["address"], "address_id"
+    )
+    dims = {
+        "dim_staff": build_dim_staff(h["staff"].filter(pl.col("staff_id").is_in(staff_ids.implode())), h["department"]),
+        "dim_location": build_dim_location(d["address"]),
+        "dim_design": build_dim_design(d["design"]),
+        "dim_currency": build_dim_currency(d["currency"]),
+        "dim_counterparty": build_dim_counterparty(
+            h["counterparty"].filter(pl.col("counterparty_id").is_in(counterparty_ids.implode())), h["address"]
+        ),
+        "dim_payment_type": build_dim_payment_type(d["payment_type"]),
+        "dim_transaction": build_dim_transaction(d["transaction"]),
+    }
+
+    referenced = referenced_date_range(facts)
+    date_range = covered_dates
+    if referenced is not None:
+        date_range = referenced if covered_dates is None else (
+            min(referenced[0], covered_dates[0]),
+            max(referenced[1], covered_dates[1]),
+        )
+    if date_range is not None and date_range != covered_dates:
+        dims["dim_date"] = build_dim_date(*date_range)
+    else:
+        dims["dim_date"] = build_dim_date(date(2000, 1, 1), date(2000, 1, 1)).clear()
+
+    warnings = [
+        f"currency code {code!r} is not ISO 4217: loaded as {UNKNOWN_CURRENCY_NAME!r}"
+        for code in unknown_currency_codes(d["currency"])
+    ]
+    tables = {name: (facts | dims)[name] for name in STAR_TABLES}
+    return StarBatch(tables=tables, date_range=date_range, warnings=warnings)

@@ -1,0 +1,341 @@
+"""The data model of ../shared/spec/SPEC.md as Arrow schemas: the only source of SQL identifiers.
+
+Every table or column name that reaches SQL text comes from here and is quoted with
+:func:`quote_ident`; nothing read from data or config is ever spliced into SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+import pyarrow as pa
+
+MONEY = pa.decimal128(10, 2)
+TIMESTAMP = pa.timestamp("us")
+TIME = pa.time64("us")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table's name, its Arrow schema, and the column(s) that identify one of its rows."""
+
+    name: str
+    schema: pa.Schema
+    key: tuple[str, ...]
+
+    @property
+    def columns(self) -> list[str]:
+        return self.schema.names
+
+
+def _table(name: str, key: tuple[str, ...], *fields: tuple[str, pa.DataType]) -> Table:
+    return Table(name=name, schema=pa.schema(list(fields)), key=key)
+
+
+_AUDIT = (("created_at", TIMESTAMP), ("last_updated", TIMESTAMP))
+
+# ToteSys (SPEC section 1), in the column order of the spec. Enums are carried as text.
+SOURCE_TABLES: dict[str, Table] = {
+    t.name: t
+    for t in [
+        _table(
+            "address",
+            ("address_id",),
+            ("address_id", pa.int32()),
+            ("address_line_1", pa.string()),
+            ("address_line_2", pa.string()),
+            ("district", pa.string()),
+            ("city", pa.string()),
+            ("postal_code", pa.string()),
+            ("country", pa.string()),
+            ("phone", pa.string()),
+            *_AUDIT,
+        ),
+        _table(
+            "counterparty",
+            ("counterparty_id",),
+            ("counterparty_id", pa.int32()),
+            ("counterparty_legal_name", pa.string()),
+            ("legal_address_id", pa.int32()),
+            ("commercial_contact", pa.string()),
+            ("delivery_contact", pa.string()),
+            *_AUDIT,
+        ),
+        _table(
+            "currency",
+            ("currency_id",),
+            ("currency_id", pa.int32()),
+            ("currency_code", pa.string()),
+            *_AUDIT,
+        ),
+        _table(
+            "department",
+            ("department_id",),
+            ("department_id", pa.int32()),
+            ("department_name", pa.string()),
+            ("location", pa.string()),
+            ("manager", pa.string()),
+            *_AUDIT,
+        ),
+        _table(
+            "design",
+            ("design_id",),
+            ("design_id", pa.int32()),
+            ("design_name", pa.string()),
+            ("file_location", pa.string()),
+            ("file_name", pa.string()),
+            *_AUDIT,
+        ),
+        _table(
+            "staff",
+            ("staff_id",),
+            ("staff_id", pa.int32()),
+            ("first_name", pa.string()),
+            ("last_name", pa.string()),
+            ("department_id", pa.int32()),
+            ("email_address", pa.string()),
+            *_AUDIT,
+        ),
+        _table(
+            "sales_order",
+            ("sales_order_id",),
+            ("sales_order_id", pa.int32()),
+            ("design_id", pa.int32()),
+            ("staff_id", pa.int32()),
+            ("counterparty_id", pa.int32()),
+            ("units_sold", pa.int32()),
+            ("unit_price", MONEY),
+            ("currency_id", pa.int32()),
+            ("agreed_delivery_date", pa.string()),
+            ("agreed_payment_date", pa.string()),
+            ("agreed_delivery_location_id", pa.int32()),
+            *_AUDIT,
+        ),
+        _table(
+            "purchase_order",
+            ("purchase_order_id",),
+            ("purchase_order_id", pa.int32()),
+            ("staff_id", pa.int32()),
+            ("counterparty_id", pa.int32()),
+            ("item_code", pa.string()),
+            ("item_quantity", pa.int32()),
+            ("item_unit_price", MONEY),
+            ("currency_id", pa.int32()),
+            ("agreed_delivery_date", pa.string()),
+            ("agreed_payment_date", pa.string()),
+            ("agreed_delivery_location_id", pa.int32()),
+            *_AUDIT,
+        ),
+        _table(
+            "payment_type",
+            ("payment_type_id",),
+            ("payment_type_id", pa.int32()),
+            ("payment_type_name", pa.string()),
+            *_AUDIT,
+        ),
+        _table(
+            "transaction",
+            ("transaction_id",),
+            ("transaction_id", pa.int32()),
+            ("transaction_type", pa.string()),
+            ("sales_order_id", pa.int32()),
+            ("purchase_order_id", pa.int32()),
+            *_AUDIT,
+        ),
+        _table(
+            "payment",
+            ("payment_id",),
+            ("payment_id", pa.int32()),
+            ("transaction_id", pa.int32()),
+            ("counterparty_id", pa.int32()),
+            ("payment_amount", MONEY),
+            ("currency_id", pa.int32()),
+            ("payment_type_id", pa.int32()),
+            ("paid", pa.bool_()),
+            ("payment_date", pa.string()),
+            ("company_ac_number", pa.int32()),
+            ("counterparty_ac_number", pa.int32()),
+            *_AUDIT,
+        ),
+    ]
+}
+
+# Source columns whose PostgreSQL type ADBC returns as an opaque extension (numeric, enums): the
+# extractor selects them as text and casts them to the Arrow type above.
+SOURCE_TEXT_CAST_TYPES = (MONEY,)
+SOURCE_ENUM_COLUMNS = {
+    ("payment_type", "payment_type_name"): "PaymentTypeName",
+    ("transaction", "transaction_type"): "TransactionType",
+}
+
+_FACT_AUDIT = (
+    ("created_date", pa.date32()),
+    ("created_time", TIME),
+    ("last_updated_date", pa.date32()),
+    ("last_updated_time", TIME),
+)
+
+# RevisedDW (SPEC section 2), in the spec's column order. The facts' serial record ids are assigned
+# by the warehouse, so they are not part of the star Parquet; the key of a fact is its version.
+STAR_TABLES: dict[str, Table] = {
+    t.name: t
+    for t in [
+        _table(
+            "fact_sales_order",
+            ("sales_order_id", "last_updated_date", "last_updated_time"),
+            ("sales_order_id", pa.int32()),
+            *_FACT_AUDIT,
+            ("sales_staff_id", pa.int32()),
+            ("counterparty_id", pa.int32()),
+            ("units_sold", pa.int32()),
+            ("unit_price", MONEY),
+            ("currency_id", pa.int32()),
+            ("design_id", pa.int32()),
+            ("agreed_payment_date", pa.date32()),
+            ("agreed_delivery_date", pa.date32()),
+            ("agreed_delivery_location_id", pa.int32()),
+        ),
+        _table(
+            "fact_purchase_order",
+            ("purchase_order_id", "last_updated_date", "last_updated_time"),
+            ("purchase_order_id", pa.int32()),
+            *_FACT_AUDIT,
+            ("staff_id", pa.int32()),
+            ("counterparty_id", pa.int32()),
+            ("item_code", pa.string()),
+            ("item_quantity", pa.int32()),
+            ("item_unit_price", MONEY),
+            ("currency_id", pa.int32()),
+            ("agreed_delivery_date", pa.date32()),
+            ("agreed_payment_date", pa.date32()),
+            ("agreed_delivery_location_id", pa.int32()),
+        ),
+        _table(
+            "fact_payment",
+            ("payment_id", "last_updated_date", "last_updated_time"),
+            ("payment_id", pa.int32()),
+            *_FACT_AUDIT,
+            ("transaction_id", pa.int32()),
+            ("counterparty_id", pa.int32()),
+            ("payment_amount", MONEY),
+            ("currency_id", pa.int32()),
+            ("payment_type_id", pa.int32()),
+            ("paid", pa.bool_()),
+            ("payment_date", pa.date32()),
+        ),
+        _table(
+            "dim_date",
+            ("date_id",),
+            ("date_id", pa.date32()),
+            ("year", pa.int32()),
+            ("month", pa.int32()),
+            ("day", pa.int32()),
+            ("day_of_week", pa.int32()),
+            ("day_name", pa.string()),
+            ("month_name", pa.string()),
+            ("quarter", pa.int32()),
+        ),
+        _table(
+            "dim_staff",
+            ("staff_id",),
+            ("staff_id", pa.int32()),
+            ("first_name", pa.string()),
+            ("last_name", pa.string()),
+            ("department_name", pa.string()),
+            ("location", pa.string()),
+            ("email_address", pa.string()),
+        ),
+        _table(
+            "dim_location",
+            ("location_id",),
+            ("location_id", pa.int32()),
+            ("address_line_1", pa.string()),
+            ("address_line_2", pa.string()),
+            ("district", pa.string()),
+            ("city", pa.string()),
+            ("postal_code", pa.string()),
+            ("country", pa.string()),
+            ("phone", pa.string()),
+        ),
+        _table(
+            "dim_design",
+            ("design_id",),
+            ("design_id", pa.int32()),
+            ("design_name", pa.string()),
+            ("file_location", pa.string()),
+            ("file_name", pa.string()),
+        ),
+        _table(
+            "dim_currency",
+            ("currency_id",),
+            ("currency_id", pa.int32()),
+            ("currency_code", pa.string()),
+            ("currency_name", pa.string()),
+        ),
+        _table(
+            "dim_counterparty",
+            ("counterparty_id",),
+            ("counterparty_id", pa.int32()),
+            ("counterparty_legal_name", pa.string()),
+            ("counterparty_legal_address_line_1", pa.string()),
+            ("counterparty_legal_address_line_2", pa.string()),
+            ("counterparty_legal_district", pa.string()),
+            ("counterparty_legal_city", pa.string()),
+            ("counterparty_legal_postal_code", pa.string()),
+            ("counterparty_legal_country", pa.string()),
+            ("counterparty_legal_phone_number", pa.string()),
+        ),
+        _table(
+            "dim_payment_type",
+            ("payment_type_id",),
+            ("payment_type_id", pa.int32()),
+            ("payment_type_name", pa.string()),
+        ),
+        _table(
+            "dim_transaction",
+            ("transaction_id",),
+            ("transaction_id", pa.int32()),
+            ("transaction_type", pa.string()),
+            ("sales_order_id", pa.int32()),
+            ("purchase_order_id", pa.int32()),
+        ),
+    ]
+}
+
+FACT_TABLES = tuple(name for name in STAR_TABLES if name.startswith("fact_"))
+DIMENSION_TABLES = tuple(name for name in STAR_TABLES if name.startswith("dim_"))
+
+
+def quote_ident(name: str) -> str:
+    """A PostgreSQL quoted identifier. Only ever called with names defined in this module."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def read_sql(name: str) -> str:
+    """The text of ``tasks/sql/<name>.sql``, without its final ``;``.
+
+    ADBC runs a parameterless SELECT as ``COPY (query) TO STDOUT``, where a ``;`` is a syntax error.
+    """
+    text = resources.files("tasks").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
+    return text.strip().removesuffix(";")
+
+
+def split_sql(script: str) -> list[str]:
+    """Split one of our own SQL files into statements (ADBC prepares one statement at a time).
+
+    Statements end with ``;`` at the end of a line; ``$$``-quoted bodies may contain ``;``.
+    """
+    statements, current, in_dollar = [], [], False
+    for line in script.splitlines():
+        if not in_dollar and (not line.strip() or line.strip().startswith("--")):
+            continue
+        current.append(line)
+        if line.count("$$") % 2:
+            in_dollar = not in_dollar
+        if not in_dollar and line.rstrip().endswith(";"):
+            statements.append("\n".join(current).rstrip().rstrip(";"))
+            current = []
+    if current and "".join(current).strip():
+        statements.append("\n".join(current))
+    return statements

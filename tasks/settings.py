@@ -1,0 +1,134 @@
+"""The one typed settings object of totes, read from the environment.
+
+Nothing is read at import time: call :func:`load_settings` at start-up. Database URLs are kept as
+``SecretStr`` so that printing the settings, a log line or a Prefect parameter never shows a password;
+use :meth:`TotesSettings.describe` for a safe, human-readable summary.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_POSTGRES_SCHEMES = {"postgresql", "postgres"}
+
+
+def _check_postgres_url(value: SecretStr | None, *, variable: str) -> SecretStr | None:
+    if value is None:
+        return None
+    raw = value.get_secret_value().strip()
+    parts = urlsplit(raw)
+    if parts.scheme not in _POSTGRES_SCHEMES:
+        msg = (
+            f"{variable} must be a postgresql:// URI (got scheme {parts.scheme or 'none'!r}); "
+            "for example postgresql://user:password@host:5432/dbname"
+        )
+        raise ValueError(msg)
+    if not parts.path.strip("/"):
+        msg = f"{variable} must name a database, e.g. postgresql://user@host:5432/dbname"
+        raise ValueError(msg)
+    return SecretStr(raw)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    return re.sub(r"(://[^:/@?#]*:)[^@/?#]*@", r"\1***@", url)
+
+
+class TotesSettings(BaseSettings):
+    """Configuration of one totes process.
+
+    Attributes:
+        source_url: ToteSys, the operational PostgreSQL database (``TOTES_SOURCE_URL``).
+        warehouse_url: the star-schema PostgreSQL warehouse (``TOTES_WAREHOUSE_URL``).
+        lake_url: a local folder, ``file://`` URL or ``s3://bucket/prefix`` (``TOTES_LAKE_URL``).
+            S3-compatible endpoints come from the standard ``AWS_ENDPOINT_URL`` and credentials
+            from the standard AWS variables.
+        parquet_rows_per_file: rows after which the extractor starts a new Parquet file, which bounds
+            both the files' size and the memory of every later reader.
+        watermark_safety_seconds: how far behind the in-flight horizon the next delta read starts,
+            for writers whose clocks run slightly behind the database's.
+        fallback_lag_seconds: the horizon used when the source role cannot see other sessions in
+            ``pg_stat_activity`` (grant it ``pg_read_all_stats`` to avoid this).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="TOTES_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    source_url: SecretStr | None = None
+    warehouse_url: SecretStr | None = None
+    lake_url: str = ".totes/lake"
+    parquet_rows_per_file: int = Field(default=500_000, ge=1)
+    watermark_safety_seconds: float = Field(default=1.0, ge=0)
+    fallback_lag_seconds: float = Field(default=900.0, ge=0)
+
+    @field_validator("source_url")
+    @classmethod
+    def _source_is_postgres(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_postgres_url(value, variable="TOTES_SOURCE_URL")
+
+    @field_validator("warehouse_url")
+    @classmethod
+    def _warehouse_is_postgres(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_postgres_url(value, variable="TOTES_WAREHOUSE_URL")
+
+    @field_validator("lake_url")
+    @classmethod
+    def _lake_is_supported(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in ("", "file", "s3") and not Path(value).is_absolute():
+            msg = f"TOTES_LAKE_URL must be a folder, file:// or s3://bucket/prefix (got {value!r})"
+            raise ValueError(msg)
+        return value
+
+    def require_source_url(self) -> str:
+        return _required(self.source_url, "TOTES_SOURCE_URL", "the ToteSys source database")
+
+    def require_warehouse_url(self) -> str:
+        return _required(self.warehouse_url, "TOTES_WAREHOUSE_URL", "the warehouse database")
+
+    def secrets(self) -> list[str]:
+        """Every password in the settings, to scrub from messages that leave the process."""
+        found = []
+        for url in (self.source_url, self.warehouse_url):
+            if url is not None:
+                password = urlsplit(url.get_secret_value()).password
+                if password:
+                    found.append(password)
+        return found
+
+    def describe(self) -> dict[str, str]:
+        """A summary that is safe to log: URLs with passwords redacted."""
+        return {
+            "source": redact_url(self.source_url.get_secret_value()) if self.source_url else "unset",
+            "warehouse": redact_url(self.warehouse_url.get_secret_value())
+            if self.warehouse_url
+            else "unset",
+            "lake": self.lake_url,
+        }
+
+
+def _required(value: SecretStr | None, variable: str, what: str) -> str:
+    if value is None:
+        msg = f"{variable} is not set: give the postgresql:// URI of {what}"
+        raise ValueError(msg)
+    return value.get_secret_value()
+
+
+def load_settings() -> TotesSettings:
+    """Read and validate the settings from the environment (and a ``.env`` file if present)."""
+    return TotesSettings()
+
+
+def scrub(text: str, settings: TotesSettings | None) -> str:
+    """``text`` with every known password and every URL password replaced by ``***``."""
+    text = redact_url(text)
+    if settings is not None:
+        for secret in settings.secrets():
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,147 @@
+-- RevisedDW, the star schema of SPEC section 2, plus totes' own bookkeeping. Idempotent: the
+-- pipeline runs it at the start of every load, under an advisory lock.
+-- Lineage columns start with "_": _batch_id names the lake batch that last wrote the row.
+create table if not exists fact_sales_order (
+    sales_record_id serial primary key,
+    sales_order_id integer not null,
+    created_date date not null,
+    created_time time not null,
+    last_updated_date date not null,
+    last_updated_time time not null,
+    sales_staff_id integer not null,
+    counterparty_id integer not null,
+    units_sold integer not null,
+    unit_price numeric(10, 2) not null,
+    currency_id integer not null,
+    design_id integer not null,
+    agreed_payment_date date not null,
+    agreed_delivery_date date not null,
+    agreed_delivery_location_id integer not null,
+    _batch_id text not null
+);
+create unique index if not exists fact_sales_order_version_key
+    on fact_sales_order (sales_order_id, last_updated_date, last_updated_time);
+
+create table if not exists fact_purchase_order (
+    purchase_record_id serial primary key,
+    purchase_order_id integer not null,
+    created_date date not null,
+    created_time time not null,
+    last_updated_date date not null,
+    last_updated_time time not null,
+    staff_id integer not null,
+    counterparty_id integer not null,
+    item_code varchar not null,
+    item_quantity integer not null,
+    item_unit_price numeric(10, 2) not null,
+    currency_id integer not null,
+    agreed_delivery_date date not null,
+    agreed_payment_date date not null,
+    agreed_delivery_location_id integer not null,
+    _batch_id text not null
+);
+create unique index if not exists fact_purchase_order_version_key
+    on fact_purchase_order (purchase_order_id, last_updated_date, last_updated_time);
+
+create table if not exists fact_payment (
+    payment_record_id serial primary key,
+    payment_id integer not null,
+    created_date date not null,
+    created_time time not null,
+    last_updated_date date not null,
+    last_updated_time time not null,
+    transaction_id integer not null,
+    counterparty_id integer not null,
+    payment_amount numeric(10, 2) not null,
+    currency_id integer not null,
+    payment_type_id integer not null,
+    paid boolean not null,
+    payment_date date not null,
+    _batch_id text not null
+);
+create unique index if not exists fact_payment_version_key
+    on fact_payment (payment_id, last_updated_date, last_updated_time);
+
+create table if not exists dim_date (
+    date_id date primary key,
+    year integer not null,
+    month integer not null,
+    day integer not null,
+    day_of_week integer not null,
+    day_name varchar not null,
+    month_name varchar not null,
+    quarter integer not null,
+    _batch_id text not null
+);
+
+create table if not exists dim_staff (
+    staff_id integer primary key,
+    first_name varchar not null,
+    last_name varchar not null,
+    department_name varchar not null,
+    location varchar,
+    email_address varchar not null,
+    _batch_id text not null
+);
+
+create table if not exists dim_location (
+    location_id integer primary key,
+    address_line_1 varchar not null,
+    address_line_2 varchar,
+    district varchar,
+    city varchar not null,
+    postal_code varchar not null,
+    country varchar not null,
+    phone varchar not null,
+    _batch_id text not null
+);
+
+create table if not exists dim_design (
+    design_id integer primary key,
+    design_name varchar not null,
+    file_location varchar not null,
+    file_name varchar not null,
+    _batch_id text not null
+);
+
+create table if not exists dim_currency (
+    currency_id integer primary key,
+    currency_code varchar not null,
+    currency_name varchar not null,
+    _batch_id text not null
+);
+
+create table if not exists dim_counterparty (
+    counterparty_id integer primary key,
+    counterparty_legal_name varchar not null,
+    counterparty_legal_address_line_1 varchar not null,
+    counterparty_legal_address_line_2 varchar,
+    counterparty_legal_district varchar,
+    counterparty_legal_city varchar not null,
+    counterparty_legal_postal_code varchar not null,
+    counterparty_legal_country varchar not null,
+    counterparty_legal_phone_number varchar not null,
+    _batch_id text not null
+);
+
+create table if not exists dim_payment_type (
+    payment_type_id integer primary key,
+    payment_type_name varchar not null,
+    _batch_id text not null
+);
+
+create table if not exists dim_transaction (
+    transaction_id integer primary key,
+    transaction_type varchar not null,
+    sales_order_id integer,
+    purchase_order_id integer,
+    _batch_id text not null
+);
+
+-- One row per lake batch merged into the star tables; written in the merge's own transaction, so a
+-- batch is either fully loaded and recorded, or neither.
+create table if not exists _totes_loaded_batch (
+    batch_id text primary key,
+    loaded_at timestamptz not null default now(),
+    row_counts jsonb not null
+);

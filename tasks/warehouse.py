@@ -1,0 +1,167 @@
+"""Load: bulk-copy star Parquet into the warehouse and merge it, one transaction per lake batch.
+
+For each batch: COPY (ADBC ingest) every star table into a temporary staging table, merge the staged
+rows into the star tables (facts: insert versions not yet present; dimensions: upsert), record the
+batch in ``_totes_loaded_batch``, and commit once. A crash anywhere rolls the whole batch back; a
+batch already recorded is skipped, so loading the same batch twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import adbc_driver_postgresql.dbapi as adbc_postgres
+import pyarrow as pa
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.extract import connect
+from tasks.faults import RETRY_POLICY
+from tasks.lake import STAR, Lake
+from tasks.schema import DIMENSION_TABLES, STAR_TABLES, quote_ident, read_sql, split_sql
+from tasks.settings import load_settings
+
+# pg_advisory_xact_lock key: one loader at a time per warehouse ("totes" in ASCII).
+_LOAD_LOCK_KEY = 0x746F746573
+
+
+def migrate(connection: adbc_postgres.Connection) -> None:
+    """Create or migrate the warehouse's star schema and bookkeeping tables (idempotent)."""
+    with connection.cursor() as cursor:
+        cursor.execute("select pg_advisory_xact_lock($1)", parameters=(_LOAD_LOCK_KEY,))
+        for statement in split_sql(read_sql("create_warehouse")):
+            cursor.execute(statement)
+    connection.commit()
+
+
+def loaded_batches(connection: adbc_postgres.Connection) -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(read_sql("select_loaded_batches"))
+        found = {row[0] for row in cursor.fetchall()}
+    connection.rollback()
+    return found
+
+
+def _staging_name(table: str) -> str:
+    return f"_totes_staged_{table}"
+
+
+def merge_statement(table: str) -> str:
+    """The merge SQL of one star table, with identifiers from our schema only."""
+    spec = STAR_TABLES[table]
+    columns = [quote_ident(c) for c in spec.columns]
+    fields = {
+        "table": quote_ident(table),
+        "staging": quote_ident(_staging_name(table)),
+        "columns": ", ".join(columns),
+        "key": ", ".join(quote_ident(k) for k in spec.key),
+    }
+    if table in DIMENSION_TABLES:
+        fields["excluded_columns"] = ", ".join(f"excluded.{c}" for c in columns)
+        fields["target_columns"] = ", ".join(f"target.{c}" for c in columns)
+        return read_sql("upsert_dimension").format(**fields)
+    return read_sql("insert_new_fact_versions").format(**fields)
+
+
+def load_batch(
+    connection: adbc_postgres.Connection,
+    batch_id: str,
+    tables: dict[str, tuple[pa.Schema, Iterator[pa.RecordBatch]]],
+) -> dict[str, int] | None:
+    """Merge one star batch in one transaction. Returns rows changed per table, or None if the
+    batch was already loaded (by an earlier run, or by a concurrent loader that got there first).
+
+    ``tables`` maps each star table to its Arrow schema and a stream of its record batches;
+    dimensions are merged before facts.
+    """
+    changed: dict[str, int] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("select pg_advisory_xact_lock($1)", parameters=(_LOAD_LOCK_KEY,))
+            cursor.execute(
+                "select 1 from _totes_loaded_batch where batch_id = $1", parameters=(batch_id,)
+            )
+            if cursor.fetchone() is not None:
+                connection.rollback()
+                return None
+            for table in sorted(tables, key=lambda name: (not name.startswith("dim_"), name)):
+                schema, batches = tables[table]
+                staging = _staging_name(table)
+                cursor.execute(f"drop table if exists pg_temp.{quote_ident(staging)}")
+                staged = cursor.adbc_ingest(
+                    staging, pa.RecordBatchReader.from_batches(schema, batches), mode="create", temporary=True
+                )
+                if staged == 0:
+                    changed[table] = 0
+                    continue
+                cursor.execute(merge_statement(table), parameters=(batch_id,))
+                (changed[table],) = cursor.fetchone()
+            cursor.execute(
+                read_sql("record_loaded_batch"),
+                parameters=(batch_id, json.dumps(changed)),
+            )
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    return changed
+
+
+def revenue_by_month(connection: adbc_postgres.Connection, *, months: int) -> list[tuple]:
+    """The demo's star query (see select_revenue_by_month.sql): newest months first."""
+    with connection.cursor() as cursor:
+        cursor.execute(read_sql("select_revenue_by_month"), parameters=(months * 3,))
+        rows = cursor.fetchall()
+    connection.rollback()
+    return rows
+
+
+def count_rows(connection: adbc_postgres.Connection) -> dict[str, int]:
+    """Rows in each star table."""
+    counts = {}
+    with connection.cursor() as cursor:
+        for table in STAR_TABLES:
+            cursor.execute(f"select count(*) from public.{quote_ident(table)}")
+            (counts[table],) = cursor.fetchone()
+    connection.rollback()
+    return counts
+
+
+# --- Prefect tasks: the load stage -----------------------------------------------------------------
+
+
+@task(name="migrate-warehouse", cache_policy=NO_CACHE, **RETRY_POLICY)
+def migrate_warehouse() -> list[str]:
+    """Create or migrate the star schema; return the star batches the lake has and the warehouse lacks."""
+    settings = load_settings()
+    lake = Lake.from_url(settings.lake_url)
+    with connect(settings.require_warehouse_url()) as connection:
+        migrate(connection)
+        loaded = loaded_batches(connection)
+    return [batch for batch in lake.list_batches(STAR) if batch not in loaded]
+
+
+@task(name="load-star-batch", task_run_name="load-{batch_id}", cache_policy=NO_CACHE, **RETRY_POLICY)
+def load_star_batch(batch_id: str) -> dict[str, int]:
+    """COPY one star batch into staging tables and merge it, all in one transaction."""
+    settings = load_settings()
+    lake = Lake.from_url(settings.lake_url)
+    manifest = lake.read_manifest(STAR, batch_id)
+    streams = {
+        name: (STAR_TABLES[name].schema, lake.iter_batches(entry["files"], STAR_TABLES[name].schema))
+        for name, entry in manifest["tables"].items()
+        if entry["files"]
+    }
+    with connect(settings.require_warehouse_url()) as connection:
+        changed = load_batch(connection, batch_id, streams)
+    logger = get_run_logger()
+    if changed is None:
+        logger.info("Batch %s was already loaded: skipped", batch_id)
+        return {}
+    logger.info(
+        "Batch %s loaded: %s",
+        batch_id,
+        ", ".join(f"{name} {rows}" for name, rows in changed.items() if rows) or "no changes",
+    )
+    return changed
