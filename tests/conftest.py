@@ -1,0 +1,116 @@
+"""Real components for the tests, started by the tests themselves.
+
+* PostgreSQL: the ``pgserver`` wheel's own server binaries, in a temporary folder; each test gets
+  fresh source and warehouse databases.
+* S3: moto's standalone server (``ThreadedMotoServer``) on 127.0.0.1, reached over HTTP by s3fs
+  through ``AWS_ENDPOINT_URL``; each test gets its own bucket.
+* Prefect: ``prefect_test_harness``, one temporary API for the whole session.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "totesys-2024-02.sql.gz"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = "integration" if "integration" in item.path.parts else "unit"
+        item.add_marker(getattr(pytest.mark, tier))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real PostgreSQL server running for the whole session."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@dataclass(frozen=True)
+class Databases:
+    source_url: str
+    warehouse_url: str
+
+
+@pytest.fixture
+def databases(postgres_server: str) -> Iterator[Databases]:
+    """A fresh, empty source and warehouse database for one test, dropped afterwards."""
+    from flows.demo import database_url
+    from tasks.extract import connect
+
+    suffix = uuid.uuid4().hex[:10]
+    names = (f"source_{suffix}", f"warehouse_{suffix}")
+    with connect(postgres_server) as admin:
+        admin.adbc_connection.set_autocommit(True)
+        with admin.cursor() as cursor:
+            for name in names:
+                cursor.execute(f'create database "{name}"')
+    yield Databases(*(database_url(postgres_server, name) for name in names))
+    with connect(postgres_server) as admin:
+        admin.adbc_connection.set_autocommit(True)
+        with admin.cursor() as cursor:
+            for name in names:
+                cursor.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API over HTTP: moto's server on 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing-secret",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    yield endpoint
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def s3_lake_url(s3_endpoint: str) -> str:
+    """``s3://<fresh bucket>/lake`` on the moto server."""
+    import boto3
+
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/lake"
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One temporary Prefect API for the session (starting one costs ~10 s)."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield PREFECT_API_URL.value()
