@@ -1,0 +1,95 @@
+"""The public contract: ``totes seed``, ``totes churn`` and ``totes run`` as a user runs them."""
+
+from __future__ import annotations
+
+import pytest
+from tests.conftest import SHARED_DATA
+from tests.integration.conftest import Pipeline, scalar
+
+
+@pytest.fixture
+def local_pipeline(databases, prefect_api, tmp_path, monkeypatch) -> Pipeline:
+    """A pipeline whose lake is a local folder, driven through the ``totes`` command."""
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
+    return Pipeline(databases.source_url, databases.warehouse_url, str(tmp_path / "lake"), monkeypatch)
+
+
+def totes(pipeline: Pipeline, *args: str) -> tuple[int, str, str]:
+    child = pipeline.run_cli(*args)
+    out, err = child.communicate(timeout=600)
+    return child.returncode, out, err
+
+
+def test_real_totesys_dump_through_the_command_line(local_pipeline):
+    if not SHARED_DATA.exists():
+        pytest.fail(f"the real ToteSys snapshot is missing at {SHARED_DATA}")
+    code, out, err = totes(local_pipeline, "seed", "--from", str(SHARED_DATA))
+    assert code == 0, err
+    assert scalar(local_pipeline.source_url, "select count(*) from sales_order") == 6941
+    assert scalar(local_pipeline.source_url, "select count(*) from payment") == 9899
+
+    local_pipeline.checkpoint()
+    code, out, err = totes(local_pipeline, "run")
+    assert code == 0, err
+    assert "fact_sales_order" in out and "6941" in out
+    local_pipeline.assert_warehouse_matches_source()
+
+    code, _, err = totes(local_pipeline, "churn", "--orders", "25")
+    assert code == 0, err
+    local_pipeline.checkpoint()
+    code, out, err = totes(local_pipeline, "run")
+    assert code == 0, err
+    local_pipeline.assert_warehouse_matches_source()
+    revenue = scalar(local_pipeline.warehouse_url, "select sum(units_sold * unit_price)::text from fact_sales_order")
+    assert "." in revenue and len(revenue.split(".")[1]) == 2  # exact money, never float
+
+
+def test_seed_refuses_to_overwrite_an_existing_source(local_pipeline):
+    assert totes(local_pipeline, "seed", "--scale", "0.01")[0] == 0
+    code, _, err = totes(local_pipeline, "seed", "--scale", "0.01")
+    assert code == 1
+    assert "already has ToteSys tables" in err and "--replace" in err
+    assert totes(local_pipeline, "seed", "--scale", "0.01", "--replace")[0] == 0
+
+
+def test_seed_scale_one_matches_the_real_database_shape(databases, monkeypatch):
+    from tasks.extract import connect
+    from tasks.source import seed_generated
+
+    with connect(databases.source_url) as connection:
+        counts = seed_generated(connection, 1)
+    assert counts["sales_order"] == 11_000
+    assert counts["purchase_order"] == 4_600
+    assert counts["transaction"] == counts["payment"] == 15_600
+    assert (counts["address"], counts["counterparty"], counts["staff"]) == (30, 20, 20)
+    assert (counts["department"], counts["currency"], counts["payment_type"]) == (8, 3, 4)
+    url = databases.source_url
+    assert scalar(url, "select min(units_sold) >= 1000 and max(units_sold) <= 100000 from sales_order")
+    assert scalar(url, "select min(unit_price) >= 2 and max(unit_price) <= 4 from sales_order")
+    assert scalar(url, "select count(*) from payment p join transaction t using (transaction_id) "
+                       "left join sales_order s on s.sales_order_id = t.sales_order_id "
+                       "where t.transaction_type = 'SALE' and p.payment_amount <> s.units_sold * s.unit_price") == 0
+    assert scalar(url, "select count(*) from information_schema.table_constraints "
+                       "where constraint_type = 'FOREIGN KEY' and table_schema = 'public'") == 17
+
+
+def test_permanent_failure_exits_non_zero_with_one_line_and_no_password(local_pipeline, monkeypatch):
+    secret = "Sup3r-Secret-pw"
+    missing = local_pipeline.source_url.replace("//postgres:@", f"//postgres:{secret}@").replace(
+        "/source_", "/no_such_database_"
+    )
+    child = local_pipeline.run_cli("run", env={"TOTES_SOURCE_URL": missing})
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 1
+    last_line = err.strip().splitlines()[-1]
+    assert last_line.startswith("totes run: failed:")
+    assert "does not exist" in last_line
+    assert secret not in out + err
+    assert "Retrying" not in err  # a missing database is permanent: no retry
+
+
+def test_run_without_configuration_names_the_missing_variable(local_pipeline, monkeypatch):
+    child = local_pipeline.run_cli("run", env={"TOTES_WAREHOUSE_URL": ""})
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 1
+    assert "TOTES_WAREHOUSE_URL" in err.strip().splitlines()[-1]

@@ -1,0 +1,230 @@
+"""Builders of the star tables, on small hand-built frames."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from decimal import Decimal
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from tasks import model
+from tasks.schema import SOURCE_TABLES, STAR_TABLES
+
+T0 = datetime(2024, 2, 1, 9, 30, 15, 123000)
+T1 = datetime(2024, 2, 2, 10, 0, 0, 500000)
+
+
+def source(table: str, rows: list[dict]) -> pl.DataFrame:
+    """A frame with the raw-zone schema of ``table``; columns not given are NULL."""
+    schema = SOURCE_TABLES[table].schema
+    frame = pl.from_arrow(schema.empty_table())
+    if not rows:
+        return frame
+    filled = [{name: row.get(name) for name in schema.names} for row in rows]
+    return pl.DataFrame(filled, schema=frame.schema)
+
+
+def sales_order(order_id: int, last_updated: datetime, **values) -> dict:
+    return {
+        "sales_order_id": order_id, "design_id": 3, "staff_id": 7, "counterparty_id": 2,
+        "units_sold": 1500, "unit_price": Decimal("2.49"), "currency_id": 1,
+        "agreed_delivery_date": "2024-02-10", "agreed_payment_date": "2024-02-12",
+        "agreed_delivery_location_id": 5, "created_at": T0, "last_updated": last_updated, **values,
+    }
+
+
+def address(address_id: int, last_updated: datetime = T0, **values) -> dict:
+    return {
+        "address_id": address_id, "address_line_1": f"{address_id} Mill Street", "address_line_2": None,
+        "district": None, "city": "Leeds", "postal_code": "LS1 1AA", "country": "England",
+        "phone": "0113 000000", "created_at": T0, "last_updated": last_updated, **values,
+    }
+
+
+def counterparty(counterparty_id: int, legal_address_id: int, last_updated: datetime = T0) -> dict:
+    return {
+        "counterparty_id": counterparty_id, "counterparty_legal_name": f"Company {counterparty_id}",
+        "legal_address_id": legal_address_id, "created_at": T0, "last_updated": last_updated,
+    }
+
+
+def staff(staff_id: int, department_id: int, last_updated: datetime = T0) -> dict:
+    return {
+        "staff_id": staff_id, "first_name": "Ana", "last_name": "Glover", "department_id": department_id,
+        "email_address": "ana.glover@terrifictotes.com", "created_at": T0, "last_updated": last_updated,
+    }
+
+
+def department(department_id: int, name: str, location: str | None, last_updated: datetime = T0) -> dict:
+    return {
+        "department_id": department_id, "department_name": name, "location": location,
+        "manager": "Someone", "created_at": T0, "last_updated": last_updated,
+    }
+
+
+class TestFacts:
+    def test_sales_order_one_row_per_version_with_split_timestamps(self):
+        frame = source("sales_order", [sales_order(1, T0), sales_order(1, T1, units_sold=1600), sales_order(1, T0)])
+
+        fact = model.build_fact_sales_order(frame)
+
+        assert fact.columns == STAR_TABLES["fact_sales_order"].columns
+        assert fact.height == 2  # the re-read of version T0 collapses
+        first = fact.row(0, named=True)
+        assert first["created_date"] == date(2024, 2, 1)
+        assert first["created_time"] == time(9, 30, 15, 123000)
+        assert first["last_updated_time"] == time(9, 30, 15, 123000)
+        assert first["sales_staff_id"] == 7
+        assert first["unit_price"] == Decimal("2.49")
+        assert first["agreed_delivery_date"] == date(2024, 2, 10)
+        assert fact["units_sold"].to_list() == [1500, 1600]
+
+    def test_money_stays_exact_decimal(self):
+        fact = model.build_fact_sales_order(source("sales_order", [sales_order(1, T0, unit_price=Decimal("3.10"))]))
+        assert fact.schema["unit_price"] == pl.Decimal(10, 2)
+        assert fact["unit_price"].to_list() == [Decimal("3.10")]
+
+    @pytest.mark.parametrize("bad", ["2024-13-45", "yesterday", "2024/02/10", ""])
+    def test_unparseable_text_date_names_table_column_and_key(self, bad):
+        frame = source("sales_order", [sales_order(1, T0), sales_order(42, T0, agreed_delivery_date=bad)])
+        with pytest.raises(model.TransformError, match=r"sales_order\.agreed_delivery_date.*42"):
+            model.build_fact_sales_order(frame)
+
+    def test_payment_drops_account_numbers_and_parses_payment_date(self):
+        frame = source("payment", [{
+            "payment_id": 9, "transaction_id": 4, "counterparty_id": 2, "payment_amount": Decimal("1000.01"),
+            "currency_id": 2, "payment_type_id": 1, "paid": True, "payment_date": "2024-02-20",
+            "company_ac_number": 12345678, "counterparty_ac_number": 87654321,
+            "created_at": T0, "last_updated": T1,
+        }])
+        fact = model.build_fact_payment(frame)
+        assert fact.columns == STAR_TABLES["fact_payment"].columns
+        assert "company_ac_number" not in fact.columns
+        assert fact.row(0, named=True)["payment_date"] == date(2024, 2, 20)
+
+    def test_purchase_order_empty_input_gives_empty_fact(self):
+        fact = model.build_fact_purchase_order(source("purchase_order", []))
+        assert fact.height == 0
+        assert fact.columns == STAR_TABLES["fact_purchase_order"].columns
+
+
+class TestDimensions:
+    def test_location_takes_latest_version_and_keeps_nulls(self):
+        frame = source("address", [address(1, T0, phone="old"), address(1, T1, phone="new"), address(2)])
+        dim = model.build_dim_location(frame)
+        assert dim.columns == STAR_TABLES["dim_location"].columns
+        assert dim.sort("location_id")["phone"].to_list() == ["new", "0113 000000"]
+        assert dim["district"].null_count() == 2
+
+    def test_staff_joins_latest_department(self):
+        dim = model.build_dim_staff(
+            source("staff", [staff(1, 10)]),
+            source("department", [department(10, "Sales", "Leeds"), department(10, "Sales", None, T1)]),
+        )
+        expected = pl.DataFrame(
+            {"staff_id": [1], "first_name": ["Ana"], "last_name": ["Glover"], "department_name": ["Sales"],
+             "location": [None], "email_address": ["ana.glover@terrifictotes.com"]},
+            schema={"staff_id": pl.Int32, "first_name": pl.String, "last_name": pl.String,
+                    "department_name": pl.String, "location": pl.String, "email_address": pl.String},
+        )
+        assert_frame_equal(dim, expected)
+
+    def test_staff_with_unknown_department_fails_naming_the_keys(self):
+        with pytest.raises(model.TransformError, match=r"\(1, 99\)"):
+            model.build_dim_staff(source("staff", [staff(1, 99)]), source("department", []))
+
+    def test_counterparty_joins_legal_address(self):
+        dim = model.build_dim_counterparty(
+            source("counterparty", [counterparty(5, 1)]), source("address", [address(1, district="Avon")])
+        )
+        row = dim.row(0, named=True)
+        assert dim.columns == STAR_TABLES["dim_counterparty"].columns
+        assert row["counterparty_legal_address_line_1"] == "1 Mill Street"
+        assert row["counterparty_legal_district"] == "Avon"
+        assert row["counterparty_legal_phone_number"] == "0113 000000"
+
+    def test_counterparty_with_missing_address_fails(self):
+        with pytest.raises(model.TransformError, match="addresses that do not exist"):
+            model.build_dim_counterparty(source("counterparty", [counterparty(5, 404)]), source("address", []))
+
+    def test_currency_names_come_from_iso_4217(self):
+        frame = source("currency", [
+            {"currency_id": 1, "currency_code": "GBP", "created_at": T0, "last_updated": T0},
+            {"currency_id": 2, "currency_code": "USD", "created_at": T0, "last_updated": T0},
+            {"currency_id": 3, "currency_code": "EUR", "created_at": T0, "last_updated": T0},
+            {"currency_id": 4, "currency_code": "XYZ", "created_at": T0, "last_updated": T0},
+        ])
+        dim = model.build_dim_currency(frame)
+        assert dim.sort("currency_id")["currency_name"].to_list() == ["Pound Sterling", "US Dollar", "Euro", "Unknown"]
+        assert model.unknown_currency_codes(frame) == ["XYZ"]
+
+    def test_dim_date_iso_weekday_and_english_names(self):
+        dim = model.build_dim_date(date(2024, 2, 25), date(2024, 3, 4))
+        assert dim.columns == STAR_TABLES["dim_date"].columns
+        sunday = dim.filter(pl.col("date_id") == date(2024, 2, 25)).row(0, named=True)
+        assert (sunday["day_of_week"], sunday["day_name"], sunday["month_name"], sunday["quarter"]) == (7, "Sunday", "February", 1)
+        monday = dim.filter(pl.col("date_id") == date(2024, 2, 26)).row(0, named=True)
+        assert (monday["day_of_week"], monday["day_name"]) == (1, "Monday")
+        assert dim.height == 9  # leap day included
+
+    def test_dim_date_rejects_reversed_range(self):
+        with pytest.raises(model.TransformError, match="empty"):
+            model.build_dim_date(date(2024, 3, 1), date(2024, 2, 1))
+
+
+class TestBuildStar:
+    def test_address_change_rebuilds_every_counterparty_using_it(self):
+        history = {
+            "address": source("address", [address(1), address(2), address(1, T1, phone="changed")]),
+            "counterparty": source("counterparty", [counterparty(10, 1), counterparty(11, 2), counterparty(12, 1)]),
+        }
+        delta = {"address": source("address", [address(1, T1, phone="changed")])}
+
+        star = model.build_star(delta, history, covered_dates=None)
+
+        assert star.tables["dim_location"]["location_id"].to_list() == [1]
+        rebuilt = star.tables["dim_counterparty"].sort("counterparty_id")
+        assert rebuilt["counterparty_id"].to_list() == [10, 12]
+        assert set(rebuilt["counterparty_legal_phone_number"]) == {"changed"}
+        assert star.tables["fact_sales_order"].height == 0
+
+    def test_department_change_rebuilds_its_staff_only(self):
+        history = {
+            "department": source("department", [department(1, "Sales", "Leeds"), department(2, "HR", "Leeds"),
+                                                department(1, "Sales", "Manchester", T1)]),
+            "staff": source("staff", [staff(1, 1), staff(2, 2), staff(3, 1)]),
+        }
+        delta = {"department": source("department", [department(1, "Sales", "Manchester", T1)])}
+        star = model.build_star(delta, history, covered_dates=None)
+        dim = star.tables["dim_staff"].sort("staff_id")
+        assert dim["staff_id"].to_list() == [1, 3]
+        assert set(dim["location"]) == {"Manchester"}
+
+    def test_dim_date_extends_contiguously_from_the_covered_range(self):
+        delta = {"sales_order": source("sales_order", [sales_order(1, T0)])}
+        star = model.build_star(delta, {}, covered_dates=(date(2023, 1, 1), date(2023, 1, 31)))
+        dates = star.tables["dim_date"]["date_id"]
+        assert star.date_range == (date(2023, 1, 1), date(2024, 2, 12))
+        assert dates.min() == date(2023, 1, 1)
+        assert dates.max() == date(2024, 2, 12)
+        assert dates.len() == (date(2024, 2, 12) - date(2023, 1, 1)).days + 1
+
+    def test_no_new_dates_means_no_dim_date_rows(self):
+        delta = {"sales_order": source("sales_order", [sales_order(1, T0)])}
+        star = model.build_star(delta, {}, covered_dates=(date(2020, 1, 1), date(2030, 1, 1)))
+        assert star.tables["dim_date"].height == 0
+
+    def test_unknown_currency_is_a_warning_not_a_failure(self):
+        delta = {"currency": source("currency", [{"currency_id": 4, "currency_code": "ABC", "created_at": T0, "last_updated": T0}])}
+        star = model.build_star(delta, {}, covered_dates=None)
+        assert star.tables["dim_currency"]["currency_name"].to_list() == ["Unknown"]
+        assert star.warnings and "ABC" in star.warnings[0]
+
+    def test_every_star_table_is_built_with_its_spec_columns(self):
+        star = model.build_star({}, {}, covered_dates=None)
+        assert list(star.tables) == list(STAR_TABLES)
+        for name, frame in star.tables.items():
+            assert frame.columns == STAR_TABLES[name].columns, name
+            assert frame.height == 0

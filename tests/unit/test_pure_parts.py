@@ -1,0 +1,181 @@
+"""Watermarks, batch conformance, settings, fault classification and SQL handling: no I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+from pydantic import ValidationError
+
+from tasks import extract
+from tasks.faults import is_transient
+from tasks.lake import batch_sequence, new_batch_id
+from tasks.schema import SOURCE_TABLES, split_sql
+from tasks.settings import TotesSettings, redact_url, scrub
+
+NOW = datetime(2024, 2, 23, 12, 0, 0)
+
+
+class TestNextWatermark:
+    def horizon(self, oldest=None, hidden=False):
+        return extract.Horizon(clock_at=NOW, oldest_open_transaction_at=oldest, has_hidden_sessions=hidden)
+
+    def test_no_open_transactions_uses_the_clock_less_the_margin(self):
+        assert extract.next_watermark(
+            datetime(2024, 1, 1), self.horizon(), safety_seconds=1, fallback_lag_seconds=900
+        ) == NOW - timedelta(seconds=1)
+
+    def test_an_open_transaction_holds_the_watermark_at_its_start(self):
+        started = NOW - timedelta(minutes=7)
+        assert extract.next_watermark(
+            datetime(2024, 1, 1), self.horizon(started), safety_seconds=0, fallback_lag_seconds=900
+        ) == started
+
+    def test_hidden_sessions_fall_back_to_a_fixed_lag(self):
+        assert extract.next_watermark(
+            datetime(2024, 1, 1), self.horizon(hidden=True), safety_seconds=0, fallback_lag_seconds=600
+        ) == NOW - timedelta(minutes=10)
+
+    def test_never_moves_backwards(self):
+        later = NOW + timedelta(hours=1)
+        assert extract.next_watermark(later, self.horizon(), safety_seconds=0, fallback_lag_seconds=0) == later
+
+
+def currency_batch(rows):
+    return pa.RecordBatch.from_pylist(rows, schema=SOURCE_TABLES["currency"].schema)
+
+
+class TestBatches:
+    def test_known_versions_are_dropped_and_new_ones_kept(self):
+        batch = currency_batch([
+            {"currency_id": 1, "currency_code": "GBP", "created_at": NOW, "last_updated": NOW},
+            {"currency_id": 2, "currency_code": "USD", "created_at": NOW, "last_updated": NOW},
+        ])
+        kept = extract.drop_known_versions(batch, SOURCE_TABLES["currency"], {(1, NOW)})
+        assert kept.column("currency_id").to_pylist() == [2]
+        assert kept.schema == SOURCE_TABLES["currency"].schema
+
+    def test_versions_since_collects_the_overlap(self):
+        earlier = NOW - timedelta(seconds=5)
+        batch = currency_batch([
+            {"currency_id": 1, "currency_code": "GBP", "created_at": NOW, "last_updated": earlier},
+            {"currency_id": 2, "currency_code": "USD", "created_at": NOW, "last_updated": NOW},
+        ])
+        assert extract.versions_since(batch, SOURCE_TABLES["currency"], NOW) == {(2, NOW)}
+
+    def test_watermark_state_round_trips_through_json(self):
+        state = extract.TableWatermark(NOW, {(3, NOW)})
+        assert extract.TableWatermark.from_json(state.to_json()) == state
+        assert extract.TableWatermark.from_json(None).watermark == extract.BEGINNING_OF_TIME
+
+    def test_conform_casts_numeric_text_to_exact_decimal(self):
+        raw = pa.RecordBatch.from_pydict({
+            "payment_type_id": pa.array([1], pa.int32()),
+            "payment_type_name": ["SALES_RECEIPT"],
+            "created_at": pa.array([NOW], pa.timestamp("us")),
+            "last_updated": pa.array([NOW], pa.timestamp("us")),
+        })
+        assert extract.conform_batch(raw, SOURCE_TABLES["payment_type"]).schema == SOURCE_TABLES["payment_type"].schema
+        money = pa.array(["1234.50", None]).cast(pa.decimal128(10, 2))
+        assert money.to_pylist() == [Decimal("1234.50"), None]
+
+    def test_conform_reports_a_missing_column_as_drift(self):
+        raw = pa.RecordBatch.from_pydict({"currency_id": pa.array([1], pa.int32())})
+        with pytest.raises(ValueError, match="currency has no column 'currency_code'"):
+            extract.conform_batch(raw, SOURCE_TABLES["currency"])
+
+    def test_delta_query_quotes_identifiers_and_casts_opaque_types(self):
+        sql = extract.delta_query(SOURCE_TABLES["payment"])
+        assert 'from public."payment"' in sql
+        assert 'source."payment_amount"::text as "payment_amount"' in sql
+        assert "last_updated >= $1" in sql
+        assert 'source."transaction_type"::text' in extract.delta_query(SOURCE_TABLES["transaction"])
+
+    def test_batch_ids_sort_by_sequence(self):
+        batch_id = new_batch_id(12, NOW)
+        assert batch_id == "00000012-20240223T120000Z"
+        assert batch_sequence(batch_id) == 12
+
+
+class TestSettings:
+    def test_reads_the_three_variables(self, monkeypatch):
+        monkeypatch.setenv("TOTES_SOURCE_URL", "postgresql://etl:s3cret@db:5432/totesys")
+        monkeypatch.setenv("TOTES_WAREHOUSE_URL", "postgresql://loader:hunter2@dw/warehouse")
+        monkeypatch.setenv("TOTES_LAKE_URL", "s3://lake-bucket/prefix")
+        settings = TotesSettings()
+        assert settings.require_source_url().endswith("/totesys")
+        assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.describe())
+        assert settings.describe()["source"] == "postgresql://etl:***@db:5432/totesys"
+        assert sorted(settings.secrets()) == ["hunter2", "s3cret"]
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "message"),
+        [
+            ("TOTES_SOURCE_URL", "mysql://x@y/db", "postgresql:// URI"),
+            ("TOTES_WAREHOUSE_URL", "postgresql://x@y", "name a database"),
+            ("TOTES_LAKE_URL", "gs://bucket", "TOTES_LAKE_URL"),
+        ],
+    )
+    def test_rejects_bad_values_loudly(self, monkeypatch, variable, value, message):
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(ValidationError, match=message):
+            TotesSettings()
+
+    def test_missing_url_says_which_variable(self, monkeypatch):
+        monkeypatch.delenv("TOTES_SOURCE_URL", raising=False)
+        with pytest.raises(ValueError, match="TOTES_SOURCE_URL is not set"):
+            TotesSettings(_env_file=None).require_source_url()
+
+    def test_scrub_removes_passwords_from_messages(self, monkeypatch):
+        monkeypatch.setenv("TOTES_SOURCE_URL", "postgresql://etl:pa55word@db/totesys")
+        text = "connection to postgresql://etl:pa55word@db/totesys failed; password pa55word rejected"
+        assert "pa55word" not in scrub(text, TotesSettings())
+        assert redact_url("postgresql://u:p@h/d") == "postgresql://u:***@h/d"
+
+
+class FakeAdbcError(Exception):
+    """Stands in for an ADBC error carrying a SQLSTATE (the driver's exceptions need a live handle)."""
+
+    def __init__(self, message: str, sqlstate: str):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class TestFaults:
+    @pytest.mark.parametrize(
+        "error",
+        [
+            ConnectionRefusedError("connection refused"),
+            ConnectionResetError("connection reset by peer"),
+            FakeAdbcError("terminating connection due to administrator command", "57P01"),
+            FakeAdbcError("could not connect to server", "08006"),
+            FakeAdbcError("could not serialize access", "40001"),
+            OSError("An error occurred (SlowDown) when calling PutObject: Please reduce your request rate"),
+            OSError("An error occurred (503) Service Unavailable"),
+        ],
+    )
+    def test_transient(self, error):
+        assert is_transient(error)
+
+    @pytest.mark.parametrize(
+        "error",
+        [
+            FakeAdbcError('password authentication failed for user "etl"', "28P01"),
+            FakeAdbcError('database "nope" does not exist', "3D000"),
+            FakeAdbcError('relation "sales_order" does not exist', "42P01"),
+            ValueError("sales_order.agreed_delivery_date: 1 value(s) are not yyyy-mm-dd dates"),
+            PermissionError("Access Denied"),
+            OSError('connection to server failed: FATAL:  password authentication failed for user "x"'),
+        ],
+    )
+    def test_permanent(self, error):
+        assert not is_transient(error)
+
+
+def test_split_sql_keeps_dollar_quoted_bodies_whole():
+    script = "-- a comment\ncreate table a (x int);\n\ncreate function f() returns int as $$\nbegin\n  return 1;\nend\n$$ language plpgsql;\nselect 1;\n"
+    statements = split_sql(script)
+    assert len(statements) == 3
+    assert "return 1;" in statements[1]
