@@ -10,9 +10,9 @@ INSTALLED := $(VENV)/.installed
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml requirements.lock
+$(INSTALLED): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --constraint requirements.lock --editable ".[dev]"
+	$(BIN)/python -m pip install --quiet --constraint requirements-dev.lock --editable ".[dev]"
 	touch $(INSTALLED)
 
 demo: $(INSTALLED)

@@ -32,7 +32,7 @@ from tasks.schema import (
     quote_ident,
     read_sql,
 )
-from tasks.settings import load_settings
+from tasks.settings import load_settings, redact_url
 
 BEGINNING_OF_TIME = datetime(1900, 1, 1)
 
@@ -69,9 +69,23 @@ class TableWatermark:
         )
 
 
-def connect(url: str) -> adbc_postgres.Connection:
-    """An ADBC connection to PostgreSQL (``autocommit`` off: every statement runs in a transaction)."""
-    return adbc_postgres.connect(url)
+class ConnectionFailed(RuntimeError):
+    """A database could not be reached or refused us; the message names which one and why."""
+
+
+def connect(url: str, *, purpose: str = "database") -> adbc_postgres.Connection:
+    """An ADBC connection to PostgreSQL (``autocommit`` off: every statement runs in a transaction).
+
+    Raises:
+        ConnectionFailed: naming ``purpose`` (e.g. "source database") and the URL without password;
+            the driver's error is kept as the cause, so retry classification still sees it.
+    """
+    try:
+        return adbc_postgres.connect(url)
+    except adbc_postgres.Error as error:
+        reason = str(error).strip().splitlines()[0].removeprefix("IO: ").removeprefix("[libpq] ")
+        msg = f"cannot connect to the {purpose} {redact_url(url)}: {reason.removeprefix('Failed to connect: ')}"
+        raise ConnectionFailed(msg) from error
 
 
 def read_source_horizon(connection: adbc_postgres.Connection) -> Horizon:
@@ -210,7 +224,7 @@ def plan_ingest_batch() -> IngestPlan:
 def read_horizon() -> Horizon:
     """Read the source's in-flight horizon, before any data is read."""
     settings = load_settings()
-    with connect(settings.require_source_url()) as connection:
+    with connect(settings.require_source_url(), purpose="source database") as connection:
         horizon = read_source_horizon(connection)
     logger = get_run_logger()
     if horizon.has_hidden_sessions:
@@ -257,7 +271,7 @@ def extract_table_delta(table_name: str, batch_id: str, previous: dict | None, h
             if fresh.num_rows:
                 yield fresh
 
-    with connect(settings.require_source_url()) as connection:
+    with connect(settings.require_source_url(), purpose="source database") as connection:
         files, rows = lake.write_batches(
             RAW, table_name, batch_id, table.schema, fresh_batches(),
             rows_per_file=settings.parquet_rows_per_file,

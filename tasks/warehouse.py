@@ -136,7 +136,7 @@ def migrate_warehouse() -> list[str]:
     """Create or migrate the star schema; return the star batches the lake has and the warehouse lacks."""
     settings = load_settings()
     lake = Lake.from_url(settings.lake_url)
-    with connect(settings.require_warehouse_url()) as connection:
+    with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
         migrate(connection)
         loaded = loaded_batches(connection)
     return [batch for batch in lake.list_batches(STAR) if batch not in loaded]
@@ -153,7 +153,7 @@ def load_star_batch(batch_id: str) -> dict[str, int]:
         for name, entry in manifest["tables"].items()
         if entry["files"]
     }
-    with connect(settings.require_warehouse_url()) as connection:
+    with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
         changed = load_batch(connection, batch_id, streams)
     logger = get_run_logger()
     if changed is None:

@@ -1,0 +1,25 @@
+# The image the ECS work pool runs: `prefect deploy` builds and pushes it (see prefect.yaml).
+# Pinned slim base; dependencies from the lock in their own layer; the project after; non-root.
+FROM python:3.11.10-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /opt/totes
+
+# Dependencies change rarely: their own cached layer, exactly the versions of the lock.
+COPY requirements.lock ./
+RUN python -m pip install --no-deps --requirement requirements.lock
+
+# The project itself; --no-deps because every dependency came from the lock above.
+COPY pyproject.toml README.md ./
+COPY flows ./flows
+COPY tasks ./tasks
+RUN python -m pip install --no-deps . \
+    && useradd --create-home --uid 10001 totes
+
+USER totes
+ENV HOME=/home/totes
+CMD ["totes", "run"]
