@@ -82,55 +82,47 @@ def _require_not_null(frame: pl.DataFrame, *, table: str, key: str, columns: lis
 # --- facts ---------------------------------------------------------------------------------------
 
 
-def build_fact_sales_order(sales_order: pl.DataFrame) -> pl.DataFrame:
-    """One row per version (sales_order_id, last_updated) of a sales order."""
-    versions = distinct_versions(sales_order, "sales_order_id")
-    versions = parse_text_dates(
-        versions,
-        table="sales_order",
-        key="sales_order_id",
-        columns=["agreed_delivery_date", "agreed_payment_date"],
-    )
+def _fact_rows(
+    frame: pl.DataFrame, *, source: str, key: str, text_dates: list[str], star: str, extra: tuple[pl.Expr, ...] = ()
+) -> pl.DataFrame:
+    versions = parse_text_dates(distinct_versions(frame, key), table=source, key=key, columns=text_dates)
     return _star_columns(
         versions.with_columns(
             *_timestamp_parts("created_at", "created"),
             *_timestamp_parts("last_updated", "last_updated"),
-            pl.col("staff_id").alias("sales_staff_id"),
+            *extra,
         ),
-        "fact_sales_order",
+        star,
+    )
+
+
+def build_fact_sales_order(sales_order: pl.DataFrame) -> pl.DataFrame:
+    """One row per version (sales_order_id, last_updated) of a sales order."""
+    return _fact_rows(
+        sales_order,
+        source="sales_order",
+        key="sales_order_id",
+        text_dates=["agreed_delivery_date", "agreed_payment_date"],
+        star="fact_sales_order",
+        extra=(pl.col("staff_id").alias("sales_staff_id"),),
     )
 
 
 def build_fact_purchase_order(purchase_order: pl.DataFrame) -> pl.DataFrame:
     """One row per version (purchase_order_id, last_updated) of a purchase order."""
-    versions = distinct_versions(purchase_order, "purchase_order_id")
-    versions = parse_text_dates(
-        versions,
-        table="purchase_order",
+    return _fact_rows(
+        purchase_order,
+        source="purchase_order",
         key="purchase_order_id",
-        columns=["agreed_delivery_date", "agreed_payment_date"],
-    )
-    return _star_columns(
-        versions.with_columns(
-            *_timestamp_parts("created_at", "created"),
-            *_timestamp_parts("last_updated", "last_updated"),
-        ),
-        "fact_purchase_order",
+        text_dates=["agreed_delivery_date", "agreed_payment_date"],
+        star="fact_purchase_order",
     )
 
 
 def build_fact_payment(payment: pl.DataFrame) -> pl.DataFrame:
     """One row per version (payment_id, last_updated) of a payment; account numbers are dropped."""
-    versions = distinct_versions(payment, "payment_id")
-    versions = parse_text_dates(
-        versions, table="payment", key="payment_id", columns=["payment_date"]
-    )
-    return _star_columns(
-        versions.with_columns(
-            *_timestamp_parts("created_at", "created"),
-            *_timestamp_parts("last_updated", "last_updated"),
-        ),
-        "fact_payment",
+    return _fact_rows(
+        payment, source="payment", key="payment_id", text_dates=["payment_date"], star="fact_payment"
     )
 
 

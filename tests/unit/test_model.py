@@ -228,3 +228,26 @@ class TestBuildStar:
         for name, frame in star.tables.items():
             assert frame.columns == STAR_TABLES[name].columns, name
             assert frame.height == 0
+
+
+class TestOneSourceDimensions:
+    def test_design_latest_version_per_id(self):
+        rows = [
+            {"design_id": 1, "design_name": "Wooden", "file_location": "/usr", "file_name": "a.json", "created_at": T0, "last_updated": T0},
+            {"design_id": 1, "design_name": "Bronze", "file_location": "/usr", "file_name": "a.json", "created_at": T0, "last_updated": T1},
+        ]
+        dim = model.build_dim_design(source("design", rows))
+        assert dim.columns == STAR_TABLES["dim_design"].columns
+        assert dim.rows() == [(1, "Bronze", "/usr", "a.json")]
+
+    def test_payment_type(self):
+        rows = [{"payment_type_id": 3, "payment_type_name": "PURCHASE_PAYMENT", "created_at": T0, "last_updated": T0}]
+        assert model.build_dim_payment_type(source("payment_type", rows)).rows() == [(3, "PURCHASE_PAYMENT")]
+
+    def test_transaction_keeps_null_order_ids(self):
+        rows = [
+            {"transaction_id": 1, "transaction_type": "SALE", "sales_order_id": 5, "purchase_order_id": None, "created_at": T0, "last_updated": T0},
+            {"transaction_id": 2, "transaction_type": "PURCHASE", "sales_order_id": None, "purchase_order_id": 8, "created_at": T0, "last_updated": T0},
+        ]
+        dim = model.build_dim_transaction(source("transaction", rows)).sort("transaction_id")
+        assert dim.rows() == [(1, "SALE", 5, None), (2, "PURCHASE", None, 8)]
