@@ -10,7 +10,7 @@ from tasks.extract import extract_table_delta, plan_ingest_batch, read_horizon, 
 from tasks.report import RunSummary, add_counts, publish_run_report
 from tasks.schema import SOURCE_TABLES
 from tasks.transform import list_pending_transforms, transform_batch
-from tasks.warehouse import load_star_batch, migrate_warehouse
+from tasks.warehouse import load_star_batch, migrate_warehouse, rebuild_warehouse_from_lake
 
 
 @flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4))
@@ -56,3 +56,13 @@ def totesys_etl() -> RunSummary:
     return publish_run_report(
         RunSummary(ingested=ingested, transformed=built, loaded=loaded, batches_loaded=batches)
     )
+
+
+@flow(name="rebuild-warehouse", log_prints=True)
+def rebuild_warehouse() -> RunSummary:
+    """Rebuild the whole warehouse from the lake alone: transform what is pending, then empty the
+    star tables and merge every star batch again, in one transaction (readers see the old
+    warehouse until it commits)."""
+    built = transform()
+    loaded, batches = rebuild_warehouse_from_lake()
+    return publish_run_report(RunSummary(transformed=built, loaded=loaded, batches_loaded=batches))

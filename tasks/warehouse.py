@@ -22,14 +22,10 @@ from tasks.lake import STAR, Lake
 from tasks.schema import DIMENSION_TABLES, STAR_TABLES, quote_ident, read_sql, split_sql
 from tasks.settings import load_settings
 
-# pg_advisory_xact_lock key: one loader at a time per warehouse ("totes" in ASCII).
-_LOAD_LOCK_KEY = 0x746F746573
-
-
 def migrate(connection: adbc_postgres.Connection) -> None:
     """Create or migrate the warehouse's star schema and bookkeeping tables (idempotent)."""
     with connection.cursor() as cursor:
-        cursor.execute("select pg_advisory_xact_lock($1)", parameters=(_LOAD_LOCK_KEY,))
+        cursor.execute(read_sql("take_load_lock"))
         for statement in split_sql(read_sql("create_warehouse")):
             cursor.execute(statement)
     connection.commit()
@@ -68,22 +64,24 @@ def load_batch(
     connection: adbc_postgres.Connection,
     batch_id: str,
     tables: dict[str, tuple[pa.Schema, Iterator[pa.RecordBatch]]],
+    *,
+    commit: bool = True,
 ) -> dict[str, int] | None:
     """Merge one star batch in one transaction. Returns rows changed per table, or None if the
     batch was already loaded (by an earlier run, or by a concurrent loader that got there first).
 
     ``tables`` maps each star table to its Arrow schema and a stream of its record batches;
-    dimensions are merged before facts.
+    dimensions are merged before facts. With ``commit=False`` the caller owns the transaction
+    (a full rebuild loads every batch in one).
     """
     changed: dict[str, int] = {}
     try:
         with connection.cursor() as cursor:
-            cursor.execute("select pg_advisory_xact_lock($1)", parameters=(_LOAD_LOCK_KEY,))
-            cursor.execute(
-                "select 1 from _totes_loaded_batch where batch_id = $1", parameters=(batch_id,)
-            )
+            cursor.execute(read_sql("take_load_lock"))
+            cursor.execute(read_sql("select_loaded_batch"), parameters=(batch_id,))
             if cursor.fetchone() is not None:
-                connection.rollback()
+                if commit:
+                    connection.rollback()
                 return None
             for table in sorted(tables, key=lambda name: (not name.startswith("dim_"), name)):
                 schema, batches = tables[table]
@@ -101,7 +99,8 @@ def load_batch(
                 read_sql("record_loaded_batch"),
                 parameters=(batch_id, json.dumps(changed)),
             )
-        connection.commit()
+        if commit:
+            connection.commit()
     except BaseException:
         connection.rollback()
         raise
@@ -147,12 +146,7 @@ def load_star_batch(batch_id: str) -> dict[str, int]:
     """COPY one star batch into staging tables and merge it, all in one transaction."""
     settings = load_settings()
     lake = Lake.from_url(settings.lake_url)
-    manifest = lake.read_manifest(STAR, batch_id)
-    streams = {
-        name: (STAR_TABLES[name].schema, lake.iter_batches(entry["files"], STAR_TABLES[name].schema))
-        for name, entry in manifest["tables"].items()
-        if entry["files"]
-    }
+    streams = star_batch_streams(lake, batch_id)
     with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
         changed = load_batch(connection, batch_id, streams)
     logger = get_run_logger()
@@ -165,3 +159,39 @@ def load_star_batch(batch_id: str) -> dict[str, int]:
         ", ".join(f"{name} {rows}" for name, rows in changed.items() if rows) or "no changes",
     )
     return changed
+
+
+def star_batch_streams(lake: Lake, batch_id: str) -> dict[str, tuple[pa.Schema, Iterator[pa.RecordBatch]]]:
+    """Each star table of a batch as (schema, record batches read file by file from the lake)."""
+    manifest = lake.read_manifest(STAR, batch_id)
+    return {
+        name: (STAR_TABLES[name].schema, lake.iter_batches(entry["files"], STAR_TABLES[name].schema))
+        for name, entry in manifest["tables"].items()
+        if entry["files"]
+    }
+
+
+@task(name="rebuild-warehouse", cache_policy=NO_CACHE, **RETRY_POLICY)
+def rebuild_warehouse_from_lake() -> tuple[dict[str, int], list[str]]:
+    """Empty the star tables and load every star batch of the lake, all in one transaction."""
+    settings = load_settings()
+    lake = Lake.from_url(settings.lake_url)
+    batches = lake.list_batches(STAR)
+    logger = get_run_logger()
+    changed: dict[str, int] = {}
+    with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
+        migrate(connection)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(read_sql("take_load_lock"))
+                cursor.execute(read_sql("truncate_star"))
+            for batch_id in batches:
+                counts = load_batch(connection, batch_id, star_batch_streams(lake, batch_id), commit=False) or {}
+                changed = {name: changed.get(name, 0) + counts.get(name, 0) for name in changed.keys() | counts.keys()}
+                logger.info("Rebuild: batch %s merged", batch_id)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+    logger.info("Warehouse rebuilt from %d lake batch(es)", len(batches))
+    return changed, batches
