@@ -80,6 +80,14 @@ def command_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_serve(args: argparse.Namespace) -> int:
+    from flows.etl import serve_deployments
+
+    load_settings().require_warehouse_url()
+    serve_deployments(interval_seconds=args.interval)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="totes",
@@ -105,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     churn = commands.add_parser("churn", help="apply one round of business activity to the source")
     churn.add_argument("--orders", type=int, default=30, help="new sales orders in this round (default 30)")
     churn.set_defaults(handler=command_churn)
+
+    serve = commands.add_parser(
+        "serve", help="serve the deployments from this process (no work pool needed) until stopped"
+    )
+    serve.add_argument(
+        "--interval", type=int, default=900, help="seconds between scheduled ETL cycles (default 900)"
+    )
+    serve.set_defaults(handler=command_serve)
 
     demo = commands.add_parser("demo", help="the whole pipeline on an embedded PostgreSQL and a local lake")
     demo.add_argument("--dir", default=".totes/demo", help="where the demo keeps its database and lake")

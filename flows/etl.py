@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, serve
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.extract import extract_table_delta, plan_ingest_batch, read_horizon, record_ingest_batch
+from tasks.alerts import alert_on_failure
+from tasks.extract import Horizon, extract_table_delta, plan_ingest_batch, read_horizon, record_ingest_batch
 from tasks.report import RunSummary, add_counts, publish_run_report
 from tasks.schema import SOURCE_TABLES
 from tasks.transform import list_pending_transforms, transform_batch
 from tasks.warehouse import load_star_batch, migrate_warehouse, rebuild_warehouse_from_lake
 
 
-@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4))
-def ingest() -> dict[str, int]:
+@flow(name="ingest", on_failure=[alert_on_failure], task_runner=ThreadPoolTaskRunner(max_workers=4))
+def ingest() -> tuple[dict[str, int], Horizon]:
     """Pull every source table's new versions into the raw zone and record them as one batch."""
     plan = plan_ingest_batch()
     horizon = read_horizon()
@@ -25,19 +26,22 @@ def ingest() -> dict[str, int]:
     wait(list(futures.values()))
     results = {name: future.result() for name, future in futures.items()}
     record_ingest_batch(plan, results, horizon)
-    return {name: result["rows"] for name, result in results.items()}
+    return {name: result["rows"] for name, result in results.items()}, horizon
 
 
-@flow(name="transform")
-def transform() -> dict[str, int]:
+@flow(name="transform", on_failure=[alert_on_failure])
+def transform() -> tuple[dict[str, int], list[str]]:
     """Build the star tables of every raw batch not yet transformed, in batch order."""
     built: dict[str, int] = {}
+    warnings: list[str] = []
     for batch_id in list_pending_transforms():
-        built = add_counts(built, transform_batch(batch_id))
-    return built
+        counts, batch_warnings = transform_batch(batch_id)
+        built = add_counts(built, counts)
+        warnings += batch_warnings
+    return built, warnings
 
 
-@flow(name="load")
+@flow(name="load", on_failure=[alert_on_failure])
 def load() -> tuple[dict[str, int], list[str]]:
     """Merge every star batch the warehouse lacks, one transaction per batch, in batch order."""
     changed: dict[str, int] = {}
@@ -47,22 +51,43 @@ def load() -> tuple[dict[str, int], list[str]]:
     return changed, pending
 
 
-@flow(name="totesys-etl", log_prints=True)
+@flow(name="totesys-etl", on_failure=[alert_on_failure])
 def totesys_etl() -> RunSummary:
     """One ETL cycle: ToteSys -> lake (raw) -> lake (star) -> warehouse."""
-    ingested = ingest()
-    built = transform()
+    ingested, horizon = ingest()
+    built, warnings = transform()
     loaded, batches = load()
     return publish_run_report(
-        RunSummary(ingested=ingested, transformed=built, loaded=loaded, batches_loaded=batches)
+        RunSummary(
+            ingested=ingested,
+            transformed=built,
+            loaded=loaded,
+            batches_loaded=batches,
+            warnings=warnings,
+            source_horizon=horizon.complete_before,
+        )
     )
 
 
-@flow(name="rebuild-warehouse", log_prints=True)
+@flow(name="rebuild-warehouse", on_failure=[alert_on_failure])
 def rebuild_warehouse() -> RunSummary:
     """Rebuild the whole warehouse from the lake alone: transform what is pending, then empty the
     star tables and merge every star batch again, in one transaction (readers see the old
     warehouse until it commits)."""
-    built = transform()
+    built, warnings = transform()
     loaded, batches = rebuild_warehouse_from_lake()
-    return publish_run_report(RunSummary(transformed=built, loaded=loaded, batches_loaded=batches))
+    return publish_run_report(
+        RunSummary(transformed=built, loaded=loaded, batches_loaded=batches, warnings=warnings)
+    )
+
+
+def serve_deployments(*, interval_seconds: int) -> None:
+    """Serve every totes deployment from this process (``totes serve``): the ETL cycle on a schedule,
+    never two at once, and each stage and the rebuild on demand."""
+    serve(
+        totesys_etl.to_deployment(name="totesys-etl", interval=interval_seconds, concurrency_limit=1),
+        ingest.to_deployment(name="totesys-ingest", concurrency_limit=1),
+        transform.to_deployment(name="totesys-transform", concurrency_limit=1),
+        load.to_deployment(name="totesys-load", concurrency_limit=1),
+        rebuild_warehouse.to_deployment(name="totesys-rebuild", concurrency_limit=1),
+    )

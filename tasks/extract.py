@@ -45,6 +45,13 @@ class Horizon:
     oldest_open_transaction_at: datetime | None
     has_hidden_sessions: bool
 
+    @property
+    def complete_before(self) -> datetime:
+        """Every source change stamped before this time was committed when the run read the source."""
+        if self.oldest_open_transaction_at is None:
+            return self.clock_at
+        return min(self.clock_at, self.oldest_open_transaction_at)
+
 
 @dataclass
 class TableWatermark:

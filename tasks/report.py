@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from prefect import task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.schema import SOURCE_TABLES, STAR_TABLES
@@ -19,6 +20,17 @@ class RunSummary:
     transformed: dict[str, int] = field(default_factory=dict)
     loaded: dict[str, int] = field(default_factory=dict)
     batches_loaded: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    source_horizon: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def freshness_seconds(self) -> float | None:
+        """How far the warehouse is behind the source: from the time before which every source
+        change is in the warehouse, to the end of this run."""
+        if self.source_horizon is None or self.finished_at is None:
+            return None
+        return (self.finished_at.replace(tzinfo=None) - self.source_horizon).total_seconds()
 
     def rows(self) -> list[dict[str, object]]:
         table = [
@@ -40,6 +52,29 @@ class RunSummary:
             )
         batches = ", ".join(self.batches_loaded) or "none"
         lines.append(f"batches loaded: {batches}")
+        if self.freshness_seconds is not None:
+            lines.append(f"freshness: the warehouse holds every source change before {self.source_horizon:%Y-%m-%d %H:%M:%S} UTC ({self.freshness_seconds:.0f} s behind)")
+        lines.extend(f"warning: {warning}" for warning in self.warnings)
+        return "\n".join(lines)
+
+    def as_markdown(self) -> str:
+        """The run report: counts per table per stage, freshness, data-quality warnings."""
+        lines = ["# totes run report", ""]
+        if self.freshness_seconds is not None:
+            lines += [
+                f"**Freshness:** the warehouse holds every source change committed before "
+                f"{self.source_horizon:%Y-%m-%d %H:%M:%S} UTC, {self.freshness_seconds:.0f} s before this run ended.",
+                "",
+            ]
+        lines += [f"**Batches loaded:** {', '.join(self.batches_loaded) or 'none'}", ""]
+        lines += ["| source table | new versions ingested |", "|---|---:|"]
+        lines += [f"| {name} | {self.ingested.get(name, 0)} |" for name in SOURCE_TABLES]
+        lines += ["", "| star table | rows built | rows inserted or changed |", "|---|---:|---:|"]
+        lines += [
+            f"| {name} | {self.transformed.get(name, 0)} | {self.loaded.get(name, 0)} |" for name in STAR_TABLES
+        ]
+        lines += ["", "## Data-quality warnings", ""]
+        lines += [f"- {warning}" for warning in self.warnings] or ["None."]
         return "\n".join(lines)
 
 
@@ -49,7 +84,11 @@ def add_counts(total: dict[str, int], more: dict[str, int]) -> dict[str, int]:
 
 @task(name="publish-run-report", cache_policy=NO_CACHE)
 def publish_run_report(summary: RunSummary) -> RunSummary:
-    """Publish the per-table counts as a table artifact of the flow run."""
+    """Publish the run report as a markdown artifact and the counts as a table artifact."""
+    summary.finished_at = datetime.now(UTC)
+    create_markdown_artifact(
+        key="totes-run-report", markdown=summary.as_markdown(), description="totes run report"
+    )
     create_table_artifact(
         key="totes-run-counts",
         table=summary.rows(),

@@ -54,6 +54,8 @@ class TotesSettings(BaseSettings):
             for writers whose clocks run slightly behind the database's.
         fallback_lag_seconds: the horizon used when the source role cannot see other sessions in
             ``pg_stat_activity`` (grant it ``pg_read_all_stats`` to avoid this).
+        alert_sns_topic_arn: SNS topic that receives an alert for every failed run.
+        alert_block: a Prefect notification block (``block-type-slug/name``) that receives them too.
     """
 
     model_config = SettingsConfigDict(
@@ -66,6 +68,8 @@ class TotesSettings(BaseSettings):
     parquet_rows_per_file: int = Field(default=500_000, ge=1)
     watermark_safety_seconds: float = Field(default=1.0, ge=0)
     fallback_lag_seconds: float = Field(default=900.0, ge=0)
+    alert_sns_topic_arn: str | None = None
+    alert_block: str | None = None
 
     @field_validator("source_url")
     @classmethod

@@ -44,8 +44,9 @@ def _to_star_arrow(frame: pl.DataFrame, table: str) -> pa.Table:
 
 
 @task(name="transform-batch", task_run_name="transform-{batch_id}", cache_policy=NO_CACHE, **RETRY_POLICY)
-def transform_batch(batch_id: str) -> dict[str, int]:
-    """Build and write the star tables of one raw batch; return the rows built per star table."""
+def transform_batch(batch_id: str) -> tuple[dict[str, int], list[str]]:
+    """Build and write the star tables of one raw batch; return the rows built per star table and
+    the batch's data-quality warnings."""
     logger = get_run_logger()
     lake = Lake.from_url(load_settings().lake_url)
     raw = lake.read_manifest(RAW, batch_id)
@@ -97,7 +98,7 @@ def transform_batch(batch_id: str) -> dict[str, int]:
         batch_id,
         ", ".join(f"{name} {rows}" for name, rows in counts.items() if rows) or "no star rows",
     )
-    return counts
+    return counts, star.warnings
 
 
 @task(name="list-pending-transforms", cache_policy=NO_CACHE, **RETRY_POLICY)

@@ -1,0 +1,144 @@
+"""Alerts on failed runs: which deployment, which task, what error, and a link to the run.
+
+Delivered from the flows' ``on_failure`` hooks to an SNS topic (``TOTES_ALERT_SNS_TOPIC_ARN``: email
+subscriptions, as hand-built pipelines do today with CloudWatch + SNS) and to any Prefect notification
+block (``TOTES_ALERT_BLOCK``, e.g. ``slack-webhook/data-eng``). A run whose process is killed cannot
+alert from inside: the Prefect automation in ``deployments/automations.yaml`` covers crashed runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.settings import TotesSettings, load_settings, scrub
+
+log = logging.getLogger("totes.alerts")
+
+
+@dataclass(frozen=True)
+class FailureAlert:
+    """What an operator needs to act on a failed run."""
+
+    flow: str
+    flow_run: str
+    deployment: str
+    failed_task: str
+    error: str
+    run_url: str
+
+    @property
+    def subject(self) -> str:
+        return f"totes: {self.deployment} failed in {self.failed_task}"[:100]
+
+    @property
+    def body(self) -> str:
+        return (
+            f"The totes flow run {self.flow_run!r} ({self.flow}) failed.\n\n"
+            f"Deployment: {self.deployment}\n"
+            f"Failed task: {self.failed_task}\n"
+            f"Error: {self.error}\n"
+            f"Run: {self.run_url}\n"
+        )
+
+
+def _failed_task_runs(flow_run_id: Any) -> list[tuple[str, str]]:
+    """(task run name, state message) of the failed task runs of a flow run and its subflows."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterParentFlowRunId,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
+
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
+            sort=FlowRunSort.ID_DESC,
+            limit=200,
+        )
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id, *(c.id for c in children)])),
+            task_run_filter=TaskRunFilter(
+                state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED]))
+            ),
+            sort=TaskRunSort.EXPECTED_START_TIME_DESC,
+            limit=200,
+        )
+    # A subflow is recorded as a task run of its parent too: report the real tasks only.
+    subflow_runs = {child.parent_task_run_id for child in children}
+    return [
+        (run.name.removesuffix(f"-{run.dynamic_key}"), run.state.message if run.state else "")
+        for run in runs
+        if run.id not in subflow_runs
+    ]
+
+
+def _run_url(flow_run_id: Any) -> str:
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    base = PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")
+    return f"{base}/runs/flow-run/{flow_run_id}" if base else f"flow run {flow_run_id}"
+
+
+def describe_failure(flow: Any, flow_run: Any, state: Any, settings: TotesSettings | None) -> FailureAlert:
+    """Build the alert of a failed flow run from Prefect's records (API) and the final state."""
+    from prefect.runtime import deployment
+
+    try:
+        failed = _failed_task_runs(flow_run.id)
+    except Exception as error:  # noqa: BLE001 - an alert must still go out if the API is the problem
+        log.warning("could not read the failed task runs: %s", error)
+        failed = []
+    error = state.message or ""
+    exception = state.data if isinstance(getattr(state, "data", None), BaseException) else None
+    if exception is not None:
+        error = f"{type(exception).__name__}: {exception}"
+    return FailureAlert(
+        flow=flow.name,
+        flow_run=flow_run.name,
+        deployment=deployment.name or f"{flow.name} (run without a deployment)",
+        failed_task=", ".join(sorted({name for name, _ in failed})) or "the flow itself",
+        error=scrub(error.strip(), settings)[:2000],
+        run_url=_run_url(flow_run.id),
+    )
+
+
+def deliver(alert: FailureAlert, settings: TotesSettings) -> list[str]:
+    """Send the alert to every configured channel; returns where it went."""
+    sent = []
+    if settings.alert_sns_topic_arn:
+        import boto3
+
+        boto3.client("sns").publish(
+            TopicArn=settings.alert_sns_topic_arn, Subject=alert.subject, Message=alert.body
+        )
+        sent.append(settings.alert_sns_topic_arn)
+    if settings.alert_block:
+        from prefect.blocks.core import Block
+
+        Block.load(settings.alert_block).notify(body=alert.body, subject=alert.subject)
+        sent.append(settings.alert_block)
+    return sent
+
+
+def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """Prefect ``on_failure`` hook of the totes flows (a failing subflow alerts through its parent)."""
+    if getattr(flow_run, "parent_task_run_id", None) is not None:
+        return
+    settings = None
+    try:
+        settings = load_settings()
+        alert = describe_failure(flow, flow_run, state, settings)
+        sent = deliver(alert, settings)
+        log.error("%s\n%s", alert.subject, alert.body)
+        if sent:
+            log.info("alert sent to %s", ", ".join(sent))
+    except Exception as error:  # noqa: BLE001 - a failing alert must not mask the run's own failure
+        log.error("could not send the failure alert: %s", scrub(str(error), settings))

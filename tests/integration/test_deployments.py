@@ -1,0 +1,153 @@
+"""Deployments against a real Prefect server (`prefect server start` on 127.0.0.1):
+
+* ``prefect deploy`` from the project's ``prefect.yaml``, a real ``process`` worker, and
+  ``prefect deployment run totesys-etl/totesys-etl``;
+* ``totes serve`` serving the deployments from one process, triggered the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.integration.conftest import Pipeline
+
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for(predicate, *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def prefect_server(tmp_path_factory) -> str:
+    """A real Prefect server process on 127.0.0.1 with its own home and database, per test: a
+    served deployment must not inherit the pull steps of a prefect.yaml deployment of the same name."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_UI_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    server = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        _wait_for(lambda: _healthy(url), timeout=90, what="prefect server start")
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def prefect(api_url: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
+    result = subprocess.run(
+        [PREFECT, "--no-prompt", *args], cwd=REPO, env=dict(os.environ, PREFECT_API_URL=api_url) | (env or {}),
+        capture_output=True, text=True, timeout=timeout,
+    )
+    assert result.returncode == 0, f"prefect {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def flow_run_state(api_url: str, flow_run_id: str) -> str:
+    with urllib.request.urlopen(f"{api_url}/flow_runs/{flow_run_id}", timeout=10) as response:
+        return json.load(response)["state_type"]
+
+
+def read_deployment(api_url: str, name: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"{api_url}/deployments/name/{name}", timeout=5) as response:
+            return json.load(response)
+    except OSError:
+        return None
+
+
+def deployment_exists(api_url: str, name: str) -> bool:
+    return read_deployment(api_url, name) is not None
+
+
+def registered_since(api_url: str, name: str, since: datetime) -> bool:
+    """True once ``name`` has been created or updated after ``since`` (UTC)."""
+    found = read_deployment(api_url, name)
+    return found is not None and datetime.fromisoformat(found["updated"].replace("Z", "+00:00")) > since
+
+
+def run_deployment(api_url: str, name: str) -> str:
+    output = prefect(api_url, "deployment", "run", name)
+    # "UUID: <id>" is printed by `prefect deployment run`
+    for line in output.splitlines():
+        if "UUID:" in line:
+            return line.split("UUID:")[1].strip()
+    pytest.fail(f"no flow run id in:\n{output}")
+
+
+@pytest.fixture
+def deployed_pipeline(databases, s3_lake_url, monkeypatch) -> Pipeline:
+    pipeline = Pipeline(databases.source_url, databases.warehouse_url, s3_lake_url, monkeypatch)
+    pipeline.seed(scale=0.02)
+    pipeline.checkpoint()
+    return pipeline
+
+
+def test_prefect_deploy_and_a_process_worker_run_the_cycle(prefect_server, deployed_pipeline):
+    prefect(prefect_server, "work-pool", "create", "totes-local", "--type", "process")
+    prefect(prefect_server, "deploy", "--all", env={"TOTES_HOME": str(REPO)})
+    assert deployment_exists(prefect_server, "totesys-etl/totesys-etl")
+    assert deployment_exists(prefect_server, "rebuild-warehouse/totesys-rebuild")
+
+    flow_run_id = run_deployment(prefect_server, "totesys-etl/totesys-etl")
+    prefect(prefect_server, "worker", "start", "--pool", "totes-local", "--run-once",
+            env={"TOTES_HOME": str(REPO)}, timeout=600)
+
+    assert flow_run_state(prefect_server, flow_run_id) == "COMPLETED"
+    deployed_pipeline.assert_warehouse_matches_source()
+
+
+def test_totes_serve_runs_triggered_deployments(prefect_server, deployed_pipeline):
+    started = datetime.now(UTC)
+    served = deployed_pipeline.run_cli(
+        "serve", "--interval", "3600", env={"PREFECT_API_URL": prefect_server}, start_new_session=True
+    )
+    try:
+        _wait_for(lambda: registered_since(prefect_server, "totesys-etl/totesys-etl", started)
+                  and registered_since(prefect_server, "rebuild-warehouse/totesys-rebuild", started), timeout=120,
+                  what="totes serve to register its deployments")
+        flow_run_id = run_deployment(prefect_server, "totesys-etl/totesys-etl")
+        _wait_for(lambda: flow_run_state(prefect_server, flow_run_id) in {"COMPLETED", "FAILED", "CRASHED"},
+                  timeout=300, what="the served flow run")
+        assert flow_run_state(prefect_server, flow_run_id) == "COMPLETED"
+    finally:
+        os.killpg(served.pid, signal.SIGTERM)
+        served.communicate(timeout=60)
+    deployed_pipeline.assert_warehouse_matches_source()
