@@ -7,9 +7,11 @@ use :meth:`TotesSettings.describe` for a safe, human-readable summary.
 
 from __future__ import annotations
 
+import json
 import re
+from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +56,10 @@ class TotesSettings(BaseSettings):
             for writers whose clocks run slightly behind the database's.
         fallback_lag_seconds: the horizon used when the source role cannot see other sessions in
             ``pg_stat_activity`` (grant it ``pg_read_all_stats`` to avoid this).
+        source_url_secret, warehouse_url_secret: AWS Secrets Manager secret ids (name or ARN) holding
+            the database URLs; they take precedence over everything else.
+        source_url_block, warehouse_url_block: names of Prefect ``Secret`` blocks holding the URLs;
+            they take precedence over ``TOTES_SOURCE_URL`` / ``TOTES_WAREHOUSE_URL``.
         alert_sns_topic_arn: SNS topic that receives an alert for every failed run.
         alert_block: a Prefect notification block (``block-type-slug/name``) that receives them too.
     """
@@ -68,6 +74,10 @@ class TotesSettings(BaseSettings):
     parquet_rows_per_file: int = Field(default=500_000, ge=1)
     watermark_safety_seconds: float = Field(default=1.0, ge=0)
     fallback_lag_seconds: float = Field(default=900.0, ge=0)
+    source_url_secret: str | None = None
+    warehouse_url_secret: str | None = None
+    source_url_block: str | None = None
+    warehouse_url_block: str | None = None
     alert_sns_topic_arn: str | None = None
     alert_block: str | None = None
 
@@ -124,9 +134,79 @@ def _required(value: SecretStr | None, variable: str, what: str) -> str:
     return value.get_secret_value()
 
 
+def secret_to_url(value: str, *, variable: str) -> SecretStr:
+    """A database URL from a secret's value: the URL itself, ``{"url": ...}``, or the JSON that
+    AWS Secrets Manager keeps for RDS (``username``, ``password``, ``host``, ``port``, ``dbname``)."""
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            msg = f"the secret for {variable} is neither a postgresql:// URI nor valid JSON"
+            raise ValueError(msg) from error
+        if "url" in data:
+            text = data["url"]
+        else:
+            missing = {"username", "password", "host", "dbname"} - data.keys()
+            if missing:
+                msg = f"the secret for {variable} lacks {sorted(missing)} (expected RDS-style JSON or a URL)"
+                raise ValueError(msg)
+            text = (
+                f"postgresql://{quote(data['username'], safe='')}:{quote(data['password'], safe='')}"
+                f"@{data['host']}:{data.get('port', 5432)}/{data['dbname']}"
+            )
+    return _check_postgres_url(SecretStr(text), variable=variable)
+
+
+@lru_cache(maxsize=16)
+def _read_aws_secret(secret_id: str) -> str:
+    from prefect_aws import AwsCredentials
+    from prefect_aws.secrets_manager import AwsSecret
+
+    # Default credential chain and the standard AWS_* variables (region, endpoint).
+    value = AwsSecret(aws_credentials=AwsCredentials(), secret_name=secret_id).read_secret()
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@lru_cache(maxsize=16)
+def _read_prefect_secret(block_name: str) -> str:
+    from prefect.blocks.system import Secret
+
+    return str(Secret.load(block_name).get())
+
+
+def _resolve_url(settings: TotesSettings, which: str) -> SecretStr | None:
+    variable = f"TOTES_{which.upper()}_URL"
+    secret_id = getattr(settings, f"{which}_url_secret")
+    block = getattr(settings, f"{which}_url_block")
+    try:
+        if secret_id:
+            return secret_to_url(_read_aws_secret(secret_id), variable=variable)
+        if block:
+            return secret_to_url(_read_prefect_secret(block), variable=variable)
+    except ValueError:
+        raise
+    except Exception as error:
+        source = f"AWS Secrets Manager secret {secret_id!r}" if secret_id else f"Prefect Secret block {block!r}"
+        msg = f"cannot read {variable} from {source}: {type(error).__name__}: {error}"
+        raise RuntimeError(msg) from error
+    return getattr(settings, f"{which}_url")
+
+
 def load_settings() -> TotesSettings:
-    """Read and validate the settings from the environment (and a ``.env`` file if present)."""
-    return TotesSettings()
+    """Read and validate the settings from the environment (and a ``.env`` file if present).
+
+    Database URLs are resolved in this order: AWS Secrets Manager (``TOTES_*_URL_SECRET``), a Prefect
+    Secret block (``TOTES_*_URL_BLOCK``), then the plain variable (``TOTES_*_URL``). Secret values are
+    read once per process.
+    """
+    settings = TotesSettings()
+    if not any((settings.source_url_secret, settings.warehouse_url_secret,
+                settings.source_url_block, settings.warehouse_url_block)):
+        return settings
+    return settings.model_copy(
+        update={"source_url": _resolve_url(settings, "source"), "warehouse_url": _resolve_url(settings, "warehouse")}
+    )
 
 
 def scrub(text: str, settings: TotesSettings | None) -> str:

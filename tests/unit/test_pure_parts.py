@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -13,7 +14,7 @@ from tasks import extract
 from tasks.faults import is_transient
 from tasks.lake import batch_sequence, new_batch_id
 from tasks.schema import SOURCE_TABLES, split_sql
-from tasks.settings import TotesSettings, redact_url, scrub
+from tasks.settings import TotesSettings, redact_url, scrub, secret_to_url
 
 NOW = datetime(2024, 2, 23, 12, 0, 0)
 
@@ -200,3 +201,14 @@ def test_run_report_shows_counts_freshness_and_warnings():
     assert "- currency code 'XYZ'" in markdown
     assert summary.freshness_seconds == 42
     assert "42 s behind" in summary.as_text()
+
+
+def test_rds_style_secret_becomes_a_url():
+    url = secret_to_url(
+        json.dumps({"username": "etl", "password": "p@ss:word/1", "host": "db.example.com", "port": 5433,
+                    "dbname": "totesys"}),
+        variable="TOTES_SOURCE_URL",
+    )
+    assert url.get_secret_value() == "postgresql://etl:p%40ss%3Aword%2F1@db.example.com:5433/totesys"
+    with pytest.raises(ValueError, match="lacks"):
+        secret_to_url('{"username": "etl"}', variable="TOTES_SOURCE_URL")
