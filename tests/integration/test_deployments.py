@@ -1,7 +1,9 @@
 """Deployments against a real Prefect server (`prefect server start` on 127.0.0.1):
 
-* ``prefect deploy`` from the project's ``prefect.yaml``, a real ``process`` worker, and
-  ``prefect deployment run totesys-etl/totesys-etl``;
+* ``prefect deploy`` of the local-pool file (``deployments/local.prefect.yaml``), a real ``process``
+  worker, and ``prefect deployment run totesys-etl/totesys-etl``;
+* the production ``prefect.yaml`` registered against an ``ecs`` pool created from the committed base
+  job template (ECS itself cannot run here, and neither can its Docker build: see that test);
 * ``totes serve`` serving the deployments from one process, triggered the same way.
 """
 
@@ -19,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO
 from tests.integration.conftest import Pipeline
@@ -122,7 +125,8 @@ def deployed_pipeline(databases, s3_lake_url, monkeypatch) -> Pipeline:
 
 def test_prefect_deploy_and_a_process_worker_run_the_cycle(prefect_server, deployed_pipeline):
     prefect(prefect_server, "work-pool", "create", "totes-local", "--type", "process")
-    prefect(prefect_server, "deploy", "--all", env={"TOTES_HOME": str(REPO)})
+    prefect(prefect_server, "deploy", "--all", "--prefect-file", "deployments/local.prefect.yaml",
+            env={"TOTES_HOME": str(REPO)})
     assert deployment_exists(prefect_server, "totesys-etl/totesys-etl")
     assert deployment_exists(prefect_server, "rebuild-warehouse/totesys-rebuild")
 
@@ -151,3 +155,43 @@ def test_totes_serve_runs_triggered_deployments(prefect_server, deployed_pipelin
         os.killpg(served.pid, signal.SIGTERM)
         served.communicate(timeout=60)
     deployed_pipeline.assert_warehouse_matches_source()
+
+
+def test_production_prefect_yaml_registers_on_an_ecs_pool(prefect_server, tmp_path):
+    """ECS cannot run here (no AWS) and the build/push steps need a Docker engine this machine does not
+    have, so this registers the production deployments with those two sections removed and a fixed
+    image reference; everything else is the committed prefect.yaml and ECS base job template."""
+    prefect(prefect_server, "work-pool", "create", "totes-ecs", "--type", "ecs",
+            "--base-job-template", str(REPO / "deployments" / "ecs-base-job-template.json"))
+    production = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    assert production["build"][0]["prefect_docker.deployments.steps.build_docker_image"]["dockerfile"] == "Dockerfile"
+    assert "prefect_docker.deployments.steps.push_docker_image" in production["push"][0]
+    production["build"] = production["push"] = None
+    image = "123456789012.dkr.ecr.eu-west-2.amazonaws.com/totes:test"
+    for deployment in production["deployments"]:
+        deployment["work_pool"]["job_variables"]["image"] = image
+    derived = tmp_path / "prefect.yaml"
+    derived.write_text(yaml.safe_dump(production))
+
+    prefect(prefect_server, "deploy", "--all", "--prefect-file", str(derived), env={
+        "TOTES_DEPLOY_ECS_CLUSTER": "totes", "TOTES_DEPLOY_LAKE_URL": "s3://lake/totes",
+        "TOTES_DEPLOY_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/totes-task",
+        "TOTES_DEPLOY_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/totes-execution",
+        "TOTES_DEPLOY_ALERT_TOPIC_ARN": "arn:aws:sns:eu-west-2:123456789012:totes-alerts",
+        "AWS_DEFAULT_REGION": "eu-west-2",
+    })
+
+    for name in ("totesys-etl/totesys-etl", "ingest/totesys-ingest", "transform/totesys-transform",
+                 "load/totesys-load", "rebuild-warehouse/totesys-rebuild"):
+        deployment = read_deployment(prefect_server, name)
+        assert deployment is not None, name
+        assert deployment["work_pool_name"] == "totes-ecs"
+        variables = deployment["job_variables"]
+        assert variables["image"] == image
+        assert variables["cluster"] == "totes"
+        assert variables["env"]["TOTES_SOURCE_URL_SECRET"] == "totes/source-url"
+        assert deployment["enforce_parameter_schema"] is True
+    etl = read_deployment(prefect_server, "totesys-etl/totesys-etl")
+    assert etl["schedules"][0]["schedule"]["interval"] == 900
+    assert etl["global_concurrency_limit"]["limit"] == 1
+    assert etl["concurrency_options"]["collision_strategy"] == "ENQUEUE"
