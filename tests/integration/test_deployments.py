@@ -195,3 +195,25 @@ def test_production_prefect_yaml_registers_on_an_ecs_pool(prefect_server, tmp_pa
     assert etl["schedules"][0]["schedule"]["interval"] == 900
     assert etl["global_concurrency_limit"]["limit"] == 1
     assert etl["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+
+
+def test_crash_automation_definition_registers(prefect_server, tmp_path):
+    # A real notification block on the server, whose id the committed definition takes.
+    script = (
+        "from prefect.blocks.notifications import CustomWebhookNotificationBlock as B;"
+        "print(B(name='ops', url='http://127.0.0.1:9/hook', json_data={'text': '{{body}}'}).save('totes-ops'))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, PREFECT_API_URL=prefect_server),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    block_id = result.stdout.strip().splitlines()[-1]
+    # What `envsubst` does in the documented command.
+    definition = (REPO / "deployments" / "automations.yaml").read_text().replace(
+        "${TOTES_ALERT_BLOCK_DOCUMENT_ID}", block_id
+    )
+    (tmp_path / "automations.yaml").write_text(definition)
+
+    prefect(prefect_server, "automation", "create", "--from-file", str(tmp_path / "automations.yaml"))
+
+    listing = prefect(prefect_server, "automation", "ls")
+    assert "totes-run-crashed" in listing
