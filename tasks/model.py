@@ -293,32 +293,32 @@ def empty_source_frame(table: str) -> pl.DataFrame:
     return pl.from_arrow(SOURCE_TABLES[table].schema.empty_table())
 
 
-def build_star(
-    delta: dict[str, pl.DataFrame],
-    history: dict[str, pl.DataFrame],
-    *,
-    covered_dates: tuple[date, date] | None,
-) -> StarBatch:
-    """Build every star table for one batch of source changes.
+# Star tables built row by row from one source table: they can be built one lake file at a time,
+# so their memory does not grow with the batch.
+ROW_WISE_BUILDERS = {
+    "sales_order": ("fact_sales_order", build_fact_sales_order),
+    "purchase_order": ("fact_purchase_order", build_fact_purchase_order),
+    "payment": ("fact_payment", build_fact_payment),
+    "transaction": ("dim_transaction", build_dim_transaction),
+}
 
-    Args:
-        delta: the batch's new versions, per source table (missing tables mean no change).
-        history: every version ingested so far, this batch's included, of the tables that other
-            dimensions join to (address, counterparty, department, staff).
-        covered_dates: the range dim_date already covers in the warehouse's lake history.
 
-    Facts get one row per new version; a dimension row is rebuilt when its own row or a row it
-    joins to changed (an address change rebuilds every counterparty using it); dim_date is
-    extended so that it stays one contiguous range covering every referenced date.
+def build_row_wise(source_table: str, frame: pl.DataFrame) -> tuple[str, pl.DataFrame]:
+    """The star table built row by row from ``source_table``, and its rows for ``frame``."""
+    star_table, builder = ROW_WISE_BUILDERS[source_table]
+    return star_table, builder(frame)
+
+
+def build_joined_dimensions(
+    delta: dict[str, pl.DataFrame], history: dict[str, pl.DataFrame]
+) -> tuple[dict[str, pl.DataFrame], list[str]]:
+    """Every dimension except dim_date and dim_transaction, and the data-quality warnings.
+
+    A dimension row is rebuilt when its own row or a row it joins to changed: an address change
+    rebuilds every counterparty whose legal address it is, a department change all its staff.
     """
     d = {name: delta.get(name, empty_source_frame(name)) for name in SOURCE_TABLES}
     h = {name: history.get(name, empty_source_frame(name)) for name in ("address", "counterparty", "department", "staff")}
-
-    facts = {
-        "fact_sales_order": build_fact_sales_order(d["sales_order"]),
-        "fact_purchase_order": build_fact_purchase_order(d["purchase_order"]),
-        "fact_payment": build_fact_payment(d["payment"]),
-    }
     staff_ids = _keys_touched(d["staff"], "staff_id", h["staff"], "department_id", d["department"], "department_id")
     counterparty_ids = _keys_touched(
         d["counterparty"], "counterparty_id", h["counterparty"], "legal_address_id", d["address"], "address_id"
@@ -332,24 +332,56 @@ def build_star(
             h["counterparty"].filter(pl.col("counterparty_id").is_in(counterparty_ids.implode())), h["address"]
         ),
         "dim_payment_type": build_dim_payment_type(d["payment_type"]),
-        "dim_transaction": build_dim_transaction(d["transaction"]),
     }
-
-    referenced = referenced_date_range(facts)
-    date_range = covered_dates
-    if referenced is not None:
-        date_range = referenced if covered_dates is None else (
-            min(referenced[0], covered_dates[0]),
-            max(referenced[1], covered_dates[1]),
-        )
-    if date_range is not None and date_range != covered_dates:
-        dims["dim_date"] = build_dim_date(*date_range)
-    else:
-        dims["dim_date"] = build_dim_date(date(2000, 1, 1), date(2000, 1, 1)).clear()
-
     warnings = [
         f"currency code {code!r} is not ISO 4217: loaded as {UNKNOWN_CURRENCY_NAME!r}"
         for code in unknown_currency_codes(d["currency"])
     ]
-    tables = {name: (facts | dims)[name] for name in STAR_TABLES}
+    return dims, warnings
+
+
+def widen_date_range(
+    covered: tuple[date, date] | None, referenced: tuple[date, date] | None
+) -> tuple[date, date] | None:
+    """The smallest range containing both (either may be None)."""
+    if covered is None or referenced is None:
+        return covered or referenced
+    return min(covered[0], referenced[0]), max(covered[1], referenced[1])
+
+
+def build_dim_date_extension(
+    covered: tuple[date, date] | None, referenced: tuple[date, date] | None
+) -> tuple[pl.DataFrame, tuple[date, date] | None]:
+    """dim_date rows for the range that covers both, so dim_date stays one contiguous range; no rows
+    if the covered range already includes every referenced date."""
+    widened = widen_date_range(covered, referenced)
+    if widened is None or widened == covered:
+        return build_dim_date(date(2000, 1, 1), date(2000, 1, 1)).clear(), widened
+    return build_dim_date(*widened), widened
+
+
+def build_star(
+    delta: dict[str, pl.DataFrame],
+    history: dict[str, pl.DataFrame],
+    *,
+    covered_dates: tuple[date, date] | None,
+) -> StarBatch:
+    """Build every star table for one batch of source changes, all in memory.
+
+    Args:
+        delta: the batch's new versions, per source table (missing tables mean no change).
+        history: every version ingested so far, this batch's included, of the tables that other
+            dimensions join to (address, counterparty, department, staff).
+        covered_dates: the range dim_date already covers in the warehouse's lake history.
+
+    Facts get one row per new version; dimensions as :func:`build_joined_dimensions`; dim_date is
+    extended so that it stays one contiguous range covering every referenced date.
+    """
+    built = dict(
+        build_row_wise(source, delta.get(source, empty_source_frame(source))) for source in ROW_WISE_BUILDERS
+    )
+    dims, warnings = build_joined_dimensions(delta, history)
+    facts = {name: frame for name, frame in built.items() if name.startswith("fact_")}
+    built["dim_date"], date_range = build_dim_date_extension(covered_dates, referenced_date_range(facts))
+    tables = {name: (built | dims)[name] for name in STAR_TABLES}
     return StarBatch(tables=tables, date_range=date_range, warnings=warnings)

@@ -16,7 +16,15 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.faults import RETRY_POLICY
 from tasks.lake import RAW, STAR, Lake, batch_sequence
-from tasks.model import build_star, latest_versions
+from tasks.model import (
+    ROW_WISE_BUILDERS,
+    build_dim_date_extension,
+    build_joined_dimensions,
+    build_row_wise,
+    latest_versions,
+    referenced_date_range,
+    widen_date_range,
+)
 from tasks.schema import SOURCE_TABLES, STAR_TABLES
 from tasks.settings import load_settings
 
@@ -46,36 +54,58 @@ def _to_star_arrow(frame: pl.DataFrame, table: str) -> pa.Table:
 @task(name="transform-batch", task_run_name="transform-{batch_id}", cache_policy=NO_CACHE, **RETRY_POLICY)
 def transform_batch(batch_id: str) -> tuple[dict[str, int], list[str]]:
     """Build and write the star tables of one raw batch; return the rows built per star table and
-    the batch's data-quality warnings."""
+    the batch's data-quality warnings.
+
+    Facts and dim_transaction are built one raw file at a time (memory bounded by the file size,
+    not the batch); the other dimensions come from small tables and are built whole.
+    """
     logger = get_run_logger()
     lake = Lake.from_url(load_settings().lake_url)
     raw = lake.read_manifest(RAW, batch_id)
-    delta = {
-        name: pl.from_arrow(lake.read_table(raw["tables"].get(name, {}).get("files", []), spec.schema))
+
+    def raw_files(name: str) -> list[str]:
+        return raw["tables"].get(name, {}).get("files", [])
+
+    files: dict[str, list[str]] = {name: [] for name in STAR_TABLES}
+    counts: dict[str, int] = dict.fromkeys(STAR_TABLES, 0)
+    referenced = None
+    for source, (star_name, _) in ROW_WISE_BUILDERS.items():
+        for raw_file in raw_files(source):
+            frame = pl.from_arrow(lake.read_table([raw_file], SOURCE_TABLES[source].schema))
+            _, rows = build_row_wise(source, frame)
+            del frame
+            if rows.height:
+                files[star_name] += lake.write_table(STAR, star_name, batch_id, _to_star_arrow(rows, star_name))
+                counts[star_name] += rows.height
+            if star_name.startswith("fact_"):
+                referenced = widen_date_range(referenced, referenced_date_range({star_name: rows}))
+
+    small = {
+        name: pl.from_arrow(lake.read_table(raw_files(name), spec.schema))
         for name, spec in SOURCE_TABLES.items()
+        if name not in ROW_WISE_BUILDERS
     }
     previous = _previous_star_manifest(lake, batch_id)
     history = {}
     for name in JOIN_STATE_TABLES:
-        files = previous["state"][name] if previous else []
-        carried = pl.from_arrow(lake.read_table(files, SOURCE_TABLES[name].schema))
-        history[name] = latest_versions(pl.concat([carried, delta[name]]), SOURCE_TABLES[name].key[0])
+        carried = pl.from_arrow(lake.read_table(previous["state"][name] if previous else [], SOURCE_TABLES[name].schema))
+        history[name] = latest_versions(pl.concat([carried, small[name]]), SOURCE_TABLES[name].key[0])
     covered = None
     if previous and previous.get("date_range"):
         covered = tuple(date.fromisoformat(d) for d in previous["date_range"])
 
-    star = build_star(delta, history, covered_dates=covered)
-    for warning in star.warnings:
+    dims, warnings = build_joined_dimensions(small, history)
+    dims["dim_date"], date_range = build_dim_date_extension(covered, referenced)
+    for warning in warnings:
         logger.warning("Data quality, batch %s: %s", batch_id, warning)
+    for name, frame in dims.items():
+        if frame.height:
+            files[name] = lake.write_table(STAR, name, batch_id, _to_star_arrow(frame, name))
+            counts[name] = frame.height
 
-    tables, counts = {}, {}
-    for name, frame in star.tables.items():
-        files = lake.write_table(STAR, name, batch_id, _to_star_arrow(frame, name)) if frame.height else []
-        tables[name] = {"files": files, "rows": frame.height}
-        counts[name] = frame.height
     state = {}
     for name in JOIN_STATE_TABLES:
-        changed = delta[name].height > 0 or previous is None
+        changed = small[name].height > 0 or previous is None
         state[name] = (
             lake.write_table(STAR, _state_name(name), batch_id, history[name].to_arrow().cast(SOURCE_TABLES[name].schema))
             if changed and history[name].height
@@ -87,10 +117,10 @@ def transform_batch(batch_id: str) -> tuple[dict[str, int], list[str]]:
         {
             "batch_id": batch_id,
             "written_at": datetime.now(UTC).isoformat(),
-            "tables": tables,
+            "tables": {name: {"files": files[name], "rows": counts[name]} for name in STAR_TABLES},
             "state": state,
-            "date_range": [d.isoformat() for d in star.date_range] if star.date_range else None,
-            "warnings": star.warnings,
+            "date_range": [d.isoformat() for d in date_range] if date_range else None,
+            "warnings": warnings,
         },
     )
     logger.info(
@@ -98,7 +128,7 @@ def transform_batch(batch_id: str) -> tuple[dict[str, int], list[str]]:
         batch_id,
         ", ".join(f"{name} {rows}" for name, rows in counts.items() if rows) or "no star rows",
     )
-    return counts, star.warnings
+    return counts, warnings
 
 
 @task(name="list-pending-transforms", cache_policy=NO_CACHE, **RETRY_POLICY)
