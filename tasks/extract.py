@@ -125,7 +125,15 @@ def next_watermark(
     return max(previous, bound - timedelta(seconds=safety_seconds))
 
 
-def delta_query(table: Table) -> str:
+def timestamp_literal(value: datetime) -> str:
+    """A SQL literal for a naive datetime, built from the datetime's own fields (never from text)."""
+    if not isinstance(value, datetime):
+        msg = f"watermark must be a datetime, got {type(value).__name__}"
+        raise TypeError(msg)
+    return f"'{value.replace(tzinfo=None).isoformat(sep=' ', timespec='microseconds')}'"
+
+
+def delta_query(table: Table, since: datetime) -> str:
     """The delta SELECT of one source table; identifiers come from our schema only."""
     columns = []
     for name, arrow_type in zip(table.schema.names, table.schema.types, strict=True):
@@ -134,7 +142,7 @@ def delta_query(table: Table) -> str:
         needs_text = arrow_type in SOURCE_TEXT_CAST_TYPES or (table.name, name) in SOURCE_ENUM_COLUMNS
         columns.append(f"source.{quoted}::text as {quoted}" if needs_text else f"source.{quoted}")
     return read_sql("extract_delta").format(
-        table=quote_ident(table.name), columns=",\n    ".join(columns)
+        table=quote_ident(table.name), columns=",\n    ".join(columns), watermark=timestamp_literal(since)
     )
 
 
@@ -193,7 +201,7 @@ def stream_delta(
 ) -> Iterator[pa.RecordBatch]:
     """Every version of ``table`` stamped at or after ``since``, batch by batch, conformed."""
     with connection.cursor() as cursor:
-        cursor.execute(delta_query(table), parameters=(since,))
+        cursor.execute(delta_query(table, since))
         reader = cursor.fetch_record_batch()
         for batch in reader:
             yield conform_batch(batch, table)

@@ -88,11 +88,13 @@ class TestBatches:
             extract.conform_batch(raw, SOURCE_TABLES["currency"])
 
     def test_delta_query_quotes_identifiers_and_casts_opaque_types(self):
-        sql = extract.delta_query(SOURCE_TABLES["payment"])
+        sql = extract.delta_query(SOURCE_TABLES["payment"], NOW)
         assert 'from public."payment"' in sql
         assert 'source."payment_amount"::text as "payment_amount"' in sql
-        assert "last_updated >= $1" in sql
-        assert 'source."transaction_type"::text' in extract.delta_query(SOURCE_TABLES["transaction"])
+        assert "last_updated >= '2024-02-23 12:00:00.000000'::timestamp" in sql
+        assert 'source."transaction_type"::text' in extract.delta_query(SOURCE_TABLES["transaction"], NOW)
+        with pytest.raises(TypeError):
+            extract.timestamp_literal("2024-01-01'; drop table x; --")
 
     def test_batch_ids_sort_by_sequence(self):
         batch_id = new_batch_id(12, NOW)
