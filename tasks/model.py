@@ -13,7 +13,7 @@ from datetime import date
 import polars as pl
 import pycountry
 
-from tasks.schema import SOURCE_TABLES, STAR_TABLES
+from tasks.schema import SOURCE_NULLABLE_COLUMNS, SOURCE_TABLES, SOURCE_TEXT_DATE_COLUMNS, STAR_TABLES
 
 UNKNOWN_CURRENCY_NAME = "Unknown"
 
@@ -77,6 +77,57 @@ def _require_not_null(frame: pl.DataFrame, *, table: str, key: str, columns: lis
             keys = missing[key].head(5).to_list()
             msg = f"{table}.{column} is NULL for {missing.height} row(s) ({key} {keys})"
             raise TransformError(msg)
+
+
+# --- rows that cannot become warehouse rows ---------------------------------------------------------
+
+
+REJECTION_REASON = "_reason"
+
+
+def split_invalid_rows(frame: pl.DataFrame, table: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split source rows into those the warehouse can take and those it cannot. Pure.
+
+    A row is rejected when a column SPEC section 1 declares NOT NULL is NULL, or a yyyy-mm-dd text
+    date does not parse (e.g. ``2024-13-45``). Rejected rows keep every source column plus
+    ``_reason``, which names the column and value. A corrected row arrives as a new version.
+    """
+    reasons = []
+    for column in SOURCE_TABLES[table].columns:
+        if (table, column) not in SOURCE_NULLABLE_COLUMNS:
+            reasons.append(pl.when(pl.col(column).is_null()).then(pl.lit(f"{column} is NULL")))
+    for column in SOURCE_TEXT_DATE_COLUMNS.get(table, ()):
+        unparsed = pl.col(column).is_not_null() & pl.col(column).str.strptime(pl.Date, "%Y-%m-%d", strict=False).is_null()
+        reasons.append(
+            pl.when(unparsed).then(pl.format("{} {} is not a yyyy-mm-dd date", pl.lit(column), pl.col(column)))
+        )
+    if not reasons:
+        return frame, frame.clear().with_columns(pl.lit(None, pl.String).alias(REJECTION_REASON))
+    checked = frame.with_columns(pl.concat_str(reasons, separator="; ", ignore_nulls=True).alias(REJECTION_REASON))
+    rejected = checked.filter(pl.col(REJECTION_REASON).is_not_null() & (pl.col(REJECTION_REASON) != ""))
+    valid = checked.filter(pl.col(REJECTION_REASON).is_null() | (pl.col(REJECTION_REASON) == "")).drop(REJECTION_REASON)
+    return valid, rejected
+
+
+def split_orphans(
+    child: pl.DataFrame, parent: pl.DataFrame, *, foreign_key: str, parent_key: str, table: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split rows whose ``foreign_key`` names no ``parent`` row from the others. Pure."""
+    known = parent[parent_key].implode()
+    orphan = ~pl.col(foreign_key).is_in(known)
+    rejected = child.filter(orphan).with_columns(
+        pl.format("{} {} names no {} row", pl.lit(foreign_key), pl.col(foreign_key), pl.lit(table)).alias(REJECTION_REASON)
+    )
+    return child.filter(~orphan), rejected
+
+
+def describe_rejections(
+    table: str, rejected: pl.DataFrame, *, outcome: str = "rejected and kept in the lake's quarantine"
+) -> str:
+    """One data-quality warning for a table's rejected rows, with the first few keys and reasons."""
+    key = SOURCE_TABLES[table].key[0]
+    sample = "; ".join(f"{key} {k}: {r}" for k, r in rejected.select(key, REJECTION_REASON).head(3).iter_rows())
+    return f"{table}: {rejected.height} row(s) {outcome} ({sample})"
 
 
 # --- facts ---------------------------------------------------------------------------------------

@@ -161,6 +161,26 @@ SOURCE_TABLES: dict[str, Table] = {
     ]
 }
 
+# Source columns SPEC section 1 allows to be NULL; every other column is NOT NULL there, though a real
+# ToteSys may not enforce it (the 2024 dump has no constraints at all).
+SOURCE_NULLABLE_COLUMNS = {
+    ("address", "address_line_2"),
+    ("address", "district"),
+    ("counterparty", "commercial_contact"),
+    ("counterparty", "delivery_contact"),
+    ("department", "location"),
+    ("department", "manager"),
+    ("transaction", "sales_order_id"),
+    ("transaction", "purchase_order_id"),
+}
+
+# ToteSys keeps these dates as yyyy-mm-dd text.
+SOURCE_TEXT_DATE_COLUMNS = {
+    "sales_order": ("agreed_delivery_date", "agreed_payment_date"),
+    "purchase_order": ("agreed_delivery_date", "agreed_payment_date"),
+    "payment": ("payment_date",),
+}
+
 # Source columns whose PostgreSQL type ADBC returns as an opaque extension (numeric, enums): the
 # extractor selects them as text and casts them to the Arrow type above.
 SOURCE_TEXT_CAST_TYPES = (MONEY,)

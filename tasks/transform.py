@@ -21,8 +21,11 @@ from tasks.model import (
     build_dim_date_extension,
     build_joined_dimensions,
     build_row_wise,
+    describe_rejections,
     latest_versions,
     referenced_date_range,
+    split_invalid_rows,
+    split_orphans,
     widen_date_range,
 )
 from tasks.schema import SOURCE_TABLES, STAR_TABLES
@@ -34,6 +37,10 @@ JOIN_STATE_TABLES = ("address", "counterparty", "department", "staff")
 
 def _state_name(table: str) -> str:
     return f"_state_{table}"
+
+
+def _quarantine_name(table: str) -> str:
+    return f"_quarantine_{table}"
 
 
 def pending_transform_batches(lake: Lake) -> list[str]:
@@ -68,10 +75,23 @@ def transform_batch(batch_id: str) -> tuple[dict[str, int], list[str]]:
 
     files: dict[str, list[str]] = {name: [] for name in STAR_TABLES}
     counts: dict[str, int] = dict.fromkeys(STAR_TABLES, 0)
+    quarantined: dict[str, dict] = {}
+    warnings: list[str] = []
+
+    def quarantine(source: str, rejected: pl.DataFrame) -> None:
+        if rejected.height == 0:
+            return
+        entry = quarantined.setdefault(source, {"files": [], "rows": 0})
+        entry["files"] += lake.write_table(STAR, _quarantine_name(source), batch_id, rejected.to_arrow())
+        entry["rows"] += rejected.height
+        warnings.append(describe_rejections(source, rejected))
+
     referenced = None
     for source, (star_name, _) in ROW_WISE_BUILDERS.items():
         for raw_file in raw_files(source):
             frame = pl.from_arrow(lake.read_table([raw_file], SOURCE_TABLES[source].schema))
+            frame, rejected = split_invalid_rows(frame, source)
+            quarantine(source, rejected)
             _, rows = build_row_wise(source, frame)
             del frame
             if rows.height:
@@ -80,11 +100,11 @@ def transform_batch(batch_id: str) -> tuple[dict[str, int], list[str]]:
             if star_name.startswith("fact_"):
                 referenced = widen_date_range(referenced, referenced_date_range({star_name: rows}))
 
-    small = {
-        name: pl.from_arrow(lake.read_table(raw_files(name), spec.schema))
-        for name, spec in SOURCE_TABLES.items()
-        if name not in ROW_WISE_BUILDERS
-    }
+    small = {}
+    for name, spec in SOURCE_TABLES.items():
+        if name not in ROW_WISE_BUILDERS:
+            small[name], rejected = split_invalid_rows(pl.from_arrow(lake.read_table(raw_files(name), spec.schema)), name)
+            quarantine(name, rejected)
     previous = _previous_star_manifest(lake, batch_id)
     history = {}
     for name in JOIN_STATE_TABLES:
@@ -94,7 +114,23 @@ def transform_batch(batch_id: str) -> tuple[dict[str, int], list[str]]:
     if previous and previous.get("date_range"):
         covered = tuple(date.fromisoformat(d) for d in previous["date_range"])
 
-    dims, warnings = build_joined_dimensions(small, history)
+    # Rows naming a parent that does not exist stay in the carried state (the parent may arrive
+    # later, which rebuilds them) but are left out of this batch's dimensions, with a warning.
+    buildable = dict(history)
+    for child, parent, foreign_key, parent_key in (
+        ("staff", "department", "department_id", "department_id"),
+        ("counterparty", "address", "legal_address_id", "address_id"),
+    ):
+        buildable[child], orphans = split_orphans(
+            history[child], history[parent], foreign_key=foreign_key, parent_key=parent_key, table=parent
+        )
+        touched = orphans.join(small[child].select(SOURCE_TABLES[child].key[0]), on=SOURCE_TABLES[child].key[0])
+        if touched.height:
+            warnings.append(
+                describe_rejections(child, touched, outcome="left out of the warehouse until their parent row arrives")
+            )
+    dims, dim_warnings = build_joined_dimensions(small, buildable)
+    warnings += dim_warnings
     dims["dim_date"], date_range = build_dim_date_extension(covered, referenced)
     for warning in warnings:
         logger.warning("Data quality, batch %s: %s", batch_id, warning)
@@ -120,6 +156,7 @@ def transform_batch(batch_id: str) -> tuple[dict[str, int], list[str]]:
             "tables": {name: {"files": files[name], "rows": counts[name]} for name in STAR_TABLES},
             "state": state,
             "date_range": [d.isoformat() for d in date_range] if date_range else None,
+            "quarantined": quarantined,
             "warnings": warnings,
         },
     )

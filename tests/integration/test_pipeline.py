@@ -235,3 +235,38 @@ def test_rebuild_from_the_lake_alone_restores_a_damaged_warehouse(pipeline):
     pipeline.assert_warehouse_matches_source()
     pipeline.run()  # and the next cycle carries on from there
     pipeline.assert_warehouse_matches_source()
+
+
+def test_bad_source_rows_are_quarantined_good_rows_flow_and_a_fix_arrives(pipeline):
+    """A source without constraints (like the real 2024 dump) holds a NULL and an impossible date."""
+    from flows.etl import totesys_etl
+
+    pipeline.seed(scale=0.02)
+    pipeline.run()
+    execute(
+        pipeline.source_url,
+        "alter table sales_order alter column units_sold drop not null",
+        "update sales_order set units_sold = null, last_updated = (now() at time zone 'UTC') where sales_order_id = 3",
+        "update sales_order set agreed_payment_date = '2024-13-45', last_updated = (now() at time zone 'UTC') "
+        "where sales_order_id = 4",
+    )
+    pipeline.churn(orders=10)
+    before = scalar(pipeline.warehouse_url, "select count(*) from fact_sales_order")
+
+    summary = totesys_etl()  # not pipeline.run(): the bad versions are not expected in the warehouse
+
+    assert any("sales_order: 2 row(s) rejected" in w and "2024-13-45" in w for w in summary.warnings)
+    assert summary.loaded["fact_sales_order"] >= 10  # the good rows flowed
+    assert scalar(pipeline.warehouse_url, "select count(*) from fact_sales_order") == before + summary.loaded["fact_sales_order"]
+    lake = Lake.from_url(pipeline.lake_url)
+    newest = lake.read_manifest(STAR, lake.list_batches(STAR)[-1])
+    assert newest["quarantined"]["sales_order"]["rows"] == 2
+
+    execute(
+        pipeline.source_url,
+        "update sales_order set units_sold = 1234, last_updated = (now() at time zone 'UTC') where sales_order_id = 3",
+        "update sales_order set agreed_payment_date = '2024-12-31', last_updated = (now() at time zone 'UTC') "
+        "where sales_order_id = 4",
+    )
+    pipeline.run()
+    pipeline.assert_warehouse_matches_source()

@@ -251,3 +251,30 @@ class TestOneSourceDimensions:
         ]
         dim = model.build_dim_transaction(source("transaction", rows)).sort("transaction_id")
         assert dim.rows() == [(1, "SALE", 5, None), (2, "PURCHASE", None, 8)]
+
+
+class TestRejections:
+    def test_null_in_a_not_null_column_and_unparseable_dates_are_rejected_with_reasons(self):
+        frame = source("sales_order", [
+            sales_order(1, T0),
+            sales_order(2, T0, units_sold=None),
+            sales_order(3, T0, agreed_payment_date="2024-13-45"),
+        ])
+        valid, rejected = model.split_invalid_rows(frame, "sales_order")
+        assert valid["sales_order_id"].to_list() == [1]
+        reasons = dict(rejected.select("sales_order_id", "_reason").iter_rows())
+        assert reasons == {2: "units_sold is NULL", 3: "agreed_payment_date 2024-13-45 is not a yyyy-mm-dd date"}
+        assert "sales_order: 2 row(s) rejected" in model.describe_rejections("sales_order", rejected)
+
+    def test_nullable_columns_are_not_rejected(self):
+        valid, rejected = model.split_invalid_rows(source("address", [address(1)]), "address")
+        assert (valid.height, rejected.height) == (1, 0)
+
+    def test_orphans_are_split_from_rows_with_a_parent(self):
+        staff_rows = source("staff", [staff(1, 10), staff(2, 99)])
+        departments = source("department", [department(10, "Sales", "Leeds")])
+        kept, orphans = model.split_orphans(
+            staff_rows, departments, foreign_key="department_id", parent_key="department_id", table="department"
+        )
+        assert kept["staff_id"].to_list() == [1]
+        assert orphans.row(0, named=True)["_reason"] == "department_id 99 names no department row"
