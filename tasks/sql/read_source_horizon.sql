@@ -9,7 +9,8 @@ with activity as (
     from pg_stat_activity as a
     where a.datname = current_database()
         and a.pid <> pg_backend_pid()
-        and a.backend_type = 'client backend'
+        -- A role without pg_read_all_stats sees other users' sessions with NULL details.
+        and (a.backend_type = 'client backend' or a.backend_type is null)
 )
 select
     (clock_timestamp() at time zone 'UTC')::timestamp as clock_at,

@@ -1,0 +1,53 @@
+"""The pipeline needs nothing but SELECT on the source. Without pg_read_all_stats it cannot see other
+sessions' transactions, so it falls back to a fixed watermark lag, says so, and still misses nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from tasks.extract import connect
+from tasks.lake import RAW, Lake
+from tests.integration.conftest import Pipeline, execute
+
+
+def as_user(url: str, user: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{user}@{parts.hostname or ''}"))
+
+
+def test_select_only_role_runs_the_pipeline_with_the_fallback_lag(databases, s3_lake_url, prefect_api, monkeypatch):
+    pipeline = Pipeline(databases.source_url, databases.warehouse_url, s3_lake_url, monkeypatch)
+    pipeline.seed(scale=0.02)
+    role = f"reader_{urlsplit(databases.source_url).path.strip('/')[-10:]}"
+    execute(
+        databases.source_url,
+        f'create role "{role}" login',
+        f'grant usage on schema public to "{role}"',
+        f'grant select on all tables in schema public to "{role}"',
+    )
+    reader_url = as_user(databases.source_url, role)
+    with connect(reader_url) as reader, reader.cursor() as cursor, pytest.raises(Exception, match="permission denied"):
+        cursor.execute("insert into currency (currency_code, last_updated) values ('XXX', now())")
+    monkeypatch.setenv("TOTES_SOURCE_URL", reader_url)
+
+    # Another user's open session that the reader cannot see into.
+    other = connect(databases.source_url)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("select 1")
+            cursor.fetchall()
+        pipeline.run()
+        pipeline.churn(orders=10)
+        pipeline.run()
+    finally:
+        other.close()
+
+    lake = Lake.from_url(s3_lake_url)
+    manifest = lake.read_manifest(RAW, lake.list_batches(RAW)[-1])
+    clock = datetime.fromisoformat(manifest["horizon"]["clock_at"])
+    watermark = datetime.fromisoformat(manifest["tables"]["sales_order"]["watermark"])
+    assert (clock - watermark).total_seconds() >= 900  # the fixed fallback lag, not the clock
+    pipeline.assert_warehouse_matches_source()
