@@ -146,16 +146,23 @@ def test_stopping_between_stages_then_rerunning_converges(pipeline):
     pipeline.assert_warehouse_matches_source()
 
 
+def install_trigger(url: str, name: str, *, table: str, body: str, per: str) -> None:
+    """A real fault inside the warehouse: a plpgsql trigger ``name`` before inserts into ``table``."""
+    execute(
+        url,
+        f"create function {name}() returns trigger language plpgsql as $$ begin {body} end $$",
+        f"create trigger {name} before insert on {table} for each {per} execute function {name}()",
+    )
+
+
 def test_failure_inside_the_load_rolls_the_batch_back_and_the_rerun_converges(pipeline):
     pipeline.seed(scale=0.02)
     pipeline.run()
     snapshot = pipeline.snapshot()
     # A real failure half-way through the load transaction: after the dimensions and two facts merge.
-    execute(
-        pipeline.warehouse_url,
-        "create function refuse() returns trigger language plpgsql as "
-        "$$ begin raise exception 'warehouse refused the insert'; end $$",
-        "create trigger refuse before insert on fact_sales_order for each row execute function refuse()",
+    install_trigger(
+        pipeline.warehouse_url, "refuse", table="fact_sales_order", per="row",
+        body="raise exception 'warehouse refused the insert';",
     )
     pipeline.churn(orders=10)
 
@@ -173,11 +180,9 @@ def test_process_killed_during_the_merge_then_rerun_converges(pipeline, prefect_
     pipeline.seed(scale=0.02)
     pipeline.run()
     snapshot = pipeline.snapshot()
-    execute(
-        pipeline.warehouse_url,
-        "create function stall() returns trigger language plpgsql as "
-        "$$ begin perform pg_sleep(3); return null; end $$",
-        "create trigger stall before insert on fact_payment for each statement execute function stall()",
+    install_trigger(
+        pipeline.warehouse_url, "stall", table="fact_payment", per="statement",
+        body="perform pg_sleep(3); return null;",
     )
     pipeline.churn(orders=10)
     pipeline.checkpoint()
