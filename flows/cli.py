@@ -1,4 +1,4 @@
-"""The ``totes`` command: run, seed, churn, demo.
+"""The ``totes`` command: run, files, seed, churn, serve, demo.
 
 Exit status 0 on success; 1 with a one-line reason on stderr when the work fails; 2 for bad usage.
 """
@@ -38,6 +38,23 @@ def command_run(_: argparse.Namespace) -> int:
     summary = totesys_etl()
     print(summary.as_text())
     print(f"totes run: done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def command_files(args: argparse.Namespace) -> int:
+    from flows.files import FeedFilesRefused, totesys_files
+
+    settings = load_settings()
+    settings.require_sftp_url()
+    settings.require_warehouse_url()
+    started = time.perf_counter()
+    try:
+        summary = totesys_files(feeds=args.feed or None)
+    except FeedFilesRefused as refused:
+        print(refused.summary.as_text())
+        raise
+    print(summary.as_text())
+    print(f"totes files: done in {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -92,12 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="totes",
         description="Keep a star-schema warehouse in step with ToteSys, through an S3 data lake.",
-        epilog="Configuration: TOTES_SOURCE_URL, TOTES_WAREHOUSE_URL, TOTES_LAKE_URL (and AWS_*).",
+        epilog="Configuration: TOTES_SOURCE_URL, TOTES_WAREHOUSE_URL, TOTES_LAKE_URL (and AWS_*); "
+        "file feeds: TOTES_SFTP_URL, TOTES_SFTP_KNOWN_HOSTS, TOTES_FEEDS_FILE.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="one ETL cycle: ingest, transform, load")
     run.set_defaults(handler=command_run)
+
+    files = commands.add_parser(
+        "files", help="one file-feeds cycle: SFTP -> versioned raw zone -> staging -> warehouse"
+    )
+    files.add_argument("--feed", action="append", help="only this feed (repeatable; default: every feed)")
+    files.set_defaults(handler=command_files)
 
     seed = commands.add_parser("seed", help="create and fill a ToteSys source database")
     source = seed.add_mutually_exclusive_group()

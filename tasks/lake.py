@@ -61,7 +61,8 @@ class Lake:
     url: str
 
     @classmethod
-    def from_url(cls, url: str) -> Lake:
+    def from_url(cls, url: str, *, version_aware: bool = False) -> Lake:
+        """The lake at ``url``. ``version_aware``: read and list S3 object versions (feed raw zone)."""
         parts = urlsplit(url)
         if parts.scheme == "s3":
             import s3fs
@@ -70,6 +71,7 @@ class Lake:
             fs = s3fs.S3FileSystem(
                 endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
                 config_kwargs={"retries": {"max_attempts": 5, "mode": "adaptive"}},
+                version_aware=version_aware,
             )
             root = f"{parts.netloc}{parts.path}".rstrip("/")
         else:
@@ -112,20 +114,28 @@ class Lake:
             msg = f"lake manifest {relative} already exists; another totes run may be writing"
             raise LakeError(msg)
         body = json.dumps(manifest, indent=1, sort_keys=True, default=str).encode()
+        self.put_whole(relative, body, create_only=True)
+        return relative
+
+    def put_whole(self, relative: str, body: bytes, *, create_only: bool = False) -> None:
+        """Write an object so that readers see it absent or whole, never half written."""
+        target = self.full(relative)
         if self.is_local:
-            # Rename is atomic on a local filesystem, so a crash never leaves half a manifest.
+            # Rename is atomic on a local filesystem, so a crash never leaves half a file.
             self.fs.makedirs(str(Path(target).parent), exist_ok=True)
             temporary = f"{target}.{uuid.uuid4().hex}.tmp"
             with open(temporary, "wb") as handle:
                 handle.write(body)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.link(temporary, target)  # fails if target appeared meanwhile
-            os.unlink(temporary)
+            if create_only:
+                os.link(temporary, target)  # fails if target appeared meanwhile
+                os.unlink(temporary)
+            else:
+                os.replace(temporary, target)
         else:
             # An S3 PUT is atomic: the object is either absent or whole.
             self.fs.pipe_file(target, body)
-        return relative
 
     # --- Parquet ---------------------------------------------------------------------------
 

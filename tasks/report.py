@@ -95,3 +95,76 @@ def publish_run_report(summary: RunSummary) -> RunSummary:
         description=f"Rows per table per stage; batches loaded: {', '.join(summary.batches_loaded) or 'none'}",
     )
     return summary
+
+
+@dataclass
+class FeedReport:
+    """What one files cycle did for one feed."""
+
+    feed: str
+    files_on_sftp: int = 0
+    new_versions: list[str] = field(default_factory=list)
+    identical_resends: list[str] = field(default_factory=list)
+    newly_staged: list[str] = field(default_factory=list)
+    unstaged: list[str] = field(default_factory=list)
+    files_loaded: list[str] = field(default_factory=list)
+    files_removed: list[str] = field(default_factory=list)
+    rows_inserted: int = 0
+    rows_deleted: int = 0
+    quarantined: list[str] = field(default_factory=list)  # refused for the first time in this run
+    still_quarantined: list[str] = field(default_factory=list)
+    error: str | None = None  # the feed could not be processed at all
+
+
+@dataclass
+class FilesSummary:
+    """What one ``totesys-files`` cycle did, feed by feed."""
+
+    feeds: list[FeedReport] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """New quarantines and failed feeds: what makes the run fail (and alert) after the rest loaded."""
+        found = []
+        for report in self.feeds:
+            found += [f"feed {report.feed}: quarantined {message}" for message in report.quarantined]
+            if report.error:
+                found.append(f"feed {report.feed} failed: {report.error}")
+        return found
+
+    def as_text(self) -> str:
+        lines = [f"{'feed':<18}{'on sftp':>8}{'new':>6}{'same':>6}{'staged':>8}{'loaded':>8}{'removed':>8}{'rows in':>9}{'rows out':>9}"]
+        for r in self.feeds:
+            lines.append(
+                f"{r.feed:<18}{r.files_on_sftp:>8}{len(r.new_versions):>6}{len(r.identical_resends):>6}"
+                f"{len(r.newly_staged):>8}{len(r.files_loaded):>8}{len(r.files_removed):>8}"
+                f"{r.rows_inserted:>9}{r.rows_deleted:>9}"
+            )
+        for r in self.feeds:
+            lines += [f"quarantined: {message}" for message in r.quarantined]
+            lines += [f"still quarantined: {message}" for message in r.still_quarantined]
+            if r.error:
+                lines.append(f"failed: feed {r.feed}: {r.error}")
+        return "\n".join(lines)
+
+    def as_markdown(self) -> str:
+        lines = ["# totes files report", "", "| feed | files on SFTP | new versions | identical re-sends | staged | files loaded | files removed | rows in | rows out |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"| {r.feed} | {r.files_on_sftp} | {len(r.new_versions)} | {len(r.identical_resends)} | "
+            f"{len(r.newly_staged)} | {len(r.files_loaded)} | {len(r.files_removed)} | {r.rows_inserted} | {r.rows_deleted} |"
+            for r in self.feeds
+        ]
+        lines += ["", "## Quarantined files", ""]
+        quarantined = [f"- **new:** {m}" for r in self.feeds for m in r.quarantined]
+        quarantined += [f"- still: {m}" for r in self.feeds for m in r.still_quarantined]
+        lines += quarantined or ["None."]
+        failed = [f"- {r.feed}: {r.error}" for r in self.feeds if r.error]
+        if failed:
+            lines += ["", "## Failed feeds", "", *failed]
+        return "\n".join(lines)
+
+
+@task(name="publish-files-report", cache_policy=NO_CACHE)
+def publish_files_report(summary: FilesSummary) -> FilesSummary:
+    create_markdown_artifact(key="totes-files-report", markdown=summary.as_markdown(), description="totes files report")
+    return summary

@@ -323,6 +323,34 @@ STAR_TABLES: dict[str, Table] = {
     ]
 }
 
+# Tables filled from file feeds (tasks/feeds.toml), one row per line of a source file. Every row also
+# carries the lineage columns below, which say which file, which version of it and which line it came
+# from; the loader keeps each table equal to exactly the rows of the currently staged files.
+EXCHANGE_RATE = pa.decimal128(18, 8)
+FEED_TABLES: dict[str, Table] = {
+    t.name: t
+    for t in [
+        Table(
+            name="fact_exchange_rate",
+            schema=pa.schema(
+                [
+                    pa.field("rate_date", pa.date32(), nullable=False),
+                    pa.field("currency_id", pa.int32(), nullable=False),
+                    pa.field("rate_to_gbp", EXCHANGE_RATE, nullable=False),
+                ]
+            ),
+            key=("rate_date", "currency_id"),
+        ),
+    ]
+}
+FEED_LINEAGE = pa.schema(
+    [
+        pa.field("_source_file", pa.string(), nullable=False),
+        pa.field("_source_version", pa.string(), nullable=False),
+        pa.field("_source_line", pa.int32(), nullable=False),
+    ]
+)
+
 FACT_TABLES = tuple(name for name in STAR_TABLES if name.startswith("fact_"))
 DIMENSION_TABLES = tuple(name for name in STAR_TABLES if name.startswith("dim_"))
 

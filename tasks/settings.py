@@ -36,6 +36,17 @@ def _check_postgres_url(value: SecretStr | None, *, variable: str) -> SecretStr 
     return SecretStr(raw)
 
 
+def _check_sftp_url(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    raw = value.get_secret_value().strip()
+    parts = urlsplit(raw)
+    if parts.scheme != "sftp" or not parts.hostname or not parts.username:
+        msg = f"TOTES_SFTP_URL must look like sftp://user[:password]@host[:port]/path (got {redact_url(raw)!r})"
+        raise ValueError(msg)
+    return SecretStr(raw)
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***``."""
     return re.sub(r"(://[^:/@?#]*:)[^@/?#]*@", r"\1***@", url)
@@ -62,6 +73,14 @@ class TotesSettings(BaseSettings):
             they take precedence over ``TOTES_SOURCE_URL`` / ``TOTES_WAREHOUSE_URL``.
         alert_sns_topic_arn: SNS topic that receives an alert for every failed run.
         alert_block: a Prefect notification block (``block-type-slug/name``) that receives them too.
+        sftp_url: the SFTP server of the file feeds, ``sftp://user[:password]@host[:port]/path``
+            (``TOTES_SFTP_URL``; or ``TOTES_SFTP_URL_SECRET`` / ``TOTES_SFTP_URL_BLOCK``).
+        sftp_key_file: a private key to log in with instead of (or besides) a password.
+        sftp_known_hosts: the known_hosts file that holds the server's host key (default
+            ``~/.ssh/known_hosts``); the host key is always verified.
+        feeds_file: the feeds declaration (default: the ``feeds.toml`` shipped with totes).
+        files_url: where raw, staged and quarantined feed files live (default ``<lake>/files``).
+            On S3 the bucket must have versioning on: every change of a file is a new version.
     """
 
     model_config = SettingsConfigDict(
@@ -80,6 +99,19 @@ class TotesSettings(BaseSettings):
     warehouse_url_block: str | None = None
     alert_sns_topic_arn: str | None = None
     alert_block: str | None = None
+    sftp_url: SecretStr | None = None
+    sftp_url_secret: str | None = None
+    sftp_url_block: str | None = None
+    sftp_key_file: Path | None = None
+    sftp_known_hosts: Path | None = None
+    sftp_timeout_seconds: float = Field(default=30.0, gt=0)
+    feeds_file: Path | None = None
+    files_url: str | None = None
+
+    @field_validator("sftp_url")
+    @classmethod
+    def _sftp_is_sftp(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_sftp_url(value)
 
     @field_validator("source_url")
     @classmethod
@@ -106,10 +138,18 @@ class TotesSettings(BaseSettings):
     def require_warehouse_url(self) -> str:
         return _required(self.warehouse_url, "TOTES_WAREHOUSE_URL", "the warehouse database")
 
+    def require_sftp_url(self) -> str:
+        return _required(self.sftp_url, "TOTES_SFTP_URL", "the feeds' SFTP server (sftp://user@host/path)")
+
+    @property
+    def feed_files_url(self) -> str:
+        """Where the feeds' raw, staged and quarantined files live."""
+        return self.files_url or f"{self.lake_url.rstrip('/')}/files"
+
     def secrets(self) -> list[str]:
         """Every password in the settings, to scrub from messages that leave the process."""
         found = []
-        for url in (self.source_url, self.warehouse_url):
+        for url in (self.source_url, self.warehouse_url, self.sftp_url):
             if url is not None:
                 password = urlsplit(url.get_secret_value()).password
                 if password:
@@ -124,6 +164,7 @@ class TotesSettings(BaseSettings):
             if self.warehouse_url
             else "unset",
             "lake": self.lake_url,
+            "sftp": redact_url(self.sftp_url.get_secret_value()) if self.sftp_url else "unset",
         }
 
 
@@ -179,11 +220,16 @@ def _resolve_url(settings: TotesSettings, which: str) -> SecretStr | None:
     variable = f"TOTES_{which.upper()}_URL"
     secret_id = getattr(settings, f"{which}_url_secret")
     block = getattr(settings, f"{which}_url_block")
+    def to_url(value: str) -> SecretStr | None:
+        if which == "sftp":
+            return _check_sftp_url(SecretStr(value))
+        return secret_to_url(value, variable=variable)
+
     try:
         if secret_id:
-            return secret_to_url(_read_aws_secret(secret_id), variable=variable)
+            return to_url(_read_aws_secret(secret_id))
         if block:
-            return secret_to_url(_read_prefect_secret(block), variable=variable)
+            return to_url(_read_prefect_secret(block))
     except ValueError:
         raise
     except Exception as error:
@@ -201,11 +247,11 @@ def load_settings() -> TotesSettings:
     read once per process.
     """
     settings = TotesSettings()
-    if not any((settings.source_url_secret, settings.warehouse_url_secret,
-                settings.source_url_block, settings.warehouse_url_block)):
+    if not any((settings.source_url_secret, settings.warehouse_url_secret, settings.sftp_url_secret,
+                settings.source_url_block, settings.warehouse_url_block, settings.sftp_url_block)):
         return settings
     return settings.model_copy(
-        update={"source_url": _resolve_url(settings, "source"), "warehouse_url": _resolve_url(settings, "warehouse")}
+        update={which + "_url": _resolve_url(settings, which) for which in ("source", "warehouse", "sftp")}
     )
 
 

@@ -145,3 +145,31 @@ create table if not exists _totes_loaded_batch (
     loaded_at timestamptz not null default now(),
     row_counts jsonb not null
 );
+
+-- Feed tables (tasks/feeds.toml): one row per line of a staged source file. The lineage columns say
+-- which file (SFTP path), which version of it (the raw zone's version id) and which line; the feed
+-- loader deletes a file's rows when the file is removed or superseded, so the table always holds
+-- exactly the rows of the currently staged files.
+create table if not exists fact_exchange_rate (
+    exchange_rate_record_id bigserial primary key,
+    rate_date date not null,
+    currency_id integer not null,
+    rate_to_gbp numeric(18, 8) not null,
+    _source_file text not null,
+    _source_version text not null,
+    _source_line integer not null,
+    _loaded_at timestamptz not null default now()
+);
+create unique index if not exists fact_exchange_rate_natural_key
+    on fact_exchange_rate (rate_date, currency_id);
+create index if not exists fact_exchange_rate_source_file on fact_exchange_rate (_source_file);
+
+-- The loaded set of each feed: which version of which file the feed's table holds.
+create table if not exists _totes_feed_file (
+    feed text not null,
+    file text not null,
+    version text not null,
+    row_count bigint not null,
+    loaded_at timestamptz not null default now(),
+    primary key (feed, file)
+);

@@ -8,12 +8,15 @@ run (``Pipeline.run`` records a checkpoint before each run).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import uuid
 import sys
 from collections import Counter
 from pathlib import Path
 
+import boto3
 import pytest
 
 from tasks.extract import connect
@@ -142,3 +145,20 @@ class Pipeline:
 def pipeline(databases, s3_lake_url, prefect_api, monkeypatch) -> Pipeline:
     """A pipeline on a fresh source and warehouse, with its lake in a fresh bucket of the S3 server."""
     return Pipeline(databases.source_url, databases.warehouse_url, s3_lake_url, monkeypatch)
+
+
+@pytest.fixture
+def sns_inbox(s3_endpoint):
+    """An SNS topic with an SQS queue subscribed to it, on the moto server."""
+    sns = boto3.client("sns", endpoint_url=s3_endpoint)
+    sqs = boto3.client("sqs", endpoint_url=s3_endpoint)
+    topic = sns.create_topic(Name=f"totes-alerts-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=f"inbox-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+
+    def received() -> list[dict]:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=2)
+        return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+
+    return topic, received

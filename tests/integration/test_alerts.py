@@ -15,23 +15,6 @@ SECRET = "N0t-In-Any-Alert"
 
 
 @pytest.fixture
-def sns_inbox(s3_endpoint):
-    """An SNS topic with an SQS queue subscribed to it, on the moto server."""
-    sns = boto3.client("sns", endpoint_url=s3_endpoint)
-    sqs = boto3.client("sqs", endpoint_url=s3_endpoint)
-    topic = sns.create_topic(Name=f"totes-alerts-{uuid.uuid4().hex[:8]}")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName=f"inbox-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-
-    def received() -> list[dict]:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=2)
-        return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
-
-    return topic, received
-
-
-@pytest.fixture
 def webhook():
     """A real HTTP endpoint on 127.0.0.1 that records what is posted to it."""
     posted: list[str] = []
