@@ -2,22 +2,29 @@
 
 Starts an embedded PostgreSQL (the ``pgserver`` wheel, which ships its own server binaries) holding a
 ``totesys`` source and a ``warehouse`` database, uses a local folder as the lake and Prefect's
-ephemeral API, then: seed, run, churn, run, and show what landed.
+ephemeral API, then: seed, run, churn, run, and show what landed. Then the file feeds: a loopback
+SFTP server receives an exchange-rates file, an amended version of it, a malformed file and finally
+the removal of the first file, with ``totes files`` after each step.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from tasks.extract import connect
+from tasks.feeds import exchange_rates_csv
 from tasks.lake import RAW, Lake
 from tasks.schema import SOURCE_TABLES
 from tasks.source import churn, seed_from_dump, seed_generated
-from tasks.warehouse import count_rows, revenue_by_month
+from tasks.sftp import LoopbackSftpServer
+from tasks.warehouse import count_rows, exchange_rates_by_file, revenue_by_month
 
 DEMO_DATABASES = ("totesys", "warehouse")
 
@@ -100,5 +107,60 @@ def run_demo(folder: Path, *, scale: float, dump: Path | None) -> None:
     lake = Lake.from_url(str(lake_dir))
     _banner("Lake")
     print(f"{lake_dir}: {len(lake.list_batches(RAW))} batches for {len(SOURCE_TABLES)} source tables")
-    print("Run it against your own databases: set TOTES_SOURCE_URL, TOTES_WAREHOUSE_URL and")
-    print("TOTES_LAKE_URL, then `totes run` (see README).")
+
+    run_feeds_demo(folder, urls["warehouse"])
+    print("\nRun it against your own databases: set TOTES_SOURCE_URL, TOTES_WAREHOUSE_URL and")
+    print("TOTES_LAKE_URL, then `totes run`; for file feeds set TOTES_SFTP_URL and run `totes files` (see README).")
+
+
+# Daily rates to GBP of the currencies the seeded ToteSys knows.
+DEMO_RATES = {"GBP": Decimal("1"), "USD": Decimal("1.2634"), "EUR": Decimal("1.1688")}
+
+
+def run_feeds_demo(folder: Path, warehouse_url: str) -> None:
+    """Drop, amend and remove exchange-rates files on a loopback SFTP server, with a files cycle
+    after each step, and show the warehouse following exactly the files on the server."""
+    from flows.files import FeedFilesRefused, totesys_files
+
+    sftp_root = folder / "sftp"
+    shutil.rmtree(sftp_root, ignore_errors=True)
+    rates_dir = sftp_root / "exchange-rates"
+    rates_dir.mkdir(parents=True)
+    _banner(f"File feeds: an SFTP server on 127.0.0.1 serving {sftp_root}")
+    with LoopbackSftpServer(sftp_root, password=secrets.token_urlsafe(16)) as server:
+        os.environ["TOTES_SFTP_URL"] = server.url
+        os.environ["TOTES_SFTP_KNOWN_HOSTS"] = str(server.write_known_hosts(folder / "known_hosts"))
+        today = datetime.now(UTC).date()
+        week = [today - timedelta(days=n) for n in range(14, 7, -1)]
+        last_week = [today - timedelta(days=n) for n in range(7, 0, -1)]
+        steps = [
+            ("A partner drops two weekly rates files", {
+                "rates-week-1.csv": exchange_rates_csv(week, DEMO_RATES),
+                "rates-week-2.csv": exchange_rates_csv(last_week, DEMO_RATES),
+            }),
+            ("They re-send week 1 amended (USD corrected, one day fewer): old rows out, new rows in", {
+                "rates-week-1.csv": exchange_rates_csv(week[:-1], DEMO_RATES | {"USD": Decimal("1.2701")}),
+            }),
+            ("They drop a malformed file: it is quarantined, everything else stays", {
+                "rates-broken.csv": b"rate_date,currency_code,rate_to_gbp\n2024-02-30,EUR,1.17\n",
+            }),
+            ("They remove week 1 and the broken file from the server: their rows leave the warehouse", {
+                "rates-week-1.csv": None, "rates-broken.csv": None,
+            }),
+        ]
+        for title, changes in steps:
+            _banner(f"{title}: totes files")
+            for name, content in changes.items():
+                if content is None:
+                    (rates_dir / name).unlink()
+                else:
+                    (rates_dir / name).write_bytes(content)
+            try:
+                print(totesys_files().as_text())
+            except FeedFilesRefused as refused:
+                print(refused.summary.as_text())
+            with connect(warehouse_url) as warehouse:
+                print(f"\n{'fact_exchange_rate by source file':<40}{'version':<28}{'rows':>6}{'USD rate (latest)':>20}")
+                for source_file, version, rows, usd in exchange_rates_by_file(warehouse):
+                    print(f"{source_file:<40}{version[:26]:<28}{rows:>6}{usd or '':>20}")
+    print(f"\nEvery version of every file is kept in {folder / 'lake' / 'files' / 'raw'}.")

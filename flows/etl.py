@@ -6,6 +6,7 @@ from prefect import flow, serve
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.files import totesys_files
 from tasks.alerts import alert_on_failure
 from tasks.extract import Horizon, extract_table_delta, plan_ingest_batch, read_horizon, record_ingest_batch
 from tasks.report import RunSummary, add_counts, publish_run_report
@@ -82,12 +83,13 @@ def rebuild_warehouse() -> RunSummary:
 
 
 def serve_deployments(*, interval_seconds: int) -> None:
-    """Serve every totes deployment from this process (``totes serve``): the ETL cycle on a schedule,
-    never two at once, and each stage and the rebuild on demand."""
+    """Serve every totes deployment from this process (``totes serve``): the ETL cycle and the file
+    feeds cycle on a schedule, never two of one at once, and each stage and the rebuild on demand."""
     serve(
         totesys_etl.to_deployment(name="totesys-etl", interval=interval_seconds, concurrency_limit=1),
         ingest.to_deployment(name="totesys-ingest", concurrency_limit=1),
         transform.to_deployment(name="totesys-transform", concurrency_limit=1),
         load.to_deployment(name="totesys-load", concurrency_limit=1),
         rebuild_warehouse.to_deployment(name="totesys-rebuild", concurrency_limit=1),
+        totesys_files.to_deployment(name="totesys-files", interval=interval_seconds, concurrency_limit=1),
     )

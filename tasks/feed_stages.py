@@ -66,6 +66,7 @@ def open_sftp(settings: TotesSettings) -> SftpSource:
         settings.require_sftp_url(),
         key_file=settings.sftp_key_file,
         known_hosts=settings.sftp_known_hosts,
+        host_keys=settings.sftp_host_keys,
         timeout_seconds=settings.sftp_timeout_seconds,
     )
 

@@ -274,6 +274,10 @@ def parse_feed_file(feed: Feed, file: str, data: bytes, *, version: str) -> pa.T
 
 
 def _decode(file: str, data: bytes, encoding: str) -> str:
+    nul = data.find(b"\x00")
+    if nul >= 0 and encoding.lower().replace("-", "") in ("utf8", "latin1", "ascii", "cp1252"):
+        line = data[:nul].count(b"\n") + 1
+        raise FeedFileError(file, "a NUL byte (0x00), which no text column can hold", line=line)
     try:
         return data.decode(encoding).removeprefix("\ufeff")
     except UnicodeDecodeError as error:

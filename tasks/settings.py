@@ -78,6 +78,8 @@ class TotesSettings(BaseSettings):
         sftp_key_file: a private key to log in with instead of (or besides) a password.
         sftp_known_hosts: the known_hosts file that holds the server's host key (default
             ``~/.ssh/known_hosts``); the host key is always verified.
+        sftp_host_keys: the server's host key(s) as known_hosts lines, instead of a file (for
+            containers: ``TOTES_SFTP_HOST_KEYS``; public keys, not secrets).
         feeds_file: the feeds declaration (default: the ``feeds.toml`` shipped with totes).
         files_url: where raw, staged and quarantined feed files live (default ``<lake>/files``).
             On S3 the bucket must have versioning on: every change of a file is a new version.
@@ -104,6 +106,7 @@ class TotesSettings(BaseSettings):
     sftp_url_block: str | None = None
     sftp_key_file: Path | None = None
     sftp_known_hosts: Path | None = None
+    sftp_host_keys: str | None = None
     sftp_timeout_seconds: float = Field(default=30.0, gt=0)
     feeds_file: Path | None = None
     files_url: str | None = None

@@ -49,6 +49,7 @@ class SftpSource:
         *,
         key_file: Path | None = None,
         known_hosts: Path | None = None,
+        host_keys: str | None = None,
         timeout_seconds: float = 30.0,
     ):
         parts = urlsplit(url)
@@ -60,6 +61,7 @@ class SftpSource:
         self._password = unquote(parts.password) if parts.password else None
         self.base = unquote(parts.path) or "."
         self._key_file, self._known_hosts, self._timeout = key_file, known_hosts, timeout_seconds
+        self._host_keys = host_keys
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
@@ -101,7 +103,9 @@ class SftpSource:
             "connect_timeout": self._timeout,
             "login_timeout": self._timeout,
         }
-        if not self._known_hosts:
+        if self._host_keys:
+            options["known_hosts"] = asyncssh.import_known_hosts(self._host_keys.replace("\\n", "\n"))
+        elif not self._known_hosts:
             options.pop("known_hosts")  # asyncssh's default: ~/.ssh/known_hosts
         if not self._key_file:
             options["client_keys"] = None if self._password else ()
@@ -112,10 +116,10 @@ class SftpSource:
             msg = f"SFTP login to {self.where} failed: permission denied (check the password or key)"
             raise SftpError(msg) from error
         except asyncssh.HostKeyNotVerifiable as error:
-            msg = (
-                f"the host key of {self.host}:{self.port} is not trusted: add it to "
+            where = "TOTES_SFTP_HOST_KEYS" if self._host_keys else (
                 f"{self._known_hosts or '~/.ssh/known_hosts'} (TOTES_SFTP_KNOWN_HOSTS)"
             )
+            msg = f"the host key of {self.host}:{self.port} is not trusted: add it to {where}"
             raise SftpError(msg) from error
         except (OSError, asyncssh.Error) as error:
             reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or str(error)

@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.extract import connect
 from tasks.faults import RETRY_POLICY
 from tasks.lake import STAR, Lake
-from tasks.schema import DIMENSION_TABLES, STAR_TABLES, quote_ident, read_sql, split_sql
+from tasks.schema import DIMENSION_TABLES, FEED_TABLES, STAR_TABLES, quote_ident, read_sql, split_sql
 from tasks.settings import load_settings
 
 def migrate(connection: adbc_postgres.Connection) -> None:
@@ -116,11 +116,20 @@ def revenue_by_month(connection: adbc_postgres.Connection, *, months: int) -> li
     return rows
 
 
+def exchange_rates_by_file(connection: adbc_postgres.Connection) -> list[tuple]:
+    """(source file, version, rows, latest USD rate) of fact_exchange_rate: the demo's feed view."""
+    with connection.cursor() as cursor:
+        cursor.execute(read_sql("select_exchange_rates_by_file"))
+        rows = cursor.fetchall()
+    connection.rollback()
+    return rows
+
+
 def count_rows(connection: adbc_postgres.Connection) -> dict[str, int]:
-    """Rows in each star table."""
+    """Rows in each star table and feed table."""
     counts = {}
     with connection.cursor() as cursor:
-        for table in STAR_TABLES:
+        for table in [*STAR_TABLES, *FEED_TABLES]:
             cursor.execute(f"select count(*) from public.{quote_ident(table)}")
             (counts[table],) = cursor.fetchone()
     connection.rollback()

@@ -69,13 +69,32 @@ data "aws_iam_policy_document" "task" {
   }
   statement {
     sid       = "ReadAndWriteTheLakePrefix"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+    actions   = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload"]
     resources = ["${aws_s3_bucket.lake.arn}/${var.lake_prefix}/*"]
   }
   statement {
-    sid       = "ReadTheDatabaseUrls"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.source_url.arn, aws_secretsmanager_secret.warehouse_url.arn]
+    # File feeds keep every raw version (versioning must stay on, which totes checks) and list them.
+    sid       = "SeeTheFeedFileVersions"
+    actions   = ["s3:GetBucketVersioning", "s3:ListBucketVersions"]
+    resources = [aws_s3_bucket.lake.arn]
+  }
+  statement {
+    # Only staged copies and quarantine notes are ever removed; raw feed files never are.
+    sid     = "RemoveStagedFeedFiles"
+    actions = ["s3:DeleteObject"]
+    resources = [
+      "${aws_s3_bucket.lake.arn}/${var.lake_prefix}/files/staged/*",
+      "${aws_s3_bucket.lake.arn}/${var.lake_prefix}/files/quarantine/*",
+    ]
+  }
+  statement {
+    sid     = "ReadTheDatabaseUrls"
+    actions = ["secretsmanager:GetSecretValue"]
+    resources = [
+      aws_secretsmanager_secret.source_url.arn,
+      aws_secretsmanager_secret.warehouse_url.arn,
+      aws_secretsmanager_secret.sftp_url.arn,
+    ]
   }
   statement {
     sid       = "UseTheProjectKey"

@@ -117,6 +117,12 @@ resource "aws_secretsmanager_secret" "warehouse_url" {
   kms_key_id = aws_kms_key.totes.arn
 }
 
+resource "aws_secretsmanager_secret" "sftp_url" {
+  #checkov:skip=CKV2_AWS_57:the SFTP password belongs to the partner; totes reads the current value each run
+  name       = "${var.name}/sftp-url"
+  kms_key_id = aws_kms_key.totes.arn
+}
+
 resource "aws_secretsmanager_secret" "prefect_api_key" {
   #checkov:skip=CKV2_AWS_57:Prefect API keys are rotated in Prefect Cloud
   name       = "${var.name}/prefect-api-key"

@@ -178,11 +178,12 @@ def test_production_prefect_yaml_registers_on_an_ecs_pool(prefect_server, tmp_pa
         "TOTES_DEPLOY_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/totes-task",
         "TOTES_DEPLOY_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/totes-execution",
         "TOTES_DEPLOY_ALERT_TOPIC_ARN": "arn:aws:sns:eu-west-2:123456789012:totes-alerts",
+        "TOTES_DEPLOY_SFTP_HOST_KEYS": "[sftp.example.com]:22 ssh-ed25519 AAAAexample",
         "AWS_DEFAULT_REGION": "eu-west-2",
     })
 
     for name in ("totesys-etl/totesys-etl", "ingest/totesys-ingest", "transform/totesys-transform",
-                 "load/totesys-load", "rebuild-warehouse/totesys-rebuild"):
+                 "load/totesys-load", "rebuild-warehouse/totesys-rebuild", "totesys-files/totesys-files"):
         deployment = read_deployment(prefect_server, name)
         assert deployment is not None, name
         assert deployment["work_pool_name"] == "totes-ecs"

@@ -128,13 +128,19 @@ def install_currencies(warehouse_url: str, codes: dict[int, str]) -> None:
 
 
 @pytest.fixture
-def feeds(sftp_server, versioned_files_url, databases, s3_lake_url, prefect_api, monkeypatch) -> Feeds:
+def feeds(request, sftp_server, versioned_files_url, databases, s3_lake_url, prefect_api, tmp_path, monkeypatch) -> Feeds:
+    """Feeds with the raw zone in a versioned S3 bucket, or (param "local") in a local folder."""
+    files_url = versioned_files_url
+    if getattr(request, "param", "s3") == "local":
+        files_url = str(tmp_path / "files")
+        monkeypatch.setenv("TOTES_FILES_URL", files_url)
     monkeypatch.setenv("TOTES_WAREHOUSE_URL", databases.warehouse_url)
     monkeypatch.setenv("TOTES_LAKE_URL", s3_lake_url)
     install_currencies(databases.warehouse_url, {1: "GBP", 2: "USD", 3: "EUR"})
-    return Feeds(sftp_server.root, versioned_files_url, databases.warehouse_url)
+    return Feeds(sftp_server.root, files_url, databases.warehouse_url)
 
 
+@pytest.mark.parametrize("feeds", ["s3", "local"], indirect=True)
 def test_new_amended_resent_and_removed_files_converge(feeds):
     february = rates_file(date(2024, 2, 1), 7)
     feeds.drop("rates-2024-02-w1.csv", february)
