@@ -348,7 +348,10 @@ def test_refuses_an_unversioned_bucket_and_an_untrusted_or_wrong_login(feeds, s3
         feeds.run()
 
     monkeypatch.setenv("TOTES_SFTP_KNOWN_HOSTS", str(sftp_server.write_known_hosts(tmp_path / "known_hosts")))
-    monkeypatch.setenv("TOTES_SFTP_URL", sftp_server.url.replace(":", ":x", 2).replace("sftp:x//", "sftp://"))
-    with pytest.raises(FeedFilesRefused, match="SFTP login to sftp://partner@127.0.0.1:\\d+ failed: permission denied"):
+    wrong_url = sftp_server.url.replace(":", ":x", 2).replace("sftp:x//", "sftp://")
+    monkeypatch.setenv("TOTES_SFTP_URL", wrong_url)
+    with pytest.raises(FeedFilesRefused, match="SFTP login to sftp://partner@127.0.0.1:\\d+ failed: permission denied") as refused:
         feeds.run()
+    wrong_password = wrong_url.split(":")[2].split("@")[0]
+    assert wrong_password not in str(refused.value)
     assert feeds.actual() == Counter()
