@@ -15,6 +15,7 @@ last run stopped and repeats nothing visible:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import adbc_driver_postgresql.dbapi as adbc_postgres
@@ -36,6 +37,7 @@ from tasks.feeds import (
     parse_feed_file,
     plan_load,
     plan_staging,
+    settled_files,
 )
 from tasks.schema import FEED_TABLES, quote_ident, read_sql, split_sql
 from tasks.settings import TotesSettings, load_settings
@@ -104,6 +106,12 @@ def fetch_feed(feed_name: str) -> FetchResult:
                 result.refused.append(remote.name)
                 continue
             listing.append(remote)
+        listing, waiting = settled_files(listing, seen, now=int(time.time()), min_age_seconds=feed.min_age_seconds)
+        if waiting:
+            logger.info(
+                "Feed %s: %s modified less than %d s ago, left for a later run", feed.name,
+                ", ".join(r.name for r in waiting), feed.min_age_seconds,
+            )
         changed = files_to_download(listing, seen)
         logger.info(
             "Feed %s: %d file(s) on %s/%s, %d with a new size or mtime",

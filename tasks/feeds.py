@@ -87,6 +87,9 @@ class Feed(BaseModel):
     natural_key: list[str] = Field(description="target columns that identify a row across all files")
     lookups: dict[str, Lookup] = Field(default_factory=dict, description="target column -> lookup")
     keep_removed: bool = Field(default=False, description="keep loading files removed from SFTP")
+    min_age_seconds: int = Field(
+        default=0, ge=0, description="leave files modified more recently than this for a later run (uploads in progress)"
+    )
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: str = "utf-8"
 
@@ -455,6 +458,23 @@ class FetchedFile:
     mtime: int
     sha256: str
     version: str
+
+
+def settled_files(
+    listing: Iterable[RemoteFile], seen: dict[str, FetchedFile], *, now: int, min_age_seconds: int
+) -> tuple[list[RemoteFile], list[RemoteFile]]:
+    """Split a listing into the files to consider now and those still being written (modified less
+    than ``min_age_seconds`` ago). A file still being written that an earlier fetch saw is considered
+    as the earlier fetch saw it, so its loaded version stays; an entirely new one waits."""
+    ready, waiting = [], []
+    for remote in listing:
+        if now - remote.mtime >= min_age_seconds:
+            ready.append(remote)
+        else:
+            waiting.append(remote)
+            if (known := seen.get(remote.name)) is not None:
+                ready.append(RemoteFile(remote.name, known.size, known.mtime))
+    return ready, waiting
 
 
 def files_to_download(listing: Iterable[RemoteFile], seen: dict[str, FetchedFile]) -> list[RemoteFile]:

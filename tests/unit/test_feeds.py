@@ -23,6 +23,7 @@ from tasks.feeds import (
     parse_feed_file,
     plan_load,
     plan_staging,
+    settled_files,
 )
 
 HEADER = b"rate_date,currency_code,rate_to_gbp\n"
@@ -182,6 +183,15 @@ def test_only_files_with_a_new_size_or_mtime_are_downloaded():
     seen = {"a.csv": FetchedFile(10, 100, "h", "v1"), "b.csv": FetchedFile(10, 100, "h", "v1")}
     listing = [RemoteFile("a.csv", 10, 100), RemoteFile("b.csv", 10, 101), RemoteFile("c.csv", 1, 1)]
     assert [r.name for r in files_to_download(listing, seen)] == ["b.csv", "c.csv"]
+
+
+def test_files_still_being_written_wait_and_keep_their_last_seen_version():
+    seen = {"old.csv": FetchedFile(10, 100, "h", "v1")}
+    listing = [RemoteFile("old.csv", 12, 995), RemoteFile("new.csv", 5, 990), RemoteFile("done.csv", 5, 900)]
+    ready, waiting = settled_files(listing, seen, now=1000, min_age_seconds=30)
+    assert [r.name for r in waiting] == ["old.csv", "new.csv"]
+    assert ready == [RemoteFile("old.csv", 10, 100), RemoteFile("done.csv", 5, 900)]
+    assert files_to_download(ready, seen) == [RemoteFile("done.csv", 5, 900)]
 
 
 def test_staging_plan_keeps_good_versions_until_a_good_one_replaces_them():
