@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from tasks.alerts import alert_on_failure
+from tasks.extract import database_slots
 from tasks.feed_stages import fetch_feed, load_feed, stage_feed
 from tasks.feeds import load_feeds
 from tasks.report import FeedReport, FilesSummary, publish_files_report
@@ -36,6 +37,7 @@ def totesys_files(feeds: list[str] | None = None) -> FilesSummary:
     if unknown:
         msg = f"unknown feed(s) {', '.join(unknown)}; declared: {', '.join(declared)}"
         raise ValueError(msg)
+    warehouse_url = settings.require_warehouse_url()
     summary = FilesSummary()
     for name in feeds or list(declared):
         report = FeedReport(feed=name)
@@ -47,7 +49,8 @@ def totesys_files(feeds: list[str] | None = None) -> FilesSummary:
             staged = stage_feed(name, fetched.latest)
             report.newly_staged, report.unstaged = staged.newly_staged, staged.unstaged
             report.quarantined, report.still_quarantined = staged.new_quarantine, staged.still_quarantined
-            loaded, refused = load_feed(name)
+            with database_slots(warehouse_url, wanted=1, default_slots=settings.database_concurrency):
+                loaded, refused = load_feed(name)
             report.files_loaded, report.files_removed = list(loaded.loaded), loaded.removed
             report.rows_inserted, report.rows_deleted = loaded.rows_inserted, loaded.rows_deleted
             report.quarantined += refused

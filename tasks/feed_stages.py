@@ -349,7 +349,8 @@ def load_feed(feed_name: str) -> tuple[LoadResult, list[str]]:
     entries = store.staged(feed.name)
     by_path = {feed_source_path(feed, name): (name, items[-1]) for name, items in entries.items()}
     staged = {path: version for path, (_, (version, _)) in by_path.items()}
-    with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
+    warehouse_url = settings.require_warehouse_url()
+    with connect(warehouse_url, purpose="warehouse database") as connection:
         migrate(connection)
         result = load_feed_files(
             connection, feed, staged, lambda path: store.read_staged(by_path[path][1][1], feed.file_schema)

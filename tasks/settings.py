@@ -67,6 +67,9 @@ class TotesSettings(BaseSettings):
             for writers whose clocks run slightly behind the database's.
         fallback_lag_seconds: the horizon used when the source role cannot see other sessions in
             ``pg_stat_activity`` (grant it ``pg_read_all_stats`` to avoid this).
+        database_concurrency: the slots of each database's Prefect global concurrency limit
+            (``totes-db-<host>-<port>-<db>``), created with this many if absent: at most this many
+            totes connections work on one database at once, across all runs and workers.
         source_url_secret, warehouse_url_secret: AWS Secrets Manager secret ids (name or ARN) holding
             the database URLs; they take precedence over everything else.
         source_url_block, warehouse_url_block: names of Prefect ``Secret`` blocks holding the URLs;
@@ -95,6 +98,7 @@ class TotesSettings(BaseSettings):
     parquet_rows_per_file: int = Field(default=500_000, ge=1)
     watermark_safety_seconds: float = Field(default=1.0, ge=0)
     fallback_lag_seconds: float = Field(default=900.0, ge=0)
+    database_concurrency: int = Field(default=4, ge=1)
     source_url_secret: str | None = None
     warehouse_url_secret: str | None = None
     source_url_block: str | None = None

@@ -156,7 +156,8 @@ def load_star_batch(batch_id: str) -> dict[str, int]:
     settings = load_settings()
     lake = Lake.from_url(settings.lake_url)
     streams = star_batch_streams(lake, batch_id)
-    with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
+    warehouse_url = settings.require_warehouse_url()
+    with connect(warehouse_url, purpose="warehouse database") as connection:
         changed = load_batch(connection, batch_id, streams)
     logger = get_run_logger()
     if changed is None:

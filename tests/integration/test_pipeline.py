@@ -275,3 +275,21 @@ def test_bad_source_rows_are_quarantined_good_rows_flow_and_a_fix_arrives(pipeli
     )
     pipeline.run()
     pipeline.assert_warehouse_matches_source()
+
+
+def test_one_global_concurrency_limit_per_database_bounds_its_connections(pipeline, monkeypatch):
+    """A run creates one Prefect global concurrency limit per database (named without credentials),
+    with the configured slots, holds slots only while working, and completes with a single slot."""
+    from prefect.client.orchestration import get_client
+
+    from tasks.extract import database_limit_name
+
+    monkeypatch.setenv("TOTES_DATABASE_CONCURRENCY", "1")
+    pipeline.seed(scale=0.02)
+    pipeline.run()
+    pipeline.assert_warehouse_matches_source()
+    with get_client(sync_client=True) as client:
+        for url in (pipeline.source_url, pipeline.warehouse_url):
+            limit = client.read_global_concurrency_limit_by_name(database_limit_name(url))
+            assert limit.limit == 1 and limit.active_slots == 0
+    assert "postgres:" not in database_limit_name(pipeline.source_url)
