@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test unit integration clean
+.PHONY: install demo test unit integration bench clean
 
 install: $(INSTALLED)
 
@@ -26,6 +26,12 @@ unit: $(INSTALLED)
 
 integration: $(INSTALLED)
 	$(BIN)/python -m pytest -m integration
+
+# The benchmark: totes beside the hand-built baseline and the COPY-to-COPY limit, at each scale
+# (default 1 10 100; e.g. `make bench SCALES="1 10"`). Writes bench/results/.
+SCALES ?= 1 10 100
+bench: $(INSTALLED)
+	$(BIN)/python -m bench --scales $(SCALES)
 
 clean:
 	rm -rf $(VENV) .totes .pytest_cache

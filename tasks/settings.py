@@ -95,7 +95,7 @@ class TotesSettings(BaseSettings):
     source_url: SecretStr | None = None
     warehouse_url: SecretStr | None = None
     lake_url: str = ".totes/lake"
-    parquet_rows_per_file: int = Field(default=500_000, ge=1)
+    parquet_rows_per_file: int = Field(default=100_000, ge=1)
     watermark_safety_seconds: float = Field(default=1.0, ge=0)
     fallback_lag_seconds: float = Field(default=900.0, ge=0)
     database_concurrency: int = Field(default=4, ge=1)

@@ -9,7 +9,8 @@ batch already recorded is skipped, so loading the same batch twice changes nothi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import adbc_driver_postgresql.dbapi as adbc_postgres
 import pyarrow as pa
@@ -60,19 +61,58 @@ def merge_statement(table: str) -> str:
     return read_sql("insert_new_fact_versions").format(**fields)
 
 
+# A stream factory: each call yields the table's record batches afresh (a fallback re-reads them).
+BatchStream = tuple[pa.Schema, Callable[[], Iterator[pa.RecordBatch]]]
+
+
+def with_batch_id(batches: Iterator[pa.RecordBatch], batch_id: str) -> Iterator[pa.RecordBatch]:
+    """The record batches with the ``_batch_id`` lineage column appended, as the table has it."""
+    for batch in batches:
+        yield batch.append_column("_batch_id", pa.array([batch_id] * batch.num_rows, pa.string()))
+
+
+def _copy_straight_in(cursor: adbc_postgres.Cursor, table: str, batch_id: str, stream: BatchStream) -> int | None:
+    """COPY the batch straight into the star table, inside a savepoint. None if a row's key is
+    already there (the caller then merges through a staging table instead).
+
+    New fact versions never collide with loaded ones (ingest drops re-read versions), and an empty
+    dimension has nothing to collide with, so this is the common case, and it spares a staging
+    table and an INSERT ... SELECT ... ON CONFLICT: half of a full load's time.
+    """
+    schema, batches = stream
+    cursor.execute("savepoint totes_copy_straight_in")
+    try:
+        target_schema = schema.append(pa.field("_batch_id", pa.string()))
+        rows = cursor.adbc_ingest(
+            table, pa.RecordBatchReader.from_batches(target_schema, with_batch_id(batches(), batch_id)), mode="append"
+        )
+    except adbc_postgres.IntegrityError:
+        cursor.execute("rollback to savepoint totes_copy_straight_in")
+        return None
+    cursor.execute("release savepoint totes_copy_straight_in")
+    return rows
+
+
+def _is_empty(cursor: adbc_postgres.Cursor, table: str) -> bool:
+    cursor.execute(f"select not exists (select from public.{quote_ident(table)})")
+    return bool(cursor.fetchone()[0])
+
+
 def load_batch(
     connection: adbc_postgres.Connection,
     batch_id: str,
-    tables: dict[str, tuple[pa.Schema, Iterator[pa.RecordBatch]]],
+    tables: dict[str, BatchStream],
     *,
     commit: bool = True,
 ) -> dict[str, int] | None:
     """Merge one star batch in one transaction. Returns rows changed per table, or None if the
     batch was already loaded (by an earlier run, or by a concurrent loader that got there first).
 
-    ``tables`` maps each star table to its Arrow schema and a stream of its record batches;
-    dimensions are merged before facts. With ``commit=False`` the caller owns the transaction
-    (a full rebuild loads every batch in one).
+    ``tables`` maps each star table to its Arrow schema and a function returning a stream of its
+    record batches; dimensions are merged before facts. Fact rows, and the rows of a dimension that
+    is still empty, are copied straight in; otherwise (and if a straight copy meets a key already
+    loaded) they are staged in a temporary table and merged. With ``commit=False`` the caller owns
+    the transaction (a full rebuild loads every batch in one).
     """
     changed: dict[str, int] = {}
     try:
@@ -85,10 +125,15 @@ def load_batch(
                 return None
             for table in sorted(tables, key=lambda name: (not name.startswith("dim_"), name)):
                 schema, batches = tables[table]
+                if table not in DIMENSION_TABLES or _is_empty(cursor, table):
+                    copied = _copy_straight_in(cursor, table, batch_id, tables[table])
+                    if copied is not None:
+                        changed[table] = copied
+                        continue
                 staging = _staging_name(table)
                 cursor.execute(f"drop table if exists pg_temp.{quote_ident(staging)}")
                 staged = cursor.adbc_ingest(
-                    staging, pa.RecordBatchReader.from_batches(schema, batches), mode="create", temporary=True
+                    staging, pa.RecordBatchReader.from_batches(schema, batches()), mode="create", temporary=True
                 )
                 if staged == 0:
                     changed[table] = 0
@@ -171,11 +216,12 @@ def load_star_batch(batch_id: str) -> dict[str, int]:
     return changed
 
 
-def star_batch_streams(lake: Lake, batch_id: str) -> dict[str, tuple[pa.Schema, Iterator[pa.RecordBatch]]]:
-    """Each star table of a batch as (schema, record batches read file by file from the lake)."""
+def star_batch_streams(lake: Lake, batch_id: str) -> dict[str, BatchStream]:
+    """Each star table of a batch as (schema, a function streaming its record batches file by file
+    from the lake)."""
     manifest = lake.read_manifest(STAR, batch_id)
     return {
-        name: (STAR_TABLES[name].schema, lake.iter_batches(entry["files"], STAR_TABLES[name].schema))
+        name: (STAR_TABLES[name].schema, partial(lake.iter_batches, entry["files"], STAR_TABLES[name].schema))
         for name, entry in manifest["tables"].items()
         if entry["files"]
     }

@@ -8,7 +8,6 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import boto3
 import pytest
 
 SECRET = "N0t-In-Any-Alert"

@@ -1,0 +1,335 @@
+"""``make bench``: totes beside the baseline and the physical limit, on this machine, in one run.
+
+For each scale: ``totes seed --scale N --delta-indexes`` into an embedded PostgreSQL, then, each on a
+fresh warehouse database:
+
+(a) ``totes run``, full load (lake in a fresh local folder, a running Prefect server);
+    then a no-op ``totes run`` (nothing changed), the same with Prefect's ephemeral API, and
+(b) ``totes churn`` touching about 0.1 % of the rows, then ``totes run`` (incremental);
+(c) the baseline (bench/baseline.py): pg8000 -> JSON -> pandas -> row-by-row INSERT, capped;
+(d) the physical limit (bench/physical_limit.py): COPY (SELECT ...) TO STDOUT -> COPY FROM STDIN.
+
+Every figure is a whole child process: wall time from start to exit (Python start-up, imports and
+Prefect included), and its peak RSS from the kernel (``wait4``). Rows are warehouse rows written.
+Results: bench/results/results.md, results.json and chart.png.
+
+Usage: python -m bench [--scales 1 10 100] [--baseline-insert-seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+WORK = REPO / ".totes" / "bench"  # replaced by --work
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Measurement:
+    scale: float
+    variant: str
+    seconds: float
+    rows: int
+    peak_rss_mib: float
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def run_child(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, stdout) of one command, measured by bench.measure."""
+    out_path, err_path, report = WORK / "child.out", WORK / "child.err", WORK / "child.json"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        code = subprocess.call([sys.executable, "-m", "bench.measure", str(report), *command],
+                               env=env, cwd=REPO, stdout=out, stderr=err)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} failed ({code}):\n{err_path.read_text()[-3000:]}")
+    measured = json.loads(report.read_text())
+    return measured["seconds"], measured["peak_rss_kib"] / 1024, out_path.read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return server, url
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError("prefect server did not start within 120 s")
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown CPU"
+    try:
+        match = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        cpu = match.group(1).strip() if match else cpu
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kib = int(re.search(r"MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        memory = f"{kib / 1024 / 1024:.0f} GiB"
+    except (OSError, AttributeError):
+        pass
+    return {
+        "cpu": cpu, "cores": str(os.cpu_count()), "memory": memory,
+        "python": platform.python_version(), "os": platform.platform(terse=True),
+    }
+
+
+def totes(*args: str) -> list[str]:
+    return [str(BIN / "totes"), *args]
+
+
+def warehouse_rows(url: str) -> int:
+    from tasks.extract import connect
+    from tasks.warehouse import count_rows
+
+    with connect(url) as connection:
+        return sum(count_rows(connection).values())
+
+
+def ingested_rows(summary: str) -> int:
+    """Rows ingested, from `totes run`'s printed table (second column of the source table lines)."""
+    total = 0
+    for line in summary.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            total += int(parts[1])
+    return total
+
+
+def bench_scale(scale: float, server_url: str, admin_url: str, insert_seconds: float) -> list[Measurement]:
+    from flows.demo import recreate_databases
+
+    tag = str(scale).replace(".", "_")
+    names = tuple(f"bench_{kind}_{tag}" for kind in ("source", "totes", "baseline", "limit"))
+    urls = dict(zip(("source", "totes", "baseline", "limit"), recreate_databases(admin_url, names).values(), strict=True))
+    lake = WORK / f"lake-{tag}"
+    shutil.rmtree(lake, ignore_errors=True)
+    env = dict(os.environ, TOTES_SOURCE_URL=urls["source"], TOTES_WAREHOUSE_URL=urls["totes"],
+               TOTES_LAKE_URL=str(lake), PREFECT_API_URL=server_url, PREFECT_LOGGING_LEVEL="WARNING")
+    results = []
+
+    def record(variant: str, seconds: float, rows: int, rss: float, note: str = "", **extra: object) -> None:
+        m = Measurement(scale, variant, seconds, rows, rss, note, extra)
+        results.append(m)
+        print(f"  scale {scale:g} {variant:<28} {seconds:8.1f} s {rows:>10} rows {m.rows_per_second:>12,.0f} rows/s "
+              f"{rss:8.0f} MiB {note}", flush=True)
+
+    seconds, rss, out = run_child(totes("seed", "--scale", str(scale), "--delta-indexes"), env)
+    source_rows = int(re.search(r"totes seed: (\d+) rows", out).group(1))
+    record("seed (totes seed)", seconds, source_rows, rss, "source rows written")
+
+    seconds, rss, out = run_child([sys.executable, "-m", "bench.physical_limit", urls["source"], urls["limit"]], env)
+    limit = json.loads(out.strip().splitlines()[-1])
+    record("(d) physical limit", seconds, limit["rows"], rss, "COPY to COPY", tables=limit["tables"])
+
+    seconds, rss, out = run_child(totes("run"), env)
+    full_rows = warehouse_rows(urls["totes"])
+    record("(a) totes run, full", seconds, full_rows, rss)
+
+    # On the same source state as (a) and (d): before the churn below.
+    work = WORK / f"baseline-{tag}"
+    shutil.rmtree(work, ignore_errors=True)
+    seconds, rss, out = run_child(
+        [sys.executable, "-m", "bench.baseline", urls["source"], urls["baseline"], str(work),
+         "--insert-seconds", str(insert_seconds)], env)
+    baseline = json.loads(out.strip().splitlines()[-1])
+    note = "complete" if baseline["complete"] else (
+        f"stopped after {baseline['insert_seconds']:.0f} s of inserts: {baseline['rows']} of {baseline['rows_total']} rows; "
+        f"all rows would take ~{baseline['projected_seconds'] / 60:.0f} min")
+    record("(c) baseline pg8000+pandas", seconds, baseline["rows"], rss, note, details=baseline)
+    shutil.rmtree(work, ignore_errors=True)
+
+    seconds, rss, _ = run_child(totes("run"), env)
+    record("no-op totes run", seconds, 0, rss, "Prefect server")
+    ephemeral = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    seconds, rss, _ = run_child(totes("run"), ephemeral)
+    record("no-op totes run, ephemeral", seconds, 0, rss, "ephemeral Prefect API")
+
+    # About 0.1 % of the source's rows: one churn order writes ~6 rows (order, transaction, payment,
+    # half a purchase order with its own, a paid flip, an amendment).
+    orders = max(1, round(source_rows * 0.001 / 6))
+    run_child(totes("churn", "--orders", str(orders)), env)
+    before = warehouse_rows(urls["totes"])
+    seconds, rss, out = run_child(totes("run"), env)
+    changed = ingested_rows(out)
+    record("(b) totes run, incremental", seconds, changed, rss,
+           f"{changed} source rows changed ({changed / source_rows:.2%})",
+           warehouse_rows_added=warehouse_rows(urls["totes"]) - before)
+
+    return results
+
+
+def ratios(results: list[Measurement]) -> dict[tuple[float, str], tuple[float | None, float | None]]:
+    """(throughput / limit's, throughput / baseline's) for each measurement with rows."""
+    by = {(m.scale, m.variant): m for m in results}
+    out = {}
+    for m in results:
+        limit = by.get((m.scale, "(d) physical limit"))
+        base = by.get((m.scale, "(c) baseline pg8000+pandas"))
+        if not m.rows or not m.variant.startswith(("(a)", "(c)", "(d)")):
+            out[(m.scale, m.variant)] = (None, None)
+            continue
+        out[(m.scale, m.variant)] = (
+            m.rows_per_second / limit.rows_per_second if limit and limit.rows_per_second else None,
+            m.rows_per_second / base.rows_per_second if base and base.rows_per_second else None,
+        )
+    return out
+
+
+def markdown(results: list[Measurement], info: dict[str, str], started: datetime) -> str:
+    ratio = ratios(results)
+    lines = [
+        "# totes benchmark", "",
+        f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` on {info['cpu']}, {info['cores']} cores, "
+        f"{info['memory']}, Python {info['python']}, {info['os']}; PostgreSQL from the `pgserver` wheel "
+        "(source and warehouses on one server, unix socket), lake in a local folder, a running Prefect "
+        "server unless noted. Each figure is one child process, start-up included: wall time, warehouse "
+        "rows written per second, peak RSS (kernel `ru_maxrss`).", "",
+        "| scale | run | wall time | rows | rows/s | peak RSS | × limit (d) | × baseline (c) | note |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for m in results:
+        to_limit, to_base = ratio[(m.scale, m.variant)]
+        lines.append(
+            f"| {m.scale:g} | {m.variant} | {m.seconds:.1f} s | {m.rows:,} | {m.rows_per_second:,.0f} | "
+            f"{m.peak_rss_mib:.0f} MiB | {'' if to_limit is None else f'{to_limit:.2f}'} | "
+            f"{'' if to_base is None else f'{to_base:,.2g}' if to_base < 10 else f'{to_base:,.0f}'} | {m.note} |"
+        )
+    lines += ["", "## Against the targets", ""]
+    lines += targets(results)
+    return "\n".join(lines) + "\n"
+
+
+def targets(results: list[Measurement]) -> list[str]:
+    by = {(m.scale, m.variant): m for m in results}
+    ratio = ratios(results)
+    lines = []
+    top = max(m.scale for m in results)
+    full, incremental = by.get((top, "(a) totes run, full")), by.get((top, "(b) totes run, incremental"))
+    if full:
+        to_limit, to_base = ratio[(top, full.variant)]
+        lines.append(f"- Full load at scale {top:g}: {to_limit:.2f} × the physical limit's throughput (target ≥ 0.5), "
+                     f"{to_base:,.0f} × the baseline's (target ≥ 50).")
+    if full and incremental:
+        lines.append(f"- Incremental after ~0.1 % churn at scale {top:g}: {incremental.seconds:.1f} s = "
+                     f"{incremental.seconds / full.seconds:.0%} of the full load's {full.seconds:.1f} s (target ≤ 5 %).")
+    if full:
+        lines.append(f"- Peak RSS of the full load at scale {top:g}: {full.peak_rss_mib:.0f} MiB (target < 1024 MiB).")
+        ten = by.get((10.0, "(a) totes run, full"))
+        if ten and top != 10:
+            lines.append(f"- … {full.peak_rss_mib / ten.peak_rss_mib:.2f} × its scale-10 figure of "
+                         f"{ten.peak_rss_mib:.0f} MiB (target ≤ 1.3).")
+    noop = [m for m in results if m.variant.startswith("no-op")]
+    if noop:
+        lines.append("- No-op runs (start-up, imports and Prefect included): "
+                     + ", ".join(f"{m.seconds:.1f} s at scale {m.scale:g} ({m.note})" for m in noop) + ".")
+    return lines
+
+
+def chart(results: list[Measurement], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = ["(a) totes run, full", "(d) physical limit", "(c) baseline pg8000+pandas"]
+    scales = sorted({m.scale for m in results})
+    by = {(m.scale, m.variant): m for m in results}
+    figure, (throughput, memory) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for variant in variants:
+        points = [(s, by[(s, variant)]) for s in scales if (s, variant) in by]
+        xs = [s for s, _ in points]
+        throughput.plot(xs, [m.rows_per_second for _, m in points], marker="o", label=variant)
+        memory.plot(xs, [m.peak_rss_mib for _, m in points], marker="o", label=variant)
+    for axis, title, unit in ((throughput, "Throughput", "warehouse rows per second"), (memory, "Peak memory", "peak RSS (MiB)")):
+        axis.set_xscale("log")
+        axis.set_xlabel("scale (1 = the real ToteSys size)")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.grid(True, alpha=0.3)
+    throughput.set_yscale("log")
+    throughput.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    global WORK  # the scratch folder every step uses: set once, from --work
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 10.0, 100.0])
+    parser.add_argument("--baseline-insert-seconds", type=float, default=60.0,
+                        help="stop the baseline's row-by-row inserts after this long (default 60)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the results")
+    parser.add_argument("--work", type=Path, default=WORK, help="scratch folder (databases, lakes)")
+    args = parser.parse_args()
+    WORK = args.work.resolve()
+    started = datetime.now(UTC)
+    info = machine()
+    WORK.mkdir(parents=True, exist_ok=True)
+    results_dir = args.results.resolve()
+    results_dir.mkdir(parents=True, exist_ok=True)
+    print(f"totes bench on {info['cpu']} ({info['cores']} cores, {info['memory']}); scales {args.scales}", flush=True)
+
+    from flows.demo import start_embedded_postgres
+
+    admin_url = start_embedded_postgres(WORK / "pgdata", fresh=True)
+    shutil.rmtree(WORK / "prefect", ignore_errors=True)
+    server, server_url = start_prefect_server(WORK / "prefect")
+    results: list[Measurement] = []
+    try:
+        for scale in args.scales:
+            print(f"scale {scale:g}:", flush=True)
+            results += bench_scale(scale, server_url, admin_url, args.baseline_insert_seconds)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    report = markdown(results, info, started)
+    (results_dir / "results.md").write_text(report)
+    (results_dir / "results.json").write_text(json.dumps(
+        {"machine": info, "measured_at": started.isoformat(),
+         "results": [asdict(m) | {"rows_per_second": m.rows_per_second} for m in results]}, indent=1))
+    chart(results, results_dir / "chart.png")
+    print("\n" + report)
+    print(f"written: {results_dir / 'results.md'}, {results_dir / 'results.json'}, {results_dir / 'chart.png'}")
+
+
+if __name__ == "__main__":
+    main()
