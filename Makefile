@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test unit integration bench clean
+.PHONY: install demo test unit integration bench chaos clean
 
 install: $(INSTALLED)
 
@@ -32,6 +32,11 @@ integration: $(INSTALLED)
 SCALES ?= 1 10 100
 bench: $(INSTALLED)
 	$(BIN)/python -m bench --scales $(SCALES)
+
+# The long chaos run: 50 SIGKILLs of `totes run` / `totes files` at random moments, then the check.
+KILLS ?= 50
+chaos: $(INSTALLED)
+	TOTES_CHAOS_KILLS=$(KILLS) $(BIN)/python -m pytest -m chaos -s -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .totes .pytest_cache

@@ -154,9 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _RunLogFormatter(logging.Formatter):
+    """Log lines that name the Prefect task (or flow) run they come from: `[extract-payment-0]`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        run = getattr(record, "task_run_name", None) or getattr(record, "flow_run_name", None)
+        record.run = f" [{run}]" if run else ""
+        return super().format(record)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_RunLogFormatter("%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     for noisy in ("pgserver", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = None

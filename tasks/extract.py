@@ -142,7 +142,8 @@ def database_slots(url: str, *, wanted: int, default_slots: int) -> Iterator[int
 
     name = database_limit_name(url)
     slots = max(1, min(wanted, _limit_slots(name, default_slots)))
-    with concurrency(name, occupy=slots, strict=False):
+    # The shortest lease Prefect grants: a run killed outright frees its slots within about a minute.
+    with concurrency(name, occupy=slots, strict=False, lease_duration=60):
         yield slots
 
 
