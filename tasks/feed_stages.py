@@ -42,7 +42,7 @@ from tasks.feeds import (
 from tasks.schema import FEED_TABLES, quote_ident, read_sql, split_sql
 from tasks.settings import TotesSettings, load_settings
 from tasks.sftp import SftpSource
-from tasks.warehouse import migrate
+from tasks.warehouse import migrate, roll_back
 
 # Quarantine records say at which stage a version was refused: a version refused at parse time is
 # never staged; one refused at load time is staged and retried on every load (a dimension row it
@@ -306,7 +306,7 @@ def load_feed_files(
                 cursor.execute(statement, parameters=(feed.name,))
         connection.commit()
     except BaseException:
-        connection.rollback()
+        roll_back(connection)
         raise
     result.removed = plan.remove
     result.loaded = {path: version for path, version in plan.load.items() if path not in result.rejected}

@@ -97,6 +97,15 @@ def _copy_straight_in(cursor: adbc_postgres.Cursor, table: str, batch_id: str, s
     return rows
 
 
+def roll_back(connection: adbc_postgres.Connection) -> None:
+    """Roll back after a failure, keeping the failure: if the connection itself is gone (the server
+    ended the session), the server has already rolled the transaction back."""
+    try:
+        connection.rollback()
+    except adbc_postgres.Error:
+        log.info("rollback not possible, the connection is gone: the server rolled the transaction back")
+
+
 def _is_empty(cursor: adbc_postgres.Cursor, table: str) -> bool:
     # bandit B608: identifier from tasks/schema.py, quoted
     cursor.execute(f"select not exists (select from public.{quote_ident(table)})")  # nosec B608
@@ -152,7 +161,7 @@ def load_batch(
         if commit:
             connection.commit()
     except BaseException:
-        connection.rollback()
+        roll_back(connection)
         raise
     return changed
 
@@ -253,7 +262,7 @@ def rebuild_warehouse_from_lake() -> tuple[dict[str, int], list[str]]:
                 logger.info("Rebuild: batch %s merged", batch_id)
             connection.commit()
         except BaseException:
-            connection.rollback()
+            roll_back(connection)
             raise
     logger.info("Warehouse rebuilt from %d lake batch(es)", len(batches))
     return changed, batches
