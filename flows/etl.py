@@ -9,6 +9,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tasks.alerts import alert_on_failure
 from tasks.extract import (
     Horizon,
+    check_source_schema,
     database_slots,
     extract_table_delta,
     plan_ingest_batch,
@@ -27,13 +28,15 @@ EXTRACT_THREADS = 4
 
 
 @flow(name="ingest", on_failure=[alert_on_failure], task_runner=ThreadPoolTaskRunner(max_workers=EXTRACT_THREADS))
-def ingest() -> tuple[dict[str, int], Horizon]:
-    """Pull every source table's new versions into the raw zone and record them as one batch."""
+def ingest() -> tuple[dict[str, int], Horizon, list[str]]:
+    """Pull every source table's new versions into the raw zone and record them as one batch.
+    Returns rows per table, the source horizon, and schema-drift warnings."""
     settings = load_settings()
     plan = plan_ingest_batch()
     source_url = settings.require_source_url()
     with database_slots(source_url, wanted=EXTRACT_THREADS, default_slots=settings.database_concurrency) as slots:
         horizon = read_horizon()
+        drift = check_source_schema()
         futures: dict[str, PrefectFuture] = {}
         in_flight: list[PrefectFuture] = []
         for name in SOURCE_TABLES:
@@ -44,7 +47,7 @@ def ingest() -> tuple[dict[str, int], Horizon]:
         wait(list(futures.values()))
     results = {name: future.result() for name, future in futures.items()}
     record_ingest_batch(plan, results, horizon)
-    return {name: result["rows"] for name, result in results.items()}, horizon
+    return {name: result["rows"] for name, result in results.items()}, horizon, drift
 
 
 @flow(name="transform", on_failure=[alert_on_failure])
@@ -79,7 +82,7 @@ def load() -> tuple[dict[str, int], list[str]]:
 @flow(name="totesys-etl", on_failure=[alert_on_failure], task_runner=ThreadPoolTaskRunner(max_workers=4))
 def totesys_etl() -> RunSummary:
     """One ETL cycle: ToteSys -> lake (raw) -> lake (star) -> warehouse."""
-    ingested, horizon = ingest.fn()
+    ingested, horizon, drift = ingest.fn()
     built, warnings = transform.fn()
     loaded, batches = load.fn()
     return publish_run_report(
@@ -88,7 +91,7 @@ def totesys_etl() -> RunSummary:
             transformed=built,
             loaded=loaded,
             batches_loaded=batches,
-            warnings=warnings,
+            warnings=drift + warnings,
             source_horizon=horizon.complete_before,
         )
     )

@@ -147,6 +147,59 @@ def database_slots(url: str, *, wanted: int, default_slots: int) -> Iterator[int
         yield slots
 
 
+class SchemaDrift(RuntimeError):
+    """The source's tables no longer have the columns or types totes reads (names them all)."""
+
+
+# The PostgreSQL types (information_schema's data_type) each raw Arrow type can be read from.
+_SOURCE_TYPES_FOR = (
+    (pa.types.is_int32, {"integer", "smallint"}),
+    (pa.types.is_string, {"text", "character varying", "character", "USER-DEFINED"}),
+    (pa.types.is_timestamp, {"timestamp without time zone", "timestamp with time zone"}),
+    (pa.types.is_decimal, {"numeric"}),
+    (pa.types.is_date32, {"date"}),
+    (pa.types.is_boolean, {"boolean"}),
+)
+
+
+def schema_drift(found: dict[str, dict[str, str]]) -> tuple[list[str], list[str]]:
+    """(errors, warnings) from the source's columns (table -> column -> data_type) against the model.
+
+    Errors: a table or a column totes reads is gone (dropped or renamed), or its type changed to one
+    the model cannot take. Warnings: new columns, which totes does not carry (the run goes on). Pure.
+    """
+    errors, warnings = [], []
+    for name, table in SOURCE_TABLES.items():
+        columns = found.get(name)
+        if columns is None:
+            errors.append(f"source table {name} does not exist")
+            continue
+        missing = [c for c in table.columns if c not in columns]
+        new = [c for c in columns if c not in table.columns]
+        if missing:
+            hint = f"; new column(s) there: {', '.join(new)} (renamed?)" if new else " (dropped or renamed?)"
+            errors.append(f"source table {name} lacks column(s) {', '.join(missing)}{hint}")
+        elif new:
+            warnings.append(f"schema drift: source table {name} has new column(s) {', '.join(new)}, not carried into the warehouse")
+        for expected in table.schema:
+            actual = columns.get(expected.name)
+            allowed = next((types for test, types in _SOURCE_TYPES_FOR if test(expected.type)), set())
+            if actual is not None and actual not in allowed:
+                errors.append(f"source column {name}.{expected.name} is {actual}, expected one of {', '.join(sorted(allowed))}")
+    return errors, warnings
+
+
+def read_source_columns(connection: adbc_postgres.Connection) -> dict[str, dict[str, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(read_sql("select_source_columns"))
+        rows = cursor.fetchall()
+    connection.rollback()
+    found: dict[str, dict[str, str]] = {}
+    for table, column, data_type in rows:
+        found.setdefault(table, {})[column] = data_type
+    return found
+
+
 def read_source_horizon(connection: adbc_postgres.Connection) -> Horizon:
     with connection.cursor() as cursor:
         cursor.execute(read_sql("read_source_horizon"))
@@ -306,6 +359,21 @@ def read_horizon() -> Horizon:
         horizon.oldest_open_transaction_at or "none",
     )
     return horizon
+
+
+@task(name="check-source-schema", cache_policy=NO_CACHE, **RETRY_POLICY)
+def check_source_schema() -> list[str]:
+    """Compare the source's tables with the model before reading: fail on a missing table, column or
+    incompatible type (nothing is read, no watermark moves); warn about new columns."""
+    settings = load_settings()
+    with connect(settings.require_source_url(), purpose="source database") as connection:
+        errors, warnings = schema_drift(read_source_columns(connection))
+    logger = get_run_logger()
+    for warning in warnings:
+        logger.warning(warning)
+    if errors:
+        raise SchemaDrift("schema drift: " + "; ".join(errors))
+    return warnings
 
 
 @task(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -295,3 +296,33 @@ def test_one_global_concurrency_limit_per_database_bounds_its_connections(pipeli
             limit = client.read_global_concurrency_limit_by_name(database_limit_name(url))
             assert limit.limit == 1 and limit.active_slots == 0
     assert "postgres:" not in database_limit_name(pipeline.source_url)
+
+
+def test_schema_drift_new_column_warns_and_missing_or_retyped_columns_stop_before_reading(pipeline):
+    from tasks.lake import RAW, Lake
+
+    pipeline.seed(scale=0.02)
+    pipeline.run()
+    lake = Lake.from_url(pipeline.lake_url)
+    batches = lake.list_batches(RAW)
+
+    # A new column: the run goes on and says so in its report.
+    execute(pipeline.source_url, "alter table sales_order add column discount_code text")
+    pipeline.churn(orders=5)
+    summary = pipeline.run()
+    assert "schema drift: source table sales_order has new column(s) discount_code, not carried into the warehouse" in summary.warnings
+    pipeline.assert_warehouse_matches_source()
+    batches = lake.list_batches(RAW)
+
+    # A renamed column and a changed type: the run stops before reading anything; no watermark moves.
+    execute(
+        pipeline.source_url,
+        "alter table design rename column design_name to name",
+        "alter table purchase_order alter column item_quantity type text",
+    )
+    with pytest.raises(Exception, match=re.escape(
+        "schema drift: source table design lacks column(s) design_name; new column(s) there: name (renamed?); "
+        "source column purchase_order.item_quantity is text, expected one of integer, smallint"
+    )):
+        pipeline.run()
+    assert lake.list_batches(RAW) == batches

@@ -214,3 +214,36 @@ def test_rds_style_secret_becomes_a_url():
     assert url.get_secret_value() == "postgresql://etl:p%40ss%3Aword%2F1@db.example.com:5433/totesys"
     with pytest.raises(ValueError, match="lacks"):
         secret_to_url('{"username": "etl"}', variable="TOTES_SOURCE_URL")
+
+
+def _model_columns() -> dict[str, dict[str, str]]:
+    """The source's columns as information_schema shows a ToteSys made by `totes seed`."""
+    from tasks.extract import _SOURCE_TYPES_FOR
+    from tasks.schema import SOURCE_TABLES
+
+    def data_type(field):
+        return next(sorted(types)[0] for test, types in _SOURCE_TYPES_FOR if test(field.type))
+
+    return {name: {f.name: data_type(f) for f in table.schema} for name, table in SOURCE_TABLES.items()}
+
+
+def test_schema_drift_errors_name_missing_renamed_and_retyped_columns_and_warn_on_new_ones():
+    from tasks.extract import schema_drift
+
+    assert schema_drift(_model_columns()) == ([], [])
+    found = _model_columns()
+    del found["currency"]
+    found["design"]["name"] = found["design"].pop("design_name")
+    del found["staff"]["email_address"]
+    found["sales_order"]["units_sold"] = "text"
+    found["address"]["what3words"] = "text"
+    errors, warnings = schema_drift(found)
+    assert errors == [
+        "source table currency does not exist",
+        "source table design lacks column(s) design_name; new column(s) there: name (renamed?)",
+        "source table staff lacks column(s) email_address (dropped or renamed?)",
+        "source column sales_order.units_sold is text, expected one of integer, smallint",
+    ]
+    assert warnings == [
+        "schema drift: source table address has new column(s) what3words, not carried into the warehouse"
+    ]
