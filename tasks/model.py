@@ -88,11 +88,22 @@ REJECTION_REASON = "_reason"
 def split_invalid_rows(frame: pl.DataFrame, table: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split source rows into those the warehouse can take and those it cannot. Pure.
 
-    A row is rejected when a column SPEC section 1 declares NOT NULL is NULL, or a yyyy-mm-dd text
-    date does not parse (e.g. ``2024-13-45``). Rejected rows keep every source column plus
-    ``_reason``, which names the column and value. A corrected row arrives as a new version.
+    A row is rejected when a column SPEC section 1 declares NOT NULL is NULL, a yyyy-mm-dd text
+    date does not parse (e.g. ``2024-13-45``), or another, different row has the same key and
+    ``last_updated`` (a source without primary-key constraints: which one is true cannot be told).
+    Rows repeated exactly are kept once. Rejected rows keep every source column plus ``_reason``,
+    which names the column and value. A corrected row arrives as a new version.
     """
-    reasons = []
+    frame = frame.unique(maintain_order=True)
+    version = [*SOURCE_TABLES[table].key, "last_updated"]
+    reasons = [
+        pl.when(pl.len().over(version) > 1).then(
+            pl.format(
+                "{} different rows share {} {} and last_updated {}",
+                pl.len().over(version), pl.lit(version[0]), pl.col(version[0]), pl.col("last_updated"),
+            )
+        )
+    ]
     for column in SOURCE_TABLES[table].columns:
         if (table, column) not in SOURCE_NULLABLE_COLUMNS:
             reasons.append(pl.when(pl.col(column).is_null()).then(pl.lit(f"{column} is NULL")))
@@ -101,8 +112,6 @@ def split_invalid_rows(frame: pl.DataFrame, table: str) -> tuple[pl.DataFrame, p
         reasons.append(
             pl.when(unparsed).then(pl.format("{} {} is not a yyyy-mm-dd date", pl.lit(column), pl.col(column)))
         )
-    if not reasons:
-        return frame, frame.clear().with_columns(pl.lit(None, pl.String).alias(REJECTION_REASON))
     checked = frame.with_columns(pl.concat_str(reasons, separator="; ", ignore_nulls=True).alias(REJECTION_REASON))
     rejected = checked.filter(pl.col(REJECTION_REASON).is_not_null() & (pl.col(REJECTION_REASON) != ""))
     valid = checked.filter(pl.col(REJECTION_REASON).is_null() | (pl.col(REJECTION_REASON) == "")).drop(REJECTION_REASON)

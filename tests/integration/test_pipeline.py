@@ -326,3 +326,30 @@ def test_schema_drift_new_column_warns_and_missing_or_retyped_columns_stop_befor
     )):
         pipeline.run()
     assert lake.list_batches(RAW) == batches
+
+
+def test_conflicting_duplicate_keys_in_a_source_without_constraints_are_quarantined(pipeline):
+    """The real ToteSys dump enforces no primary keys: two different rows may share an id and a
+    last_updated. Which one is true cannot be told, so both are quarantined with a warning, and every
+    other row still loads."""
+    pipeline.seed(scale=0.02)
+    pipeline.run()
+    execute(
+        pipeline.source_url,
+        "alter table sales_order drop constraint sales_order_pkey cascade",
+        "insert into sales_order (sales_order_id, design_id, staff_id, counterparty_id, units_sold, unit_price, "
+        "currency_id, agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id, created_at, last_updated) "
+        "select 900001, design_id, staff_id, counterparty_id, units_sold + k, unit_price, currency_id, "
+        "agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id, now(), now() "
+        "from sales_order, generate_series(1, 2) as k where sales_order_id = 1",
+    )
+    pipeline.churn(orders=10)
+    summary = pipeline.run()
+    assert any("2 different rows share sales_order_id 900001" in w for w in summary.warnings), summary.warnings
+    assert scalar(pipeline.warehouse_url, "select count(*) from fact_sales_order where sales_order_id = 900001") == 0
+    # Everything else arrived: the expectation without the ambiguous id.
+    pipeline.fact_versions["fact_sales_order"] = {
+        v for v in pipeline.fact_versions["fact_sales_order"] if not v.startswith("(900001,")
+    }
+    pipeline.possible_versions["fact_sales_order"] = pipeline.fact_versions["fact_sales_order"]
+    pipeline.assert_warehouse_matches_source()

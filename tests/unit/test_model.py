@@ -266,6 +266,17 @@ class TestRejections:
         assert reasons == {2: "units_sold is NULL", 3: "agreed_payment_date 2024-13-45 is not a yyyy-mm-dd date"}
         assert "sales_order: 2 row(s) rejected" in model.describe_rejections("sales_order", rejected)
 
+    def test_rows_sharing_a_key_and_last_updated_are_rejected_unless_identical(self):
+        frame = source("sales_order", [
+            sales_order(1, T0), sales_order(1, T0),  # repeated exactly: kept once
+            sales_order(2, T0, units_sold=10), sales_order(2, T0, units_sold=20),  # which is true?
+            sales_order(3, T0), sales_order(3, T1),  # two versions: both fine
+        ])
+        valid, rejected = model.split_invalid_rows(frame, "sales_order")
+        assert sorted(valid["sales_order_id"].to_list()) == [1, 3, 3]
+        assert rejected["sales_order_id"].to_list() == [2, 2]
+        assert rejected["_reason"][0].startswith("2 different rows share sales_order_id 2 and last_updated")
+
     def test_nullable_columns_are_not_rejected(self):
         valid, rejected = model.split_invalid_rows(source("address", [address(1)]), "address")
         assert (valid.height, rejected.height) == (1, 0)
