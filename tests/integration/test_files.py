@@ -7,11 +7,13 @@ on the SFTP server (parsed here with the csv module) and compared row by row, li
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -217,6 +219,12 @@ def test_the_cli_reports_and_fails_with_the_file_and_line(feeds, tmp_path):
     assert done.returncode == 1
     assert "exchange-rates/empty.csv: the file is empty" in done.stderr
     assert feeds.actual() == feeds.expected(skip=("empty.csv",))
+    # The SFTP password is nowhere in what the failed run printed or wrote to the feed store.
+    password = urlsplit(os.environ["TOTES_SFTP_URL"]).password
+    assert password and password not in done.stdout + done.stderr
+    store = feeds.store().lake
+    for path in store.fs.find(store.root):
+        assert password.encode() not in store.fs.cat_file(path), path
 
 
 def test_refuses_an_unversioned_bucket_and_an_untrusted_or_wrong_login(feeds, s3_endpoint, sftp_server, tmp_path, monkeypatch):
