@@ -16,6 +16,7 @@ last run stopped and repeats nothing visible:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import adbc_driver_postgresql.dbapi as adbc_postgres
@@ -270,7 +271,7 @@ def load_feed_files(
     connection: adbc_postgres.Connection,
     feed: Feed,
     staged: dict[str, str],
-    read_staged: callable,
+    read_staged: Callable[[str], pa.Table],
 ) -> LoadResult:
     """Converge the feed's table to the staged files in one transaction.
 

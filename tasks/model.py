@@ -142,10 +142,12 @@ def describe_rejections(
 # --- facts ---------------------------------------------------------------------------------------
 
 
-def _fact_rows(
-    frame: pl.DataFrame, *, source: str, key: str, text_dates: list[str], star: str, extra: tuple[pl.Expr, ...] = ()
-) -> pl.DataFrame:
-    versions = parse_text_dates(distinct_versions(frame, key), table=source, key=key, columns=text_dates)
+def _fact_rows(frame: pl.DataFrame, *, source: str, star: str, extra: tuple[pl.Expr, ...] = ()) -> pl.DataFrame:
+    # The key and the yyyy-mm-dd text dates are the source table's, as tasks/schema.py declares them.
+    key = SOURCE_TABLES[source].key[0]
+    versions = parse_text_dates(
+        distinct_versions(frame, key), table=source, key=key, columns=list(SOURCE_TEXT_DATE_COLUMNS[source])
+    )
     return _star_columns(
         versions.with_columns(
             *_timestamp_parts("created_at", "created"),
@@ -161,8 +163,6 @@ def build_fact_sales_order(sales_order: pl.DataFrame) -> pl.DataFrame:
     return _fact_rows(
         sales_order,
         source="sales_order",
-        key="sales_order_id",
-        text_dates=["agreed_delivery_date", "agreed_payment_date"],
         star="fact_sales_order",
         extra=(pl.col("staff_id").alias("sales_staff_id"),),
     )
@@ -173,8 +173,6 @@ def build_fact_purchase_order(purchase_order: pl.DataFrame) -> pl.DataFrame:
     return _fact_rows(
         purchase_order,
         source="purchase_order",
-        key="purchase_order_id",
-        text_dates=["agreed_delivery_date", "agreed_payment_date"],
         star="fact_purchase_order",
     )
 
@@ -182,7 +180,7 @@ def build_fact_purchase_order(purchase_order: pl.DataFrame) -> pl.DataFrame:
 def build_fact_payment(payment: pl.DataFrame) -> pl.DataFrame:
     """One row per version (payment_id, last_updated) of a payment; account numbers are dropped."""
     return _fact_rows(
-        payment, source="payment", key="payment_id", text_dates=["payment_date"], star="fact_payment"
+        payment, source="payment", star="fact_payment"
     )
 
 
