@@ -63,16 +63,20 @@ def transform() -> tuple[dict[str, int], list[str]]:
 
 
 @flow(name="load", on_failure=[alert_on_failure])
-def load() -> tuple[dict[str, int], list[str]]:
-    """Merge every star batch the warehouse lacks, one transaction per batch, in batch order."""
+def load() -> tuple[dict[str, int], list[str], list[str]]:
+    """Merge every star batch the warehouse lacks, one transaction per batch, in batch order.
+    Returns rows changed per table, the batches loaded, and data-quality warnings."""
     settings = load_settings()
     changed: dict[str, int] = {}
+    warnings: list[str] = []
     warehouse_url = settings.require_warehouse_url()
     with database_slots(warehouse_url, wanted=1, default_slots=settings.database_concurrency):
         pending = migrate_warehouse()
         for batch_id in pending:
-            changed = add_counts(changed, load_star_batch(batch_id))
-    return changed, pending
+            loaded = load_star_batch(batch_id)
+            changed = add_counts(changed, loaded.changed)
+            warnings += loaded.warnings
+    return changed, pending, warnings
 
 
 # The cycle runs each stage's body inside its own flow run rather than as a subflow: a subflow costs
@@ -84,14 +88,14 @@ def totesys_etl() -> RunSummary:
     """One ETL cycle: ToteSys -> lake (raw) -> lake (star) -> warehouse."""
     ingested, horizon, drift = ingest.fn()
     built, warnings = transform.fn()
-    loaded, batches = load.fn()
+    loaded, batches, load_warnings = load.fn()
     return publish_run_report(
         RunSummary(
             ingested=ingested,
             transformed=built,
             loaded=loaded,
             batches_loaded=batches,
-            warnings=drift + warnings,
+            warnings=drift + warnings + load_warnings,
             source_horizon=horizon.complete_before,
         )
     )

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from datetime import UTC, datetime, timedelta
 
 import adbc_driver_postgresql.dbapi as adbc_postgres
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -251,12 +252,41 @@ def delta_query(table: Table, since: datetime) -> str:
     )
 
 
-def conform_batch(batch: pa.RecordBatch, table: Table) -> pa.RecordBatch:
-    """Cast one record batch read from the source to the table's exact raw-zone schema.
+# The text of a numeric that numeric(10,2) holds exactly: at most 8 integer digits and 2 decimals
+# (trailing zeros beyond them are exact too). The source's money columns are unconstrained
+# numeric in the real ToteSys dump, so anything may arrive: 1e9, 2.005, NaN.
+_EXACT_MONEY_TEXT = r"^-?[0-9]{1,8}(\.[0-9]{0,2}0*)?$"
+
+
+def conform_batch(batch: pa.RecordBatch, table: Table) -> tuple[pa.RecordBatch, pa.Table | None]:
+    """Cast one record batch read from the source to the table's exact raw-zone schema. Pure.
+
+    Returns the conformed rows and the rows that cannot be conformed (None if none): a money
+    value that numeric(10,2) cannot hold exactly (too large, more than 2 decimals, NaN). Those
+    rows keep their source text and gain ``_reason``, naming the column and value; the
+    rest of the batch flows.
 
     Raises:
         ValueError: a column is missing, or a value does not fit its type; names the table and column.
     """
+    unfit = pa.array(np.zeros(batch.num_rows, dtype=bool))
+    reasons = pa.nulls(batch.num_rows, pa.string())
+    for target in table.schema:
+        if target.name in batch.schema.names and pa.types.is_decimal(target.type) and pa.types.is_string(batch.column(target.name).type):
+            text = batch.column(target.name)
+            bad = pc.and_(pc.is_valid(text), pc.invert(pc.match_substring_regex(text, _EXACT_MONEY_TEXT)))
+            bad = pc.fill_null(bad, False)
+            reason = pc.binary_join_element_wise(
+                pa.scalar(f"{target.name} "), text, pa.scalar(f" does not fit {_decimal_sql(target.type)} exactly"), ""
+            )
+            reasons = pc.if_else(bad, pc.coalesce(reasons, reason), reasons)
+            unfit = pc.or_(unfit, bad)
+    rejected = None
+    if pc.any(unfit).as_py():
+        rejected = pa.Table.from_batches([batch.filter(unfit)]).append_column(
+            "_reason", reasons.filter(unfit)
+        )
+        batch = batch.filter(pc.invert(unfit))
     arrays = []
     for target in table.schema:
         if target.name not in batch.schema.names:
@@ -268,25 +298,28 @@ def conform_batch(batch: pa.RecordBatch, table: Table) -> pa.RecordBatch:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
             msg = f"{table.name}.{target.name}: cannot read as {target.type}: {error}"
             raise ValueError(msg) from error
-    return pa.RecordBatch.from_arrays(arrays, schema=table.schema)
+    return pa.RecordBatch.from_arrays(arrays, schema=table.schema), rejected
 
 
-def drop_known_versions(
-    batch: pa.RecordBatch, table: Table, known: set[tuple[int, datetime]]
-) -> pa.RecordBatch:
+def _decimal_sql(decimal: pa.Decimal128Type) -> str:
+    return f"numeric({decimal.precision},{decimal.scale})"
+
+
+def drop_known_versions(batch: pa.RecordBatch | pa.Table, table: Table, known: set[tuple[int, datetime]]) -> pa.Table:
     """Drop rows whose (key, last_updated) was ingested by an earlier run. Pure."""
-    if not known or batch.num_rows == 0:
-        return batch
+    rows = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+    if not known or rows.num_rows == 0:
+        return rows
     (key,) = table.key
     known_frame = pl.DataFrame(
         {key: [k for k, _ in known], "last_updated": [ts for _, ts in known]},
         schema={key: pl.Int32, "last_updated": pl.Datetime("us")},
     )
-    fresh = pl.from_arrow(batch).join(known_frame, on=[key, "last_updated"], how="anti")
-    return fresh.to_arrow().cast(table.schema).to_batches()[0] if fresh.height else batch.slice(0, 0)
+    fresh = pl.from_arrow(rows).join(known_frame, on=[key, "last_updated"], how="anti")
+    return fresh.to_arrow().cast(rows.schema) if fresh.height else rows.slice(0, 0)
 
 
-def versions_since(batch: pa.RecordBatch, table: Table, since: datetime) -> set[tuple[int, datetime]]:
+def versions_since(batch: pa.RecordBatch | pa.Table, table: Table, since: datetime) -> set[tuple[int, datetime]]:
     """(key, last_updated) of the rows stamped at or after ``since``. Pure."""
     (key,) = table.key
     stamped = batch.column("last_updated")
@@ -303,8 +336,9 @@ def versions_since(batch: pa.RecordBatch, table: Table, since: datetime) -> set[
 
 def stream_delta(
     connection: adbc_postgres.Connection, table: Table, since: datetime
-) -> Iterator[pa.RecordBatch]:
-    """Every version of ``table`` stamped at or after ``since``, batch by batch, conformed."""
+) -> Iterator[tuple[pa.RecordBatch, pa.Table | None]]:
+    """Every version of ``table`` stamped at or after ``since``, batch by batch, conformed (with the
+    rows that could not be, see :func:`conform_batch`)."""
     with connection.cursor() as cursor:
         cursor.execute(delta_query(table, since))
         reader = cursor.fetch_record_batch()
@@ -397,25 +431,53 @@ def extract_table_delta(table_name: str, batch_id: str, previous: dict | None, h
     overlap: set[tuple[int, datetime]] = set()
     read = 0
 
+    unfit: list[pa.Table] = []
+
     def fresh_batches() -> Iterator[pa.RecordBatch]:
         nonlocal read
-        for batch in stream_delta(connection, table, state.watermark):
+        for batch, rejected in stream_delta(connection, table, state.watermark):
             read += batch.num_rows
             overlap.update(versions_since(batch, table, watermark))
-            fresh = drop_known_versions(batch, table, state.overlap_keys)
-            if fresh.num_rows:
-                yield fresh
+            if rejected is not None:
+                read += rejected.num_rows
+                overlap.update(versions_since(rejected, table, watermark))
+                unfit.append(drop_known_versions(rejected, table, state.overlap_keys))
+            yield from drop_known_versions(batch, table, state.overlap_keys).to_batches()
 
     with connect(settings.require_source_url(), purpose="source database") as connection:
         files, rows = lake.write_batches(
             RAW, table_name, batch_id, table.schema, fresh_batches(),
             rows_per_file=settings.parquet_rows_per_file,
         )
-    get_run_logger().info(
+    logger = get_run_logger()
+    result = {"files": files, "rows": rows, **TableWatermark(watermark, overlap).to_json()}
+    rejected = pa.concat_tables(unfit) if unfit else None
+    if rejected is not None and rejected.num_rows:
+        # Kept in the raw zone beside the batch: the transform reports them with the other rejects.
+        result["rejected"] = {
+            "files": lake.write_table(RAW, raw_quarantine_name(table_name), batch_id, rejected),
+            "rows": rejected.num_rows,
+        }
+        logger.warning(
+            "%s: %d row(s) cannot be read exactly and are quarantined (first: %s)",
+            table_name, rejected.num_rows, rejected.column("_reason")[0],
+        )
+    logger.info(
         "%s: read %d row(s) since %s, %d new version(s) in %d file(s); next watermark %s",
         table_name, read, state.watermark, rows, len(files), watermark,
     )
-    return {"files": files, "rows": rows, **TableWatermark(watermark, overlap).to_json()}
+    return result
+
+
+def raw_quarantine_name(table: str) -> str:
+    """The raw-zone table holding a source table's rows that could not be read exactly."""
+    return f"_unreadable_{table}"
+
+
+def unreadable_schema(table: Table) -> pa.Schema:
+    """The schema of those rows: the source's columns, money as the source's text, and ``_reason``."""
+    fields = [pa.field(f.name, pa.string()) if pa.types.is_decimal(f.type) else f for f in table.schema]
+    return pa.schema([*fields, pa.field("_reason", pa.string())])
 
 
 @task(name="record-ingest-batch", cache_policy=NO_CACHE, **RETRY_POLICY)
@@ -425,7 +487,7 @@ def record_ingest_batch(plan: IngestPlan, tables: dict[str, dict], horizon: Hori
     Writes nothing when no table has a new version, so a run with nothing to do leaves the lake
     exactly as it was.
     """
-    if not any(result["rows"] for result in tables.values()):
+    if not any(result["rows"] or result.get("rejected") for result in tables.values()):
         get_run_logger().info("No new versions in any source table: nothing to record.")
         return None
     lake = Lake.from_url(load_settings().lake_url)

@@ -13,7 +13,14 @@ from datetime import date
 import polars as pl
 import pycountry
 
-from tasks.schema import SOURCE_NULLABLE_COLUMNS, SOURCE_TABLES, SOURCE_TEXT_DATE_COLUMNS, STAR_TABLES
+from tasks.schema import (
+    SOURCE_NON_NEGATIVE_COLUMNS,
+    SOURCE_NULLABLE_COLUMNS,
+    SOURCE_POSITIVE_COLUMNS,
+    SOURCE_TABLES,
+    SOURCE_TEXT_DATE_COLUMNS,
+    STAR_TABLES,
+)
 
 UNKNOWN_CURRENCY_NAME = "Unknown"
 
@@ -89,7 +96,8 @@ def split_invalid_rows(frame: pl.DataFrame, table: str) -> tuple[pl.DataFrame, p
     """Split source rows into those the warehouse can take and those it cannot. Pure.
 
     A row is rejected when a column SPEC section 1 declares NOT NULL is NULL, a yyyy-mm-dd text
-    date does not parse (e.g. ``2024-13-45``), or another, different row has the same key and
+    date does not parse (e.g. ``2024-13-45``), a quantity is not positive or a price negative
+    (``SOURCE_POSITIVE_COLUMNS``, ``SOURCE_NON_NEGATIVE_COLUMNS``), or another, different row has the same key and
     ``last_updated`` (a source without primary-key constraints: which one is true cannot be told).
     Rows repeated exactly are kept once. Rejected rows keep every source column plus ``_reason``,
     which names the column and value. A corrected row arrives as a new version.
@@ -107,6 +115,11 @@ def split_invalid_rows(frame: pl.DataFrame, table: str) -> tuple[pl.DataFrame, p
     for column in SOURCE_TABLES[table].columns:
         if (table, column) not in SOURCE_NULLABLE_COLUMNS:
             reasons.append(pl.when(pl.col(column).is_null()).then(pl.lit(f"{column} is NULL")))
+    for column in SOURCE_TABLES[table].columns:
+        if (table, column) in SOURCE_POSITIVE_COLUMNS:
+            reasons.append(pl.when(pl.col(column) <= 0).then(pl.format("{} {} is not a positive quantity", pl.lit(column), pl.col(column))))
+        if (table, column) in SOURCE_NON_NEGATIVE_COLUMNS:
+            reasons.append(pl.when(pl.col(column) < 0).then(pl.format("{} {} is negative", pl.lit(column), pl.col(column))))
     for column in SOURCE_TEXT_DATE_COLUMNS.get(table, ()):
         unparsed = pl.col(column).is_not_null() & pl.col(column).str.strptime(pl.Date, "%Y-%m-%d", strict=False).is_null()
         reasons.append(

@@ -174,6 +174,11 @@ SOURCE_NULLABLE_COLUMNS = {
     ("transaction", "purchase_order_id"),
 }
 
+# Quantities of goods are counted in whole units: a row with zero or fewer is an entry error, not
+# an order. Prices are never below zero (a refund is a payment, not a negative price).
+SOURCE_POSITIVE_COLUMNS = {("sales_order", "units_sold"), ("purchase_order", "item_quantity")}
+SOURCE_NON_NEGATIVE_COLUMNS = {("sales_order", "unit_price"), ("purchase_order", "item_unit_price")}
+
 # ToteSys keeps these dates as yyyy-mm-dd text.
 SOURCE_TEXT_DATE_COLUMNS = {
     "sales_order": ("agreed_delivery_date", "agreed_payment_date"),
@@ -350,6 +355,40 @@ FEED_LINEAGE = pa.schema(
         pa.field("_source_line", pa.int32(), nullable=False),
     ]
 )
+
+# Star columns the warehouse allows to be NULL (SPEC section 2: all NOT NULL except these).
+STAR_NULLABLE_COLUMNS = {
+    ("dim_staff", "location"),
+    ("dim_location", "address_line_2"),
+    ("dim_location", "district"),
+    ("dim_counterparty", "counterparty_legal_address_line_2"),
+    ("dim_counterparty", "counterparty_legal_district"),
+    ("dim_transaction", "sales_order_id"),
+    ("dim_transaction", "purchase_order_id"),
+}
+
+# The dimension each fact column refers to (dates always resolve: dim_date covers every fact date).
+FACT_REFERENCES: dict[str, dict[str, str]] = {
+    "fact_sales_order": {
+        "sales_staff_id": "dim_staff",
+        "counterparty_id": "dim_counterparty",
+        "currency_id": "dim_currency",
+        "design_id": "dim_design",
+        "agreed_delivery_location_id": "dim_location",
+    },
+    "fact_purchase_order": {
+        "staff_id": "dim_staff",
+        "counterparty_id": "dim_counterparty",
+        "currency_id": "dim_currency",
+        "agreed_delivery_location_id": "dim_location",
+    },
+    "fact_payment": {
+        "transaction_id": "dim_transaction",
+        "counterparty_id": "dim_counterparty",
+        "currency_id": "dim_currency",
+        "payment_type_id": "dim_payment_type",
+    },
+}
 
 FACT_TABLES = tuple(name for name in STAR_TABLES if name.startswith("fact_"))
 DIMENSION_TABLES = tuple(name for name in STAR_TABLES if name.startswith("dim_"))

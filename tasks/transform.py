@@ -14,6 +14,7 @@ import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.extract import unreadable_schema
 from tasks.faults import RETRY_POLICY
 from tasks.lake import RAW, STAR, Lake, batch_sequence
 from tasks.model import (
@@ -85,6 +86,11 @@ def transform_batch(batch_id: str) -> tuple[dict[str, int], list[str]]:
         entry["files"] += lake.write_table(STAR, _quarantine_name(source), batch_id, rejected.to_arrow())
         entry["rows"] += rejected.height
         warnings.append(describe_rejections(source, rejected))
+
+    for source, entry in raw["tables"].items():
+        if entry.get("rejected"):
+            unreadable = lake.read_table(entry["rejected"]["files"], unreadable_schema(SOURCE_TABLES[source]))
+            quarantine(source, pl.from_arrow(unreadable))
 
     referenced = None
     for source, (star_name, _) in ROW_WISE_BUILDERS.items():

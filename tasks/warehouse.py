@@ -11,20 +11,34 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 
 import adbc_driver_postgresql.dbapi as adbc_postgres
 import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.extract import connect
 from tasks.faults import RETRY_POLICY
 from tasks.lake import STAR, Lake
-from tasks.schema import DIMENSION_TABLES, FEED_TABLES, STAR_TABLES, quote_ident, read_sql, split_sql
+from tasks.schema import (
+    DIMENSION_TABLES,
+    FACT_REFERENCES,
+    FEED_TABLES,
+    STAR_NULLABLE_COLUMNS,
+    STAR_TABLES,
+    quote_ident,
+    read_sql,
+    split_sql,
+)
 from tasks.settings import load_settings
 
 log = logging.getLogger("totes.load")
+
+# What an inferred dimension member holds in its NOT NULL columns until the real row arrives.
+UNKNOWN_MEMBER = "Unknown"
 
 def migrate(connection: adbc_postgres.Connection) -> None:
     """Create or migrate the warehouse's star schema and bookkeeping tables (idempotent)."""
@@ -74,6 +88,62 @@ def with_batch_id(batches: Iterator[pa.RecordBatch], batch_id: str) -> Iterator[
         yield batch.append_column("_batch_id", pa.array([batch_id] * batch.num_rows, pa.string()))
 
 
+def collecting_references(batches: Iterator[pa.RecordBatch], table: str, found: dict[str, set[int]]) -> Iterator[pa.RecordBatch]:
+    """The fact table's record batches, unchanged, noting on the way every dimension id they name."""
+    for batch in batches:
+        for column, dimension in FACT_REFERENCES[table].items():
+            found.setdefault(dimension, set()).update(pc.unique(batch.column(column)).drop_null().to_pylist())
+        yield batch
+
+
+def _noting_references(
+    batches: Callable[[], Iterator[pa.RecordBatch]], table: str, found: dict[str, set[int]]
+) -> Iterator[pa.RecordBatch]:
+    return collecting_references(batches(), table, found)
+
+
+def inferred_members_statement(dimension: str) -> str:
+    """The SQL inserting placeholder members for referenced ids the dimension lacks: "Unknown" in
+    every NOT NULL column, NULL in the others. Identifiers from our schema only."""
+    spec = STAR_TABLES[dimension]
+    (key,) = spec.key
+    others = [c for c in spec.columns if c != key]
+    values = ["null" if (dimension, c) in STAR_NULLABLE_COLUMNS else f"'{UNKNOWN_MEMBER}'" for c in others]
+    return read_sql("insert_inferred_members").format(
+        table=quote_ident(dimension),
+        key=quote_ident(key),
+        columns=", ".join(quote_ident(c) for c in others),
+        values=", ".join(values),
+    )
+
+
+def infer_missing_members(cursor: adbc_postgres.Cursor, batch_id: str, referenced: dict[str, set[int]]) -> dict[str, list[int]]:
+    """Give every id the batch's facts name, and its dimension lacks, an inferred member; return
+    the ids inferred per dimension."""
+    inferred = {}
+    for dimension, ids in sorted(referenced.items()):
+        if not ids:
+            continue
+        cursor.execute("drop table if exists pg_temp._totes_referenced")
+        cursor.adbc_ingest(
+            "_totes_referenced", pa.table({"id": pa.array(sorted(ids), pa.int32())}), mode="create", temporary=True
+        )
+        cursor.execute(inferred_members_statement(dimension), parameters=(batch_id,))
+        if found := [row[0] for row in cursor.fetchall()]:
+            inferred[dimension] = found
+    return inferred
+
+
+def describe_inferred(inferred: dict[str, list[int]]) -> list[str]:
+    """One data-quality warning per dimension that got inferred members."""
+    return [
+        f"{dimension}: facts refer to {len(ids)} id(s) it does not hold ({', '.join(map(str, ids[:5]))}"
+        f"{', ...' if len(ids) > 5 else ''}); loaded against inferred {UNKNOWN_MEMBER!r} members, "
+        "filled in when the rows arrive"
+        for dimension, ids in inferred.items()
+    ]
+
+
 def _copy_straight_in(cursor: adbc_postgres.Cursor, table: str, batch_id: str, stream: BatchStream) -> int | None:
     """COPY the batch straight into the star table, inside a savepoint. None if a row's key is
     already there (the caller then merges through a staging table instead).
@@ -112,15 +182,27 @@ def _is_empty(cursor: adbc_postgres.Cursor, table: str) -> bool:
     return bool(cursor.fetchone()[0])
 
 
+@dataclass(frozen=True)
+class BatchLoad:
+    """What loading one star batch changed: rows per table, and the inferred members it created."""
+
+    changed: dict[str, int]
+    inferred: dict[str, list[int]]
+
+    @property
+    def warnings(self) -> list[str]:
+        return describe_inferred(self.inferred)
+
+
 def load_batch(
     connection: adbc_postgres.Connection,
     batch_id: str,
     tables: dict[str, BatchStream],
     *,
     commit: bool = True,
-) -> dict[str, int] | None:
-    """Merge one star batch in one transaction. Returns rows changed per table, or None if the
-    batch was already loaded (by an earlier run, or by a concurrent loader that got there first).
+) -> BatchLoad | None:
+    """Merge one star batch in one transaction. Returns what changed, or None if the batch was
+    already loaded (by an earlier run, or by a concurrent loader that got there first).
 
     ``tables`` maps each star table to its Arrow schema and a function returning a stream of its
     record batches; dimensions are merged before facts. Fact rows, and the rows of a dimension that
@@ -129,6 +211,7 @@ def load_batch(
     the transaction (a full rebuild loads every batch in one).
     """
     changed: dict[str, int] = {}
+    referenced: dict[str, set[int]] = {}
     try:
         with connection.cursor() as cursor:
             cursor.execute(read_sql("take_load_lock"))
@@ -139,8 +222,10 @@ def load_batch(
                 return None
             for table in sorted(tables, key=lambda name: (not name.startswith("dim_"), name)):
                 schema, batches = tables[table]
+                if table in FACT_REFERENCES:
+                    batches = partial(_noting_references, batches, table, referenced)
                 if table not in DIMENSION_TABLES or _is_empty(cursor, table):
-                    copied = _copy_straight_in(cursor, table, batch_id, tables[table])
+                    copied = _copy_straight_in(cursor, table, batch_id, (schema, batches))
                     if copied is not None:
                         changed[table] = copied
                         continue
@@ -154,6 +239,9 @@ def load_batch(
                     continue
                 cursor.execute(merge_statement(table), parameters=(batch_id,))
                 (changed[table],) = cursor.fetchone()
+            inferred = infer_missing_members(cursor, batch_id, referenced)
+            for dimension, ids in inferred.items():
+                changed[dimension] = changed.get(dimension, 0) + len(ids)
             cursor.execute(
                 read_sql("record_loaded_batch"),
                 parameters=(batch_id, json.dumps(changed)),
@@ -163,7 +251,7 @@ def load_batch(
     except BaseException:
         roll_back(connection)
         raise
-    return changed
+    return BatchLoad(changed, inferred)
 
 
 def revenue_by_month(connection: adbc_postgres.Connection, *, months: int) -> list[tuple]:
@@ -211,24 +299,26 @@ def migrate_warehouse() -> list[str]:
 
 
 @task(name="load-star-batch", task_run_name="load-{batch_id}", cache_policy=NO_CACHE, **RETRY_POLICY)
-def load_star_batch(batch_id: str) -> dict[str, int]:
+def load_star_batch(batch_id: str) -> BatchLoad:
     """COPY one star batch into staging tables and merge it, all in one transaction."""
     settings = load_settings()
     lake = Lake.from_url(settings.lake_url)
     streams = star_batch_streams(lake, batch_id)
     warehouse_url = settings.require_warehouse_url()
     with connect(warehouse_url, purpose="warehouse database") as connection:
-        changed = load_batch(connection, batch_id, streams)
+        loaded = load_batch(connection, batch_id, streams)
     logger = get_run_logger()
-    if changed is None:
+    if loaded is None:
         logger.info("Batch %s was already loaded: skipped", batch_id)
-        return {}
+        return BatchLoad({}, {})
     logger.info(
         "Batch %s loaded: %s",
         batch_id,
-        ", ".join(f"{name} {rows}" for name, rows in changed.items() if rows) or "no changes",
+        ", ".join(f"{name} {rows}" for name, rows in loaded.changed.items() if rows) or "no changes",
     )
-    return changed
+    for warning in loaded.warnings:
+        logger.warning("Data quality, batch %s: %s", batch_id, warning)
+    return loaded
 
 
 def star_batch_streams(lake: Lake, batch_id: str) -> dict[str, BatchStream]:
@@ -257,7 +347,8 @@ def rebuild_warehouse_from_lake() -> tuple[dict[str, int], list[str]]:
                 cursor.execute(read_sql("take_load_lock"))
                 cursor.execute(read_sql("truncate_star"))
             for batch_id in batches:
-                counts = load_batch(connection, batch_id, star_batch_streams(lake, batch_id), commit=False) or {}
+                loaded = load_batch(connection, batch_id, star_batch_streams(lake, batch_id), commit=False)
+                counts = loaded.changed if loaded else {}
                 changed = {name: changed.get(name, 0) + counts.get(name, 0) for name in changed.keys() | counts.keys()}
                 logger.info("Rebuild: batch %s merged", batch_id)
             connection.commit()

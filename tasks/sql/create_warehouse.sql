@@ -173,3 +173,67 @@ create table if not exists _totes_feed_file (
     loaded_at timestamptz not null default now(),
     primary key (feed, file)
 );
+
+-- Lineage added by totes 0.3 (after the tables above; "add column if not exists" migrates older
+-- warehouses). _deleted_at: when totes found the row's key gone from the source (facts: on the
+-- latest version of the key only; nothing is removed). _inferred: a placeholder member for an id
+-- that facts refer to before (or without) its dimension row; replaced when the row arrives. dim_date
+-- has both for uniformity: it is generated, never deleted or inferred.
+-- Applied once: ALTER TABLE and CREATE VIEW take exclusive locks, which must not queue behind
+-- analysts' queries on every run. The last column added is the sentinel.
+do $$
+begin
+if not exists (
+    select from information_schema.columns
+    where table_schema = 'public' and table_name = 'dim_transaction' and column_name = '_inferred'
+) then
+    alter table fact_sales_order add column if not exists _deleted_at timestamptz;
+    alter table fact_purchase_order add column if not exists _deleted_at timestamptz;
+    alter table fact_payment add column if not exists _deleted_at timestamptz;
+    alter table dim_date add column if not exists _deleted_at timestamptz;
+    alter table dim_date add column if not exists _inferred boolean not null default false;
+    alter table dim_staff add column if not exists _deleted_at timestamptz;
+    alter table dim_staff add column if not exists _inferred boolean not null default false;
+    alter table dim_location add column if not exists _deleted_at timestamptz;
+    alter table dim_location add column if not exists _inferred boolean not null default false;
+    alter table dim_design add column if not exists _deleted_at timestamptz;
+    alter table dim_design add column if not exists _inferred boolean not null default false;
+    alter table dim_currency add column if not exists _deleted_at timestamptz;
+    alter table dim_currency add column if not exists _inferred boolean not null default false;
+    alter table dim_counterparty add column if not exists _deleted_at timestamptz;
+    alter table dim_counterparty add column if not exists _inferred boolean not null default false;
+    alter table dim_payment_type add column if not exists _deleted_at timestamptz;
+    alter table dim_payment_type add column if not exists _inferred boolean not null default false;
+    alter table dim_transaction add column if not exists _deleted_at timestamptz;
+    alter table dim_transaction add column if not exists _inferred boolean not null default false;
+
+    -- The current, undeleted state: the latest version of each fact key that is not deleted, and each
+    -- dimension row that is not deleted (inferred members included: facts join to them).
+    create or replace view current_fact_sales_order as
+    select * from (
+        select distinct on (sales_order_id) * from fact_sales_order
+        order by sales_order_id, last_updated_date desc, last_updated_time desc, sales_record_id desc
+    ) as latest
+    where _deleted_at is null;
+    create or replace view current_fact_purchase_order as
+    select * from (
+        select distinct on (purchase_order_id) * from fact_purchase_order
+        order by purchase_order_id, last_updated_date desc, last_updated_time desc, purchase_record_id desc
+    ) as latest
+    where _deleted_at is null;
+    create or replace view current_fact_payment as
+    select * from (
+        select distinct on (payment_id) * from fact_payment
+        order by payment_id, last_updated_date desc, last_updated_time desc, payment_record_id desc
+    ) as latest
+    where _deleted_at is null;
+    create or replace view current_dim_staff as select * from dim_staff where _deleted_at is null;
+    create or replace view current_dim_location as select * from dim_location where _deleted_at is null;
+    create or replace view current_dim_design as select * from dim_design where _deleted_at is null;
+    create or replace view current_dim_currency as select * from dim_currency where _deleted_at is null;
+    create or replace view current_dim_counterparty as select * from dim_counterparty where _deleted_at is null;
+    create or replace view current_dim_payment_type as select * from dim_payment_type where _deleted_at is null;
+    create or replace view current_dim_transaction as select * from dim_transaction where _deleted_at is null;
+end if;
+end
+$$;

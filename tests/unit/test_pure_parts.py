@@ -78,9 +78,22 @@ class TestBatches:
             "created_at": pa.array([NOW], pa.timestamp("us")),
             "last_updated": pa.array([NOW], pa.timestamp("us")),
         })
-        assert extract.conform_batch(raw, SOURCE_TABLES["payment_type"]).schema == SOURCE_TABLES["payment_type"].schema
+        conformed, unfit = extract.conform_batch(raw, SOURCE_TABLES["payment_type"])
+        assert conformed.schema == SOURCE_TABLES["payment_type"].schema and unfit is None
         money = pa.array(["1234.50", None]).cast(pa.decimal128(10, 2))
         assert money.to_pylist() == [Decimal("1234.50"), None]
+
+    def test_conform_sets_aside_money_that_numeric_10_2_cannot_hold_exactly(self):
+        prices = ["2.50", "2.500", "123456789.50", "1.234", "NaN", None, "-0.5"]
+        raw = pa.RecordBatch.from_pydict({
+            "payment_id": pa.array(range(len(prices)), pa.int32()),
+            "payment_amount": prices,
+        })
+        table = extract.Table("payment", pa.schema([("payment_id", pa.int32()), ("payment_amount", pa.decimal128(10, 2))]), ("payment_id",))
+        conformed, unfit = extract.conform_batch(raw, table)
+        assert conformed.column("payment_amount").to_pylist() == [Decimal("2.50"), Decimal("2.50"), None, Decimal("-0.50")]
+        assert unfit.column("payment_id").to_pylist() == [2, 3, 4]
+        assert unfit.column("_reason").to_pylist()[0] == "payment_amount 123456789.50 does not fit numeric(10,2) exactly"
 
     def test_conform_reports_a_missing_column_as_drift(self):
         raw = pa.RecordBatch.from_pydict({"currency_id": pa.array([1], pa.int32())})
