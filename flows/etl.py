@@ -63,20 +63,21 @@ def transform() -> tuple[dict[str, int], list[str]]:
 
 
 @flow(name="load", on_failure=[alert_on_failure])
-def load() -> tuple[dict[str, int], list[str], list[str]]:
+def load() -> RunSummary:
     """Merge every star batch the warehouse lacks, one transaction per batch, in batch order.
-    Returns rows changed per table, the batches loaded, and data-quality warnings."""
+    Returns the load's part of the run report: rows changed and marked deleted per table, the
+    batches loaded, and data-quality warnings."""
     settings = load_settings()
-    changed: dict[str, int] = {}
-    warnings: list[str] = []
+    summary = RunSummary()
     warehouse_url = settings.require_warehouse_url()
     with database_slots(warehouse_url, wanted=1, default_slots=settings.database_concurrency):
-        pending = migrate_warehouse()
-        for batch_id in pending:
+        summary.batches_loaded = migrate_warehouse()
+        for batch_id in summary.batches_loaded:
             loaded = load_star_batch(batch_id)
-            changed = add_counts(changed, loaded.changed)
-            warnings += loaded.warnings
-    return changed, pending, warnings
+            summary.loaded = add_counts(summary.loaded, loaded.changed)
+            summary.deleted = add_counts(summary.deleted, loaded.deleted)
+            summary.warnings += loaded.warnings
+    return summary
 
 
 # The cycle runs each stage's body inside its own flow run rather than as a subflow: a subflow costs
@@ -88,14 +89,15 @@ def totesys_etl() -> RunSummary:
     """One ETL cycle: ToteSys -> lake (raw) -> lake (star) -> warehouse."""
     ingested, horizon, drift = ingest.fn()
     built, warnings = transform.fn()
-    loaded, batches, load_warnings = load.fn()
+    loaded = load.fn()
     return publish_run_report(
         RunSummary(
             ingested=ingested,
             transformed=built,
-            loaded=loaded,
-            batches_loaded=batches,
-            warnings=drift + warnings + load_warnings,
+            loaded=loaded.loaded,
+            deleted=loaded.deleted,
+            batches_loaded=loaded.batches_loaded,
+            warnings=drift + warnings + loaded.warnings,
             source_horizon=horizon.complete_before,
         )
     )

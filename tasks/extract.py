@@ -32,7 +32,9 @@ from tasks.schema import (
     SOURCE_ENUM_COLUMNS,
     SOURCE_TABLES,
     SOURCE_TEXT_CAST_TYPES,
+    TIMESTAMP,
     Table,
+    deleted_marks_schema,
     quote_ident,
     read_sql,
 )
@@ -347,6 +349,57 @@ def stream_delta(
     connection.rollback()
 
 
+# --- hard deletes: key sets compared range by range ----------------------------------------------
+
+# The hash select_key_buckets.sql sums per range: (key * multiplier) mod a prime above 2^32. With
+# the count and the plain sum it tells two key sets of one range apart unless a deliberate
+# collision was built; a range that differs is then compared key by key, so a false "differs"
+# costs one small read and never marks a row.
+KEY_HASH_MULTIPLIER = 2654435761
+KEY_HASH_MODULUS = 4294967311
+
+
+def key_buckets(keys: pl.Series, width: int) -> pl.DataFrame:
+    """The per-range summary of a key set that select_key_buckets.sql computes in the source. Pure."""
+    k = pl.col("k")
+    return (
+        pl.DataFrame({"k": keys.cast(pl.Int64)})
+        .group_by(((k - ((k % width) + width) % width) // width).alias("bucket"))
+        .agg(
+            pl.len().cast(pl.Int64).alias("keys"),
+            k.sum().alias("key_sum"),
+            (((k * KEY_HASH_MULTIPLIER) % KEY_HASH_MODULUS + KEY_HASH_MODULUS) % KEY_HASH_MODULUS).sum().alias("key_hash"),
+        )
+    )
+
+
+def differing_buckets(source: pl.DataFrame, known: pl.DataFrame) -> list[int]:
+    """The ranges whose key-set summaries differ between the source and the known keys. Pure."""
+    joined = source.join(known, on="bucket", how="full", suffix="_known", coalesce=True)
+    differs = pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_known")) for c in ("keys", "key_sum", "key_hash"))
+    return sorted(joined.filter(differs)["bucket"].to_list())
+
+
+def find_deleted_keys(connection: adbc_postgres.Connection, table: Table, known: pl.Series, width: int) -> pl.Series:
+    """The known keys the source no longer holds: compares per-range summaries, then reads the keys
+    of the ranges that differ only. Keys the source has and totes does not know yet are ignored
+    (new rows, read by a later delta)."""
+    (key,) = table.key
+    fields = {"table": quote_ident(table.name), "key": quote_ident(key), "width": int(width)}
+    with connection.cursor() as cursor:
+        cursor.execute(read_sql("select_key_buckets").format(**fields))
+        source = pl.from_arrow(cursor.fetch_arrow_table()).cast(pl.Int64)
+        gone = []
+        for bucket in differing_buckets(source, key_buckets(known, width)):
+            low, high = bucket * width, (bucket + 1) * width
+            cursor.execute(read_sql("select_keys_in_range").format(**fields), parameters=(low, high))
+            present = pl.from_arrow(cursor.fetch_arrow_table())[key].cast(pl.Int64)
+            in_range = known.cast(pl.Int64).filter((known >= low) & (known < high))
+            gone.append(in_range.filter(~in_range.is_in(present.implode())))
+    connection.rollback()
+    return pl.concat(gone).cast(pl.Int32).sort() if gone else pl.Series(key, [], pl.Int32)
+
+
 def _naive(value: datetime) -> datetime:
     return value.replace(tzinfo=None) if value.tzinfo else value
 
@@ -430,8 +483,9 @@ def extract_table_delta(table_name: str, batch_id: str, previous: dict | None, h
     )
     overlap: set[tuple[int, datetime]] = set()
     read = 0
-
     unfit: list[pa.Table] = []
+    seen_keys: list[pa.Array] = []
+    (key,) = table.key
 
     def fresh_batches() -> Iterator[pa.RecordBatch]:
         nonlocal read
@@ -442,15 +496,20 @@ def extract_table_delta(table_name: str, batch_id: str, previous: dict | None, h
                 read += rejected.num_rows
                 overlap.update(versions_since(rejected, table, watermark))
                 unfit.append(drop_known_versions(rejected, table, state.overlap_keys))
+            seen_keys.append(batch.column(key))
             yield from drop_known_versions(batch, table, state.overlap_keys).to_batches()
 
+    logger = get_run_logger()
     with connect(settings.require_source_url(), purpose="source database") as connection:
         files, rows = lake.write_batches(
             RAW, table_name, batch_id, table.schema, fresh_batches(),
             rows_per_file=settings.parquet_rows_per_file,
         )
-    logger = get_run_logger()
-    result = {"files": files, "rows": rows, **TableWatermark(watermark, overlap).to_json()}
+        seen = pl.Series(key, pa.chunked_array(seen_keys, pa.int32()) if seen_keys else [], pl.Int32)
+        deletes = check_deletes(connection, lake, table, batch_id, previous, seen, horizon.clock_at)
+    result = {"files": files, "rows": rows, **TableWatermark(watermark, overlap).to_json(), **deletes}
+    if deletes.get("deleted"):
+        logger.info("%s: %d row(s) deleted in the source since the last check", table_name, deletes["deleted"]["rows"])
     rejected = pa.concat_tables(unfit) if unfit else None
     if rejected is not None and rejected.num_rows:
         # Kept in the raw zone beside the batch: the transform reports them with the other rejects.
@@ -469,6 +528,50 @@ def extract_table_delta(table_name: str, batch_id: str, previous: dict | None, h
     return result
 
 
+def previous_known_keys(lake: Lake, table: Table, previous: dict | None) -> pl.Series:
+    """Every key of ``table`` totes has read and not found deleted, before this batch.
+
+    Kept in the raw zone beside each manifest (``keys``); a lake written before totes detected
+    deletes has none, so it is rebuilt once from every raw batch's files."""
+    (key,) = table.key
+    schema = pa.schema([table.schema.field(key)])
+    if previous is None:
+        files = []
+    elif "keys" in previous:
+        files = previous["keys"]
+    else:
+        files = [f for b in lake.list_batches(RAW) for f in lake.read_manifest(RAW, b)["tables"].get(table.name, {}).get("files", [])]
+    return pl.from_arrow(lake.read_table(files, schema))[key].unique()
+
+
+def check_deletes(
+    connection: adbc_postgres.Connection, lake: Lake, table: Table, batch_id: str, previous: dict | None,
+    seen: pl.Series, checked_at: datetime,
+) -> dict:
+    """Find the keys hard-deleted in the source since the last check (see :func:`find_deleted_keys`);
+    write them (with ``_deleted_at``) and the new known key set to the raw zone. Returns the
+    manifest entries: ``keys`` (always) and ``deleted`` (if any)."""
+    (key,) = table.key
+    before = previous_known_keys(lake, table, previous)
+    known = pl.concat([before, seen]).unique()
+    if known.is_empty():
+        return {"keys": []}
+    deleted = find_deleted_keys(connection, table, known, load_settings().delete_check_bucket_keys)
+    entries: dict = {}
+    if deleted.len():
+        marks = pa.table(
+            {key: deleted.to_arrow(), "_deleted_at": pa.array([checked_at] * deleted.len(), TIMESTAMP)},
+            schema=deleted_marks_schema(key),
+        )
+        entries["deleted"] = {"files": lake.write_table(RAW, f"_deleted_{table.name}", batch_id, marks), "rows": deleted.len()}
+        known = known.filter(~known.is_in(deleted.implode()))
+    if deleted.len() or known.len() != before.len() or previous is None or "keys" not in previous:
+        entries["keys"] = lake.write_table(RAW, f"_keys_{table.name}", batch_id, pa.table({key: known.sort().to_arrow()}))
+    else:
+        entries["keys"] = previous["keys"]
+    return entries
+
+
 def raw_quarantine_name(table: str) -> str:
     """The raw-zone table holding a source table's rows that could not be read exactly."""
     return f"_unreadable_{table}"
@@ -484,10 +587,10 @@ def unreadable_schema(table: Table) -> pa.Schema:
 def record_ingest_batch(plan: IngestPlan, tables: dict[str, dict], horizon: Horizon) -> str | None:
     """Write the batch's manifest: from this moment its data is durable and its watermarks count.
 
-    Writes nothing when no table has a new version, so a run with nothing to do leaves the lake
-    exactly as it was.
+    Writes nothing when no table has a new version, an unreadable row or a deleted row, so a run
+    with nothing to do leaves the lake exactly as it was.
     """
-    if not any(result["rows"] or result.get("rejected") for result in tables.values()):
+    if not any(result["rows"] or result.get("rejected") or result.get("deleted") for result in tables.values()):
         get_run_logger().info("No new versions in any source table: nothing to record.")
         return None
     lake = Lake.from_url(load_settings().lake_url)

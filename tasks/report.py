@@ -19,6 +19,7 @@ class RunSummary:
     ingested: dict[str, int] = field(default_factory=dict)
     transformed: dict[str, int] = field(default_factory=dict)
     loaded: dict[str, int] = field(default_factory=dict)
+    deleted: dict[str, int] = field(default_factory=dict)
     batches_loaded: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     source_horizon: datetime | None = None
@@ -41,6 +42,10 @@ class RunSummary:
             table.append({"table": name, "stage": "load", "rows": self.loaded.get(name, 0)})
         return table
 
+    def deleted_text(self) -> str:
+        """Star rows marked deleted, per table ("" if none)."""
+        return ", ".join(f"{name} {rows}" for name, rows in sorted(self.deleted.items()) if rows)
+
     def as_text(self) -> str:
         """A plain-text table: source tables with rows ingested, star tables with rows built/loaded."""
         lines = [f"{'table':<22}{'ingested':>10}{'built':>10}{'loaded':>10}"]
@@ -52,6 +57,8 @@ class RunSummary:
             )
         batches = ", ".join(self.batches_loaded) or "none"
         lines.append(f"batches loaded: {batches}")
+        if marked := self.deleted_text():
+            lines.append(f"deleted in the source, marked _deleted_at: {marked}")
         if self.freshness_seconds is not None:
             lines.append(f"freshness: the warehouse holds every source change before {self.source_horizon:%Y-%m-%d %H:%M:%S} UTC ({self.freshness_seconds:.0f} s behind)")
         lines.extend(f"warning: {warning}" for warning in self.warnings)
@@ -73,6 +80,8 @@ class RunSummary:
         lines += [
             f"| {name} | {self.transformed.get(name, 0)} | {self.loaded.get(name, 0)} |" for name in STAR_TABLES
         ]
+        if marked := self.deleted_text():
+            lines += ["", f"**Deleted in the source** (rows marked `_deleted_at`): {marked}"]
         lines += ["", "## Data-quality warnings", ""]
         lines += [f"- {warning}" for warning in self.warnings] or ["None."]
         return "\n".join(lines)
@@ -131,6 +140,10 @@ class FilesSummary:
             if report.error:
                 found.append(f"feed {report.feed} failed: {report.error}")
         return found
+
+    def deleted_text(self) -> str:
+        """Star rows marked deleted, per table ("" if none)."""
+        return ", ".join(f"{name} {rows}" for name, rows in sorted(self.deleted.items()) if rows)
 
     def as_text(self) -> str:
         lines = [f"{'feed':<18}{'on sftp':>8}{'new':>6}{'same':>6}{'staged':>8}{'loaded':>8}{'removed':>8}{'rows in':>9}{'rows out':>9}"]

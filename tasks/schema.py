@@ -390,6 +390,33 @@ FACT_REFERENCES: dict[str, dict[str, str]] = {
     },
 }
 
+# The star table whose rows a source row's hard delete marks with _deleted_at, by the star table's
+# key (department has no star table of its own: dim_staff keeps the department's last values).
+DELETES_MARK: dict[str, str] = {
+    "address": "dim_location",
+    "counterparty": "dim_counterparty",
+    "currency": "dim_currency",
+    "design": "dim_design",
+    "staff": "dim_staff",
+    "payment_type": "dim_payment_type",
+    "transaction": "dim_transaction",
+    "sales_order": "fact_sales_order",
+    "purchase_order": "fact_purchase_order",
+    "payment": "fact_payment",
+}
+
+def deleted_marks_schema(key: str) -> pa.Schema:
+    """The lake's record of hard-deleted rows: each key, and when totes found it gone."""
+    return pa.schema([(key, pa.int32()), ("_deleted_at", TIMESTAMP)])
+
+
+# The warehouse-assigned serial id of each fact row (not in the star Parquet).
+FACT_RECORD_IDS = {
+    "fact_sales_order": "sales_record_id",
+    "fact_purchase_order": "purchase_record_id",
+    "fact_payment": "payment_record_id",
+}
+
 FACT_TABLES = tuple(name for name in STAR_TABLES if name.startswith("fact_"))
 DIMENSION_TABLES = tuple(name for name in STAR_TABLES if name.startswith("dim_"))
 

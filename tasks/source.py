@@ -448,7 +448,8 @@ def seed_from_dump(
 def churn(connection: adbc_postgres.Connection, *, orders: int) -> None:
     """One round of business activity, in one transaction: ``orders`` new sales orders (and half as
     many purchase orders) with their transactions and payments, payments flipping to paid, order
-    amendments, a counterparty's address and a department changing, new designs."""
+    amendments, a counterparty's address and a department changing, new designs, and one unpaid
+    sales order cancelled (its payment, transaction and order hard-deleted)."""
     if orders < 1:
         msg = f"--orders must be at least 1 (got {orders})"
         raise SourceError(msg)

@@ -29,11 +29,13 @@ from tasks.model import (
     split_orphans,
     widen_date_range,
 )
-from tasks.schema import SOURCE_TABLES, STAR_TABLES
+from tasks.schema import DELETES_MARK, SOURCE_TABLES, STAR_TABLES, deleted_marks_schema
 from tasks.settings import load_settings
 
 # Source tables other dimensions join to; their latest rows travel from batch to batch.
 JOIN_STATE_TABLES = ("address", "counterparty", "department", "staff")
+# Those among them that are rebuilt when their parent changes (their hard-deleted rows leave the state).
+CHILD_STATE_TABLES = ("counterparty", "staff")
 
 
 def _state_name(table: str) -> str:
@@ -87,10 +89,22 @@ def transform_batch(batch_id: str) -> tuple[dict[str, int], list[str]]:
         entry["rows"] += rejected.height
         warnings.append(describe_rejections(source, rejected))
 
+    deleted_keys: dict[str, pl.Series] = {}
+    deletions: dict[str, dict] = {}
     for source, entry in raw["tables"].items():
         if entry.get("rejected"):
             unreadable = lake.read_table(entry["rejected"]["files"], unreadable_schema(SOURCE_TABLES[source]))
             quarantine(source, pl.from_arrow(unreadable))
+        if entry.get("deleted"):
+            key = SOURCE_TABLES[source].key[0]
+            marks = lake.read_table(entry["deleted"]["files"], deleted_marks_schema(key))
+            deleted_keys[source] = pl.from_arrow(marks)[key]
+            if star_name := DELETES_MARK.get(source):
+                star_key = STAR_TABLES[star_name].key[0]
+                deletions[star_name] = {
+                    "files": lake.write_table(STAR, f"_deleted_{star_name}", batch_id, marks.rename_columns([star_key, "_deleted_at"])),
+                    "rows": marks.num_rows,
+                }
 
     referenced = None
     for source, (star_name, _) in ROW_WISE_BUILDERS.items():
@@ -116,6 +130,9 @@ def transform_batch(batch_id: str) -> tuple[dict[str, int], list[str]]:
     for name in JOIN_STATE_TABLES:
         carried = pl.from_arrow(lake.read_table(previous["state"][name] if previous else [], SOURCE_TABLES[name].schema))
         history[name] = latest_versions(pl.concat([carried, small[name]]), SOURCE_TABLES[name].key[0])
+        if name in CHILD_STATE_TABLES and name in deleted_keys:
+            # A deleted row must not come back when its parent changes; parents stay for lookups.
+            history[name] = history[name].filter(~pl.col(SOURCE_TABLES[name].key[0]).is_in(deleted_keys[name].implode()))
     covered = None
     if previous and previous.get("date_range"):
         covered = tuple(date.fromisoformat(d) for d in previous["date_range"])
@@ -147,12 +164,14 @@ def transform_batch(batch_id: str) -> tuple[dict[str, int], list[str]]:
 
     state = {}
     for name in JOIN_STATE_TABLES:
-        changed = small[name].height > 0 or previous is None
-        state[name] = (
-            lake.write_table(STAR, _state_name(name), batch_id, history[name].to_arrow().cast(SOURCE_TABLES[name].schema))
-            if changed and history[name].height
-            else (previous["state"][name] if previous else [])
-        )
+        if previous is not None and small[name].height == 0 and name not in deleted_keys:
+            state[name] = previous["state"][name]
+        elif history[name].height:
+            state[name] = lake.write_table(
+                STAR, _state_name(name), batch_id, history[name].to_arrow().cast(SOURCE_TABLES[name].schema)
+            )
+        else:
+            state[name] = []
     lake.write_manifest(
         STAR,
         batch_id,
@@ -163,6 +182,7 @@ def transform_batch(batch_id: str) -> tuple[dict[str, int], list[str]]:
             "state": state,
             "date_range": [d.isoformat() for d in date_range] if date_range else None,
             "quarantined": quarantined,
+            "deleted": deletions,
             "warnings": warnings,
         },
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import adbc_driver_postgresql.dbapi as adbc_postgres
@@ -25,12 +25,14 @@ from tasks.faults import RETRY_POLICY
 from tasks.lake import STAR, Lake
 from tasks.schema import (
     DIMENSION_TABLES,
+    FACT_RECORD_IDS,
     FACT_REFERENCES,
     FEED_TABLES,
     STAR_NULLABLE_COLUMNS,
     STAR_TABLES,
     quote_ident,
     read_sql,
+    deleted_marks_schema,
     split_sql,
 )
 from tasks.settings import load_settings
@@ -144,6 +146,28 @@ def describe_inferred(inferred: dict[str, list[int]]) -> list[str]:
     ]
 
 
+def mark_deleted_statement(table: str) -> str:
+    """The SQL marking a star table's rows whose source rows were hard-deleted (facts: the latest
+    version of each key only). Identifiers from our schema only."""
+    key = quote_ident(STAR_TABLES[table].key[0])
+    if table in FACT_RECORD_IDS:
+        return read_sql("mark_deleted_fact").format(
+            table=quote_ident(table), key=key, record_id=quote_ident(FACT_RECORD_IDS[table])
+        )
+    return read_sql("mark_deleted_dimension").format(table=quote_ident(table), key=key)
+
+
+def mark_deleted(cursor: adbc_postgres.Cursor, deletions: dict[str, pa.Table]) -> dict[str, int]:
+    """Set ``_deleted_at`` on the rows of each star table whose keys the batch records as deleted."""
+    marked = {}
+    for table, marks in sorted(deletions.items()):
+        cursor.execute("drop table if exists pg_temp._totes_deleted")
+        cursor.adbc_ingest("_totes_deleted", marks, mode="create", temporary=True)
+        cursor.execute(mark_deleted_statement(table))
+        (marked[table],) = cursor.fetchone()
+    return marked
+
+
 def _copy_straight_in(cursor: adbc_postgres.Cursor, table: str, batch_id: str, stream: BatchStream) -> int | None:
     """COPY the batch straight into the star table, inside a savepoint. None if a row's key is
     already there (the caller then merges through a staging table instead).
@@ -188,6 +212,7 @@ class BatchLoad:
 
     changed: dict[str, int]
     inferred: dict[str, list[int]]
+    deleted: dict[str, int] = field(default_factory=dict)
 
     @property
     def warnings(self) -> list[str]:
@@ -199,6 +224,7 @@ def load_batch(
     batch_id: str,
     tables: dict[str, BatchStream],
     *,
+    deletions: dict[str, pa.Table] | None = None,
     commit: bool = True,
 ) -> BatchLoad | None:
     """Merge one star batch in one transaction. Returns what changed, or None if the batch was
@@ -208,7 +234,8 @@ def load_batch(
     record batches; dimensions are merged before facts. Fact rows, and the rows of a dimension that
     is still empty, are copied straight in; otherwise (and if a straight copy meets a key already
     loaded) they are staged in a temporary table and merged. With ``commit=False`` the caller owns
-    the transaction (a full rebuild loads every batch in one).
+    the transaction (a full rebuild loads every batch in one). ``deletions`` holds, per star
+    table, the keys found hard-deleted in the source (with ``_deleted_at``): marked last.
     """
     changed: dict[str, int] = {}
     referenced: dict[str, set[int]] = {}
@@ -242,6 +269,8 @@ def load_batch(
             inferred = infer_missing_members(cursor, batch_id, referenced)
             for dimension, ids in inferred.items():
                 changed[dimension] = changed.get(dimension, 0) + len(ids)
+            # Last: a row changed and then deleted within the batch ends up deleted.
+            deleted = mark_deleted(cursor, deletions or {})
             cursor.execute(
                 read_sql("record_loaded_batch"),
                 parameters=(batch_id, json.dumps(changed)),
@@ -251,7 +280,7 @@ def load_batch(
     except BaseException:
         roll_back(connection)
         raise
-    return BatchLoad(changed, inferred)
+    return BatchLoad(changed, inferred, deleted)
 
 
 def revenue_by_month(connection: adbc_postgres.Connection, *, months: int) -> list[tuple]:
@@ -306,7 +335,7 @@ def load_star_batch(batch_id: str) -> BatchLoad:
     streams = star_batch_streams(lake, batch_id)
     warehouse_url = settings.require_warehouse_url()
     with connect(warehouse_url, purpose="warehouse database") as connection:
-        loaded = load_batch(connection, batch_id, streams)
+        loaded = load_batch(connection, batch_id, streams, deletions=star_batch_deletions(lake, batch_id))
     logger = get_run_logger()
     if loaded is None:
         logger.info("Batch %s was already loaded: skipped", batch_id)
@@ -316,6 +345,8 @@ def load_star_batch(batch_id: str) -> BatchLoad:
         batch_id,
         ", ".join(f"{name} {rows}" for name, rows in loaded.changed.items() if rows) or "no changes",
     )
+    for table, rows in loaded.deleted.items():
+        logger.info("Batch %s: %d row(s) of %s marked deleted", batch_id, rows, table)
     for warning in loaded.warnings:
         logger.warning("Data quality, batch %s: %s", batch_id, warning)
     return loaded
@@ -329,6 +360,15 @@ def star_batch_streams(lake: Lake, batch_id: str) -> dict[str, BatchStream]:
         name: (STAR_TABLES[name].schema, partial(lake.iter_batches, entry["files"], STAR_TABLES[name].schema))
         for name, entry in manifest["tables"].items()
         if entry["files"]
+    }
+
+
+def star_batch_deletions(lake: Lake, batch_id: str) -> dict[str, pa.Table]:
+    """Per star table, the keys the batch records as hard-deleted in the source (small: read whole)."""
+    manifest = lake.read_manifest(STAR, batch_id)
+    return {
+        name: lake.read_table(entry["files"], deleted_marks_schema(STAR_TABLES[name].key[0]))
+        for name, entry in manifest.get("deleted", {}).items()
     }
 
 
@@ -347,7 +387,10 @@ def rebuild_warehouse_from_lake() -> tuple[dict[str, int], list[str]]:
                 cursor.execute(read_sql("take_load_lock"))
                 cursor.execute(read_sql("truncate_star"))
             for batch_id in batches:
-                loaded = load_batch(connection, batch_id, star_batch_streams(lake, batch_id), commit=False)
+                loaded = load_batch(
+                    connection, batch_id, star_batch_streams(lake, batch_id),
+                    deletions=star_batch_deletions(lake, batch_id), commit=False,
+                )
                 counts = loaded.changed if loaded else {}
                 changed = {name: changed.get(name, 0) + counts.get(name, 0) for name in changed.keys() | counts.keys()}
                 logger.info("Rebuild: batch %s merged", batch_id)

@@ -139,3 +139,21 @@ where department_id = (
     order by random()
     limit 1
 ) and $1::int > 0;
+
+-- A cancellation: the oldest unpaid sales order's payment, transaction and order are hard-deleted
+-- (one statement, so the foreign keys are checked once all three are gone).
+with cancelled as (
+    select p.payment_id, t.transaction_id, t.sales_order_id
+    from payment as p
+    inner join transaction as t on t.transaction_id = p.transaction_id
+    where not p.paid and t.sales_order_id is not null and $1::int > 0
+    order by p.payment_id
+    limit 1
+),
+deleted_payment as (
+    delete from payment where payment_id in (select payment_id from cancelled) returning 1
+),
+deleted_transaction as (
+    delete from transaction where transaction_id in (select transaction_id from cancelled) returning 1
+)
+delete from sales_order where sales_order_id in (select sales_order_id from cancelled);
