@@ -6,9 +6,8 @@ from prefect import flow, serve
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.alerts import alert_on_failure
+from tasks.alerts import alert_on_failure, alert_on_warnings
 from tasks.extract import (
-    Horizon,
     check_source_schema,
     database_slots,
     extract_table_delta,
@@ -28,15 +27,16 @@ EXTRACT_THREADS = 4
 
 
 @flow(name="ingest", on_failure=[alert_on_failure], task_runner=ThreadPoolTaskRunner(max_workers=EXTRACT_THREADS))
-def ingest() -> tuple[dict[str, int], Horizon, list[str]]:
+def ingest() -> RunSummary:
     """Pull every source table's new versions into the raw zone and record them as one batch.
-    Returns rows per table, the source horizon, and schema-drift warnings."""
+    Returns the ingest's part of the run report: rows per table, the source horizon, schema-drift
+    warnings (and which of them are new)."""
     settings = load_settings()
     plan = plan_ingest_batch()
     source_url = settings.require_source_url()
     with database_slots(source_url, wanted=EXTRACT_THREADS, default_slots=settings.database_concurrency) as slots:
         horizon = read_horizon()
-        drift = check_source_schema()
+        drift, new_drift = check_source_schema()
         futures: dict[str, PrefectFuture] = {}
         in_flight: list[PrefectFuture] = []
         for name in SOURCE_TABLES:
@@ -47,7 +47,12 @@ def ingest() -> tuple[dict[str, int], Horizon, list[str]]:
         wait(list(futures.values()))
     results = {name: future.result() for name, future in futures.items()}
     record_ingest_batch(plan, results, horizon)
-    return {name: result["rows"] for name, result in results.items()}, horizon, drift
+    return RunSummary(
+        ingested={name: result["rows"] for name, result in results.items()},
+        source_horizon=horizon.complete_before,
+        warnings=drift,
+        new_warnings=new_drift,
+    )
 
 
 @flow(name="transform", on_failure=[alert_on_failure])
@@ -77,6 +82,7 @@ def load() -> RunSummary:
             summary.loaded = add_counts(summary.loaded, loaded.changed)
             summary.deleted = add_counts(summary.deleted, loaded.deleted)
             summary.warnings += loaded.warnings
+    summary.new_warnings = summary.warnings
     return summary
 
 
@@ -87,20 +93,23 @@ def load() -> RunSummary:
 @flow(name="totesys-etl", on_failure=[alert_on_failure], task_runner=ThreadPoolTaskRunner(max_workers=4))
 def totesys_etl() -> RunSummary:
     """One ETL cycle: ToteSys -> lake (raw) -> lake (star) -> warehouse."""
-    ingested, horizon, drift = ingest.fn()
+    ingested = ingest.fn()
     built, warnings = transform.fn()
     loaded = load.fn()
-    return publish_run_report(
+    summary = publish_run_report(
         RunSummary(
-            ingested=ingested,
+            ingested=ingested.ingested,
             transformed=built,
             loaded=loaded.loaded,
             deleted=loaded.deleted,
             batches_loaded=loaded.batches_loaded,
-            warnings=drift + warnings + loaded.warnings,
-            source_horizon=horizon.complete_before,
+            warnings=ingested.warnings + warnings + loaded.warnings,
+            new_warnings=ingested.new_warnings + warnings + loaded.warnings,
+            source_horizon=ingested.source_horizon,
         )
     )
+    alert_on_warnings("totesys-etl", summary.new_warnings)
+    return summary
 
 
 @flow(name="rebuild-warehouse", on_failure=[alert_on_failure])

@@ -1,4 +1,5 @@
-"""Alerts on failed runs: which deployment, which task, what error, and a link to the run.
+"""Alerts on failed runs (which deployment, which task, what error, and a link to the run) and on
+runs that succeeded with new data-quality warnings (rows quarantined, inferred members, drift).
 
 Delivered from the flows' ``on_failure`` hooks to an SNS topic (``TOTES_ALERT_SNS_TOPIC_ARN``: email
 subscriptions, as hand-built pipelines do today with CloudWatch + SNS) and to any Prefect notification
@@ -110,7 +111,49 @@ def describe_failure(flow: Any, flow_run: Any, state: Any, settings: TotesSettin
     )
 
 
-def deliver(alert: FailureAlert, settings: TotesSettings) -> list[str]:
+@dataclass(frozen=True)
+class DataQualityAlert:
+    """A run that succeeded but set data aside or loaded it with a caveat: what, and where to look."""
+
+    flow: str
+    warnings: tuple[str, ...]
+    run_url: str
+
+    @property
+    def subject(self) -> str:
+        return f"totes: {self.flow} loaded with {len(self.warnings)} data-quality warning(s)"[:100]
+
+    @property
+    def body(self) -> str:
+        listed = "\n".join(f"- {warning}" for warning in self.warnings)
+        return (
+            f"The totes flow {self.flow} completed; good data was loaded, but:\n\n{listed}\n\n"
+            "Quarantined rows are in the lake (star/_quarantine_<table>, raw/_unreadable_<table>); a "
+            "corrected row in the source arrives as a new version.\n"
+            f"Run: {self.run_url}\n"
+        )
+
+
+def alert_on_warnings(flow_name: str, warnings: list[str]) -> list[str]:
+    """Send a data-quality alert when a successful run has new warnings; returns where it went."""
+    if not warnings:
+        return []
+    from prefect.runtime import flow_run
+
+    settings = load_settings()
+    alert = DataQualityAlert(
+        flow=flow_name, warnings=tuple(scrub(w, settings) for w in warnings), run_url=_run_url(flow_run.id)
+    )
+    try:
+        sent = deliver(alert, settings)
+    except Exception as error:  # noqa: BLE001 - the run's data is loaded; a failed alert must not fail it
+        log.error("could not send the data-quality alert: %s", scrub(str(error), settings))
+        return []
+    log.warning("%s\n%s", alert.subject, alert.body)
+    return sent
+
+
+def deliver(alert: FailureAlert | DataQualityAlert, settings: TotesSettings) -> list[str]:
     """Send the alert to every configured channel; returns where it went."""
     sent = []
     if settings.alert_sns_topic_arn:

@@ -11,6 +11,7 @@ The watermark logic is what makes totes miss nothing (SPEC rule 5):
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -449,9 +450,12 @@ def read_horizon() -> Horizon:
 
 
 @task(name="check-source-schema", cache_policy=NO_CACHE, **RETRY_POLICY)
-def check_source_schema() -> list[str]:
+def check_source_schema() -> tuple[list[str], list[str]]:
     """Compare the source's tables with the model before reading: fail on a missing table, column or
-    incompatible type (nothing is read, no watermark moves); warn about new columns."""
+    incompatible type (nothing is read, no watermark moves); warn about new columns.
+
+    Returns the drift warnings, and those not reported by an earlier run (the lake keeps the last
+    set in ``raw/_schema_drift.json``), so that a new column alerts once, not every run."""
     settings = load_settings()
     with connect(settings.require_source_url(), purpose="source database") as connection:
         errors, warnings = schema_drift(read_source_columns(connection))
@@ -460,7 +464,12 @@ def check_source_schema() -> list[str]:
         logger.warning(warning)
     if errors:
         raise SchemaDrift("schema drift: " + "; ".join(errors))
-    return warnings
+    lake = Lake.from_url(settings.lake_url)
+    reported_path = f"{RAW}/_schema_drift.json"
+    reported = json.loads(lake.fs.cat_file(lake.full(reported_path))) if lake.fs.exists(lake.full(reported_path)) else []
+    if sorted(warnings) != sorted(reported):
+        lake.put_whole(reported_path, json.dumps(sorted(warnings)).encode())
+    return warnings, [w for w in warnings if w not in reported]
 
 
 @task(

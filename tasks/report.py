@@ -22,6 +22,8 @@ class RunSummary:
     deleted: dict[str, int] = field(default_factory=dict)
     batches_loaded: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The warnings no earlier run reported (a new column warns every run, but alerts once).
+    new_warnings: list[str] = field(default_factory=list)
     source_horizon: datetime | None = None
     finished_at: datetime | None = None
 
