@@ -84,3 +84,45 @@ def test_urls_come_from_secrets_and_never_leak(
     for password in (SOURCE_PASSWORD, WAREHOUSE_PASSWORD):
         assert password not in recorded  # ...but no password
         assert password.encode() not in everything_in_the_lake(s3_lake_url)
+
+
+def everything_the_api_holds_about_runs() -> str:
+    """Every flow run's and task run's parameters, state name and state message (tracebacks of
+    failed runs are logged, and read by :func:`everything_prefect_recorded`)."""
+    from prefect.client.orchestration import get_client
+
+    parts = []
+    with get_client(sync_client=True) as client:
+        for run in client.read_flow_runs(limit=200):
+            parts += [json.dumps(run.parameters, default=str), str(run.state.message if run.state else "")]
+        for task_run in client.read_task_runs(limit=200):
+            parts += [json.dumps(task_run.task_inputs, default=str), str(task_run.state.message if task_run.state else "")]
+    return "\n".join(parts)
+
+
+def test_no_password_in_output_tracebacks_logs_artifacts_parameters_or_parquet_after_a_failed_run(
+    databases, s3_lake_url, prefect_api, monkeypatch
+):
+    """`totes run` with passwords in both URLs, made to fail in its last stage (the warehouse
+    database does not exist) after ingest and transform wrote the lake: the passwords are nowhere."""
+    pipeline = Pipeline(databases.source_url, databases.warehouse_url, s3_lake_url, monkeypatch)
+    pipeline.seed(scale=0.02)
+    missing_warehouse = with_password(databases.warehouse_url, WAREHOUSE_PASSWORD).replace("/warehouse_", "/gone_")
+    child = pipeline.run_cli(
+        "run",
+        env={
+            "TOTES_SOURCE_URL": with_password(databases.source_url, SOURCE_PASSWORD),
+            "TOTES_WAREHOUSE_URL": missing_warehouse,
+            "PREFECT_API_URL": prefect_api,
+            "PREFECT_LOGGING_LEVEL": "DEBUG",
+        },
+    )
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 1, err[-2000:]
+    assert "does not exist" in err and "***" in err  # the cause is named, the password masked
+    assert "Traceback" in err  # Prefect logged the failed task's traceback: it is checked too
+    everything = "\n".join([out, err, everything_prefect_recorded(), everything_the_api_holds_about_runs()])
+    assert "fact_sales_order" in everything_in_the_lake(s3_lake_url).decode("latin-1")  # the lake was written
+    for password in (SOURCE_PASSWORD, WAREHOUSE_PASSWORD):
+        assert password not in everything
+        assert password.encode() not in everything_in_the_lake(s3_lake_url)
