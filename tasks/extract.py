@@ -352,24 +352,25 @@ def stream_delta(
 
 # --- hard deletes: key sets compared range by range ----------------------------------------------
 
-# The hash select_key_buckets.sql sums per range: (key * multiplier) mod a prime above 2^32. With
-# the count and the plain sum it tells two key sets of one range apart unless a deliberate
-# collision was built; a range that differs is then compared key by key, so a false "differs"
-# costs one small read and never marks a row.
-KEY_HASH_MULTIPLIER = 2654435761
-KEY_HASH_MODULUS = 4294967311
+# The hash select_key_buckets.sql sums per range: a cubic polynomial of the key modulo the prime
+# 2^31 - 1. With the count and the plain sum it tells two key sets of one range apart unless a
+# deliberate collision was built; a range that differs is then compared key by key, so a false
+# "differs" costs one small read and never marks a row.
+KEY_HASH_MODULUS = 2147483647
 
 
 def key_buckets(keys: pl.Series, width: int) -> pl.DataFrame:
     """The per-range summary of a key set that select_key_buckets.sql computes in the source. Pure."""
-    k = pl.col("k")
+    k, r, p = pl.col("k"), pl.col("r"), KEY_HASH_MODULUS
+    r2 = (r * r) % p
     return (
         pl.DataFrame({"k": keys.cast(pl.Int64)})
+        .with_columns(((k % p + p) % p).alias("r"))
         .group_by(((k - ((k % width) + width) % width) // width).alias("bucket"))
         .agg(
             pl.len().cast(pl.Int64).alias("keys"),
             k.sum().alias("key_sum"),
-            (((k * KEY_HASH_MULTIPLIER) % KEY_HASH_MODULUS + KEY_HASH_MODULUS) % KEY_HASH_MODULUS).sum().alias("key_hash"),
+            ((((r2 * r) % p) * 48271 + r2 * 16807 + r) % p).sum().alias("key_hash"),
         )
     )
 

@@ -95,3 +95,29 @@ def test_hard_deletes_are_marked_never_removed_and_a_key_that_returns_is_current
     execute(url, "update fact_sales_order set _deleted_at = null", "update dim_design set _deleted_at = now()")
     rebuild_warehouse()
     assert pipeline.snapshot() == before
+
+
+def test_the_source_and_the_lake_summarise_equal_key_sets_identically(databases):
+    """select_key_buckets.sql and key_buckets agree on every range of a real table (otherwise every
+    run would read every key: correct, but not cheap)."""
+    import polars as pl
+
+    from tasks.extract import connect, differing_buckets, key_buckets
+    from tasks.schema import SOURCE_TABLES, quote_ident, read_sql
+    from tasks.source import seed_generated
+
+    with connect(databases.source_url) as connection:
+        seed_generated(connection, 0.02)
+        execute(databases.source_url, "insert into design (design_id, design_name, file_location, file_name, created_at, last_updated) "
+                "values (-7, 'negative', '/', 'n.jpg', now(), now()), (2147483646, 'huge', '/', 'h.jpg', now(), now())")
+        for name in ("sales_order", "design"):
+            fields = {"table": quote_ident(name), "key": quote_ident(SOURCE_TABLES[name].key[0]), "width": 64}
+            with connection.cursor() as cursor:
+                cursor.execute(read_sql("select_key_buckets").format(**fields))
+                source = pl.from_arrow(cursor.fetch_arrow_table()).cast(pl.Int64)
+                cursor.execute(f"select {fields['key']} from {fields['table']}")
+                keys = pl.from_arrow(cursor.fetch_arrow_table()).to_series()
+            connection.rollback()
+            assert source.height >= 3
+            assert differing_buckets(source, key_buckets(keys, 64)) == []
+            assert differing_buckets(source, key_buckets(keys.head(-1), 64)) != []

@@ -277,6 +277,21 @@ class TestRejections:
         assert rejected["sales_order_id"].to_list() == [2, 2]
         assert rejected["_reason"][0].startswith("2 different rows share sales_order_id 2 and last_updated")
 
+    def test_quantities_below_one_and_negative_prices_are_rejected(self):
+        frame = source("sales_order", [
+            sales_order(1, T0, units_sold=0),
+            sales_order(2, T0, units_sold=-5),
+            sales_order(3, T0, unit_price=Decimal("-0.01")),
+            sales_order(4, T0, unit_price=Decimal("0.00")),  # free of charge: allowed
+        ])
+        valid, rejected = model.split_invalid_rows(frame, "sales_order")
+        assert valid["sales_order_id"].to_list() == [4]
+        assert dict(rejected.select("sales_order_id", "_reason").iter_rows()) == {
+            1: "units_sold 0 is not a positive quantity",
+            2: "units_sold -5 is not a positive quantity",
+            3: "unit_price -0.01 is negative",
+        }
+
     def test_nullable_columns_are_not_rejected(self):
         valid, rejected = model.split_invalid_rows(source("address", [address(1)]), "address")
         assert (valid.height, rejected.height) == (1, 0)

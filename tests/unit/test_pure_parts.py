@@ -260,3 +260,32 @@ def test_schema_drift_errors_name_missing_renamed_and_retyped_columns_and_warn_o
     assert warnings == [
         "schema drift: source table address has new column(s) what3words, not carried into the warehouse"
     ]
+
+
+class TestDeletesAndInferredMembers:
+    def test_key_ranges_differ_only_where_the_key_sets_differ(self):
+        import polars as pl
+
+        known = pl.Series([1, 2, 3, 150, 151, 420], dtype=pl.Int32)
+        same = extract.key_buckets(known, 100)
+        assert extract.differing_buckets(same, extract.key_buckets(known, 100)) == []
+        source = extract.key_buckets(pl.Series([1, 2, 3, 150, 152, 999], dtype=pl.Int32), 100)
+        # 151 gone and 152 new (range 1), 420 gone (range 4, now empty), 999 new (range 9).
+        assert extract.differing_buckets(source, same) == [1, 4, 9]
+
+    def test_the_hash_tells_apart_sets_with_equal_count_and_sum(self):
+        import polars as pl
+
+        a = extract.key_buckets(pl.Series([1, 5, 6], dtype=pl.Int32), 100)
+        b = extract.key_buckets(pl.Series([2, 3, 7], dtype=pl.Int32), 100)
+        assert a["key_sum"].to_list() == b["key_sum"].to_list()
+        assert extract.differing_buckets(a, b) == [0]
+
+    def test_inferred_members_fill_not_null_columns_with_unknown_and_quote_identifiers(self):
+        from tasks.warehouse import inferred_members_statement, mark_deleted_statement
+
+        sql = inferred_members_statement("dim_location")
+        assert 'insert into public."dim_location" ("location_id", "address_line_1", "address_line_2"' in sql
+        assert "select referenced.id, 'Unknown', null, null, 'Unknown'" in sql
+        assert 'order by fact."sales_order_id", fact.last_updated_date desc' in mark_deleted_statement("fact_sales_order")
+        assert 'where target."design_id" = deleted."design_id"' in mark_deleted_statement("dim_design")
