@@ -75,10 +75,19 @@ def _failed_task_runs(flow_run_id: Any) -> list[tuple[str, str]]:
     # A subflow is recorded as a task run of its parent too: report the real tasks only.
     subflow_runs = {child.parent_task_run_id for child in children}
     return [
-        (run.name.removesuffix(f"-{run.dynamic_key}"), run.state.message if run.state else "")
+        (_task_name(run.name, run.dynamic_key), run.state.message if run.state else "")
         for run in runs
         if run.id not in subflow_runs
     ]
+
+
+def _task_name(run_name: str, dynamic_key: str) -> str:
+    """The task's name from its run's: Prefect names a run ``<task>-<first 3 characters of its
+    dynamic key>`` unless the task sets its own run name (e.g. ``extract-sales_order``)."""
+    for suffix in (f"-{dynamic_key}", f"-{dynamic_key[:3]}"):
+        if dynamic_key and run_name.endswith(suffix):
+            return run_name.removesuffix(suffix)
+    return run_name
 
 
 def _run_url(flow_run_id: Any) -> str:

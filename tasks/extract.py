@@ -97,9 +97,24 @@ def connect(url: str, *, purpose: str = "database") -> adbc_postgres.Connection:
     try:
         return adbc_postgres.connect(url)
     except adbc_postgres.Error as error:
-        reason = str(error).strip().splitlines()[0].removeprefix("IO: ").removeprefix("[libpq] ")
-        msg = f"cannot connect to the {purpose} {redact_url(url)}: {reason.removeprefix('Failed to connect: ')}"
+        msg = f"cannot connect to the {purpose} {redact_url(url)}: {database_error_reason(error)}"
         raise ConnectionFailed(msg) from error
+
+
+_DRIVER_PREFIXES = re.compile(r"^(?:[A-Z_]+: )?(?:\[libpq\] )?(?:Failed to (?:connect|prepare query|execute query)[^:]*: )?(?:ERROR: +)?")
+
+
+def database_error_reason(error: BaseException) -> str:
+    """The server's own words from an ADBC error: its first line without the driver's prefixes
+    (and never the SQL text the driver appends), with the SQLSTATE when there is one."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    reason = _DRIVER_PREFIXES.sub("", first).strip()
+    sqlstate = getattr(error, "sqlstate", None)
+    return f"{reason} (SQLSTATE {sqlstate})" if sqlstate else reason
+
+
+class SourceReadFailed(RuntimeError):
+    """Reading a source table failed; the message names the table and the database (no password)."""
 
 
 _UNSAFE_IN_LIMIT_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -421,6 +436,7 @@ class IngestPlan:
 def plan_ingest_batch() -> IngestPlan:
     """Read the newest ingest manifest: its watermarks are where this run's reads start."""
     lake = Lake.from_url(load_settings().lake_url)
+    lake.require_bucket()
     batches = lake.list_batches(RAW)
     if not batches:
         return IngestPlan(batch_id=new_batch_id(1), previous={})
@@ -510,13 +526,21 @@ def extract_table_delta(table_name: str, batch_id: str, previous: dict | None, h
             yield from drop_known_versions(batch, table, state.overlap_keys).to_batches()
 
     logger = get_run_logger()
-    with connect(settings.require_source_url(), purpose="source database") as connection:
-        files, rows = lake.write_batches(
-            RAW, table_name, batch_id, table.schema, fresh_batches(),
-            rows_per_file=settings.parquet_rows_per_file,
-        )
-        seen = pl.Series(key, pa.chunked_array(seen_keys, pa.int32()) if seen_keys else [], pl.Int32)
-        deletes = check_deletes(connection, lake, table, batch_id, previous, seen, horizon.clock_at)
+    source_url = settings.require_source_url()
+    with connect(source_url, purpose="source database") as connection:
+        try:
+            files, rows = lake.write_batches(
+                RAW, table_name, batch_id, table.schema, fresh_batches(),
+                rows_per_file=settings.parquet_rows_per_file,
+            )
+            seen = pl.Series(key, pa.chunked_array(seen_keys, pa.int32()) if seen_keys else [], pl.Int32)
+            deletes = check_deletes(connection, lake, table, batch_id, previous, seen, horizon.clock_at)
+        except adbc_postgres.Error as error:
+            msg = (
+                f"reading source table {table_name} from the source database {redact_url(source_url)}: "
+                f"{database_error_reason(error)}"
+            )
+            raise SourceReadFailed(msg) from error
     result = {"files": files, "rows": rows, **TableWatermark(watermark, overlap).to_json(), **deletes}
     if deletes.get("deleted"):
         logger.info("%s: %d row(s) deleted in the source since the last check", table_name, deletes["deleted"]["rows"])

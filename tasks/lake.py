@@ -52,6 +52,10 @@ def batch_sequence(batch_id: str) -> int:
     return int(match.group(1))
 
 
+class LakeNotFound(RuntimeError):
+    """The lake's bucket does not exist or refuses our credentials; the message says which."""
+
+
 @dataclass(frozen=True)
 class Lake:
     """A lake root on some fsspec filesystem. Paths passed around are relative to the root."""
@@ -79,6 +83,26 @@ class Lake:
             root = str(Path(parts.path if parts.scheme == "file" else url).expanduser().resolve())
             fs.makedirs(root, exist_ok=True)
         return cls(fs=fs, root=root, url=url)
+
+    def require_bucket(self) -> None:
+        """Fail clearly if the lake's S3 bucket does not exist or cannot be reached, rather than let
+        s3fs create a new, empty bucket on the first write (a typo in TOTES_LAKE_URL would start a
+        second lake and reload everything).
+
+        Raises:
+            LakeNotFound: naming the bucket and the setting.
+        """
+        if self.is_local:
+            return
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self.fs.ls(bucket, refresh=True)
+        except FileNotFoundError as error:
+            msg = f"the lake's bucket {bucket!r} does not exist: create it, or correct TOTES_LAKE_URL ({self.url})"
+            raise LakeNotFound(msg) from error
+        except PermissionError as error:
+            msg = f"the lake's bucket {bucket!r} refuses these AWS credentials ({error})"
+            raise LakeNotFound(msg) from error
 
     @property
     def is_local(self) -> bool:

@@ -197,4 +197,6 @@ def transform_batch(batch_id: str) -> tuple[dict[str, int], list[str]]:
 @task(name="list-pending-transforms", cache_policy=NO_CACHE, **RETRY_POLICY)
 def list_pending_transforms() -> list[str]:
     """Raw batches that have no star batch yet, oldest first."""
-    return pending_transform_batches(Lake.from_url(load_settings().lake_url))
+    lake = Lake.from_url(load_settings().lake_url)
+    lake.require_bucket()
+    return pending_transform_batches(lake)

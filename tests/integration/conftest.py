@@ -13,11 +13,15 @@ import io
 import json
 import os
 import secrets
+import shutil
+import socket
 import subprocess
 import time
 import uuid
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -289,3 +293,94 @@ def install_currencies(warehouse_url: str, codes: dict[int, str]) -> None:
             for currency_id, code in codes.items()
         ),
     )
+
+
+# --- a PostgreSQL server of one test ---------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class OwnPostgres:
+    """A PostgreSQL server of one test, on 127.0.0.1:<port> (TCP only), that the test may restart."""
+
+    data: Path
+    port: int
+    system_user: str | None
+
+    @property
+    def _options(self) -> str:
+        # Durability settings off: the tests restart the server cleanly or crash only its sessions.
+        return (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
+            "-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=60"
+        )
+
+    def _run(self, binary: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        return subprocess.run(
+            [str(POSTGRES_BIN_PATH / binary), *args], user=self.system_user, check=True,
+            capture_output=True, text=True, timeout=timeout,
+        )
+
+    def pg_ctl(self, action: str, *args: str) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.data / "server.log"), "-w", "-t", "60",
+                  *args, action)
+
+    def start(self) -> None:
+        self.pg_ctl("start", "-o", self._options)
+
+    def restart(self, mode: str = "fast") -> None:
+        self.pg_ctl("restart", "-m", mode, "-o", self._options)
+
+    def stop(self) -> None:
+        self.pg_ctl("stop", "-m", "immediate")
+
+    def url(self, database: str = "postgres", *, port: int | None = None, password: str | None = None) -> str:
+        secret = f":{password}" if password else ""
+        return f"postgresql://postgres{secret}@127.0.0.1:{port or self.port}/{database}"
+
+    def require_password(self, password: str) -> None:
+        """From now on, TCP logins need ``password`` (scram-sha-256), as a real server's do."""
+        execute(self.url(), f"alter user postgres password '{password}'")
+        (self.data / "pg_hba.conf").write_text("host all all 127.0.0.1/32 scram-sha-256\n")
+        self.pg_ctl("reload")
+
+    def create_database(self, name: str) -> None:
+        from tasks.extract import connect
+
+        with connect(self.url()) as admin:
+            admin.adbc_connection.set_autocommit(True)
+            with admin.cursor() as cursor:
+                cursor.execute(f'create database "{name}"')
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[OwnPostgres]:
+    """A fresh PostgreSQL server for this test alone, stopped (immediately) afterwards."""
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    data = tmp_path / "pg"
+    data.mkdir()
+    system_user = None
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as pgserver's own system user
+        from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
+
+        system_user = "pgserver"
+        entry = ensure_user_exists(system_user)
+        ensure_prefix_permissions(data)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        shutil.chown(data, entry.pw_uid, entry.pw_gid)
+    server = OwnPostgres(data, free_port(), system_user)
+    server._run("initdb", "-D", str(data), "--auth=trust", "-U", "postgres", "--encoding=utf8", "--no-sync")
+    server.start()
+    yield server
+    try:
+        server.stop()
+    except subprocess.CalledProcessError:
+        pass  # already stopped

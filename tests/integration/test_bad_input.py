@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.integration.conftest import execute, rows_as_text, scalar
 
 NOW = "(now() at time zone 'UTC')::timestamp(3)"
@@ -120,4 +122,74 @@ def test_a_new_column_alerts_once_not_every_run(pipeline, sns_inbox, monkeypatch
     alerts = received()
     assert len(alerts) == 1 and "staff has new column(s) nickname" in alerts[0]["Message"]  # ...alerted once
     assert json.dumps(alerts).count("nickname") >= 1
+    pipeline.assert_warehouse_matches_source()
+
+
+PASSWORD = "Right-Pa55word"
+
+
+def test_bad_credentials_hosts_databases_tables_and_buckets_fail_clearly_alert_and_lose_nothing(
+    own_postgres, s3_lake_url, prefect_api, sns_inbox, monkeypatch
+):
+    """Each misconfiguration in turn, on servers that check passwords: the run fails at once (none
+    of these is worth retrying) with one line naming what is wrong where (no password), one alert
+    says the same, the warehouse is untouched, and once the setting is right the run converges."""
+    from flows.etl import totesys_etl
+    from tasks.lake import RAW, Lake
+    from tests.integration.conftest import Pipeline
+
+    topic, received = sns_inbox
+    monkeypatch.setenv("TOTES_ALERT_SNS_TOPIC_ARN", topic)
+    own_postgres.create_database("totesys")
+    own_postgres.create_database("warehouse")
+    own_postgres.require_password(PASSWORD)
+    port = own_postgres.port
+    source, warehouse = own_postgres.url("totesys", password=PASSWORD), own_postgres.url("warehouse", password=PASSWORD)
+    pipeline = Pipeline(source, warehouse, s3_lake_url, monkeypatch)
+    pipeline.seed(scale=0.02)
+    pipeline.run()
+    pipeline.churn(orders=5)
+    lake = Lake.from_url(s3_lake_url)
+    snapshot, raw_batches = pipeline.snapshot(), lake.list_batches(RAW)
+
+    redacted = f"postgresql://postgres:***@127.0.0.1:{port}"
+    cases = [
+        ("TOTES_SOURCE_URL", source.replace(PASSWORD, "wrong-password"),
+         f'cannot connect to the source database {redacted}/totesys: connection to server at "127.0.0.1", port {port} failed: FATAL:  password authentication failed for user "postgres"'),
+        ("TOTES_SOURCE_URL", source.replace("127.0.0.1", "totesys.invalid"),
+         'cannot connect to the source database postgresql://postgres:***@totesys.invalid:'),
+        ("TOTES_SOURCE_URL", source.replace("/totesys", "/totesys_typo"),
+         f'cannot connect to the source database {redacted}/totesys_typo: connection to server at "127.0.0.1", port {port} failed: FATAL:  database "totesys_typo" does not exist'),
+        ("TOTES_WAREHOUSE_URL", warehouse.replace(PASSWORD, "wrong-password"),
+         f'cannot connect to the warehouse database {redacted}/warehouse: connection to server at "127.0.0.1", port {port} failed: FATAL:  password authentication failed for user "postgres"'),
+        ("TOTES_LAKE_URL", "s3://no-such-bucket-for-totes/lake",
+         "the lake's bucket 'no-such-bucket-for-totes' does not exist: create it, or correct TOTES_LAKE_URL"),
+        ("source table renamed", None, "schema drift: source table sales_order does not exist"),
+    ]
+    for variable, value, expected in cases:
+        if value is None:
+            execute(source, "alter table sales_order rename to sales_order_archive")
+        else:
+            monkeypatch.setenv(variable, value)
+        try:
+            with pytest.raises(Exception) as failure:
+                totesys_etl()
+        finally:
+            if value is None:
+                execute(source, "alter table sales_order_archive rename to sales_order")
+            else:
+                monkeypatch.setenv(variable, {"TOTES_SOURCE_URL": source, "TOTES_WAREHOUSE_URL": warehouse, "TOTES_LAKE_URL": s3_lake_url}[variable])
+        assert expected in str(failure.value), f"{variable}: {failure.value}"
+        assert "wrong-password" not in str(failure.value) and PASSWORD not in str(failure.value)
+        alerts = received()
+        assert len(alerts) == 1 and expected in alerts[0]["Message"], f"{variable}: {alerts}"
+        assert "wrong-password" not in json.dumps(alerts) and PASSWORD not in json.dumps(alerts)
+        assert pipeline.snapshot() == snapshot, f"{variable}: the warehouse changed"
+        lake.fs.invalidate_cache()
+        if variable == "TOTES_WAREHOUSE_URL":  # a warehouse failure comes after ingest: its batch waits in the lake
+            assert len(lake.list_batches(RAW)) == len(raw_batches) + 1
+            raw_batches = lake.list_batches(RAW)
+        assert lake.list_batches(RAW) == raw_batches, f"{variable}: a watermark moved"
+
+    pipeline.run()
     pipeline.assert_warehouse_matches_source()

@@ -353,3 +353,21 @@ def test_conflicting_duplicate_keys_in_a_source_without_constraints_are_quaranti
     }
     pipeline.possible_versions["fact_sales_order"] = pipeline.fact_versions["fact_sales_order"]
     pipeline.assert_warehouse_matches_source()
+
+
+def test_batches_loaded_again_into_a_warehouse_that_holds_them_duplicate_nothing(pipeline):
+    """The warehouse already holds every version of the lake's batches but not their records (a
+    second lake over the same source, a restored backup): loading them again merges, adds nothing.
+    (Found: a straight COPY into a non-empty table aborted the transaction, and the ADBC driver
+    cannot roll back to a savepoint, so the merge fallback failed.)"""
+    from flows.etl import load
+
+    pipeline.seed(scale=0.02)
+    pipeline.run()
+    before = pipeline.snapshot()
+    execute(pipeline.warehouse_url, "delete from _totes_loaded_batch")
+    reloaded = load()
+    assert reloaded.batches_loaded and sum(reloaded.loaded.values()) == 0, reloaded.loaded
+    after = pipeline.snapshot()
+    assert {t: rows for t, rows in after.items() if t != "_totes_loaded_batch"} == before
+    pipeline.assert_warehouse_matches_source()
