@@ -19,6 +19,7 @@ AWKWARD_TEXT = "O'Brien \"quoted\"\nsecond line\ttab \\ backslash; -- not a comm
 # The source as the real 2024 dump has it: no foreign keys, money as unconstrained numeric.
 LIKE_THE_REAL_DUMP = [
     "alter table sales_order drop constraint if exists sales_order_counterparty_id_fkey",
+    "alter table staff drop constraint if exists staff_department_id_fkey",
     "alter table sales_order alter column unit_price type numeric",
     "alter table payment alter column payment_amount type numeric",
     "alter table sales_order alter column units_sold drop not null",
@@ -45,6 +46,7 @@ def test_bad_rows_are_named_alerted_once_and_set_aside_while_good_rows_flow(pipe
         f"update payment set payment_amount = 'NaN', last_updated = {NOW} where payment_id = 2",
         f"insert into currency (currency_code, created_at, last_updated) values ('XYZ', {NOW}, {NOW})",
         f"update sales_order set counterparty_id = 99999, last_updated = {NOW} where sales_order_id = 5",
+        f"update staff set department_id = 777, last_updated = {NOW} where staff_id = 1",
         f"update design set design_name = $${AWKWARD_TEXT}$$, last_updated = {NOW} where design_id = 1",
         f"update purchase_order set item_code = '{ONE_MEGABYTE}', last_updated = {NOW} where purchase_order_id = 2",
     )
@@ -64,6 +66,7 @@ def test_bad_rows_are_named_alerted_once_and_set_aside_while_good_rows_flow(pipe
         "payment_id 2: payment_amount NaN does not fit numeric(10,2) exactly",
         "currency code 'XYZ' is not ISO 4217",
         "dim_counterparty: facts refer to 1 id(s) it does not hold (99999)",
+        "staff: 1 row(s) left out of the warehouse until their parent row arrives (staff_id 1: department_id 777 names no department row)",
     ]
     text = "\n".join(summary.warnings)
     for expected in expected_warnings:
@@ -103,6 +106,8 @@ def test_bad_rows_are_named_alerted_once_and_set_aside_while_good_rows_flow(pipe
         f"update payment set payment_amount = 10.01, last_updated = {NOW} where payment_id in (1, 2)",
         "insert into counterparty (counterparty_id, counterparty_legal_name, legal_address_id, commercial_contact, "
         f"delivery_contact, created_at, last_updated) values (99999, 'Late Arrival Ltd', 1, null, null, {NOW}, {NOW})",
+        "insert into department (department_id, department_name, location, manager, created_at, last_updated) "
+        f"values (777, 'Late Department', 'Leeds', null, {NOW}, {NOW})",
     )
     pipeline.run()
     assert scalar(pipeline.warehouse_url, "select counterparty_legal_name || ' ' || _inferred from dim_counterparty where counterparty_id = 99999") == "Late Arrival Ltd false"
