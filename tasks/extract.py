@@ -397,24 +397,40 @@ def differing_buckets(source: pl.DataFrame, known: pl.DataFrame) -> list[int]:
     return sorted(joined.filter(differs)["bucket"].to_list())
 
 
-def find_deleted_keys(connection: adbc_postgres.Connection, table: Table, known: pl.Series, width: int) -> pl.Series:
-    """The known keys the source no longer holds: compares per-range summaries, then reads the keys
-    of the ranges that differ only. Keys the source has and totes does not know yet are ignored
-    (new rows, read by a later delta)."""
+def combine_buckets(summary: pl.DataFrame, change: pl.DataFrame, *, sign: int) -> pl.DataFrame:
+    """``summary`` with the summary of a set of keys added (``sign`` 1) or taken away (-1): the three
+    figures are sums, so the summary of a changed key set never needs the whole set. Pure."""
+    columns = ("keys", "key_sum", "key_hash")
+    joined = summary.join(change, on="bucket", how="full", suffix="_change", coalesce=True).fill_null(0)
+    return joined.select(
+        "bucket", *[(pl.col(c) + sign * pl.col(f"{c}_change")).alias(c) for c in columns]
+    ).filter(pl.col("keys") != 0)
+
+
+def _bucket_schema() -> pa.Schema:
+    return pa.schema([(c, pa.int64()) for c in ("bucket", "keys", "key_sum", "key_hash")])
+
+
+def read_source_buckets(connection: adbc_postgres.Connection, table: Table, width: int) -> pl.DataFrame:
+    """The source's per-range summary of ``table``'s keys (select_key_buckets.sql)."""
     (key,) = table.key
     fields = {"table": quote_ident(table.name), "key": quote_ident(key), "width": int(width)}
     with connection.cursor() as cursor:
         cursor.execute(read_sql("select_key_buckets").format(**fields))
-        source = pl.from_arrow(cursor.fetch_arrow_table()).cast(pl.Int64)
-        gone = []
-        for bucket in differing_buckets(source, key_buckets(known, width)):
-            low, high = bucket * width, (bucket + 1) * width
-            cursor.execute(read_sql("select_keys_in_range").format(**fields), parameters=(low, high))
-            present = pl.from_arrow(cursor.fetch_arrow_table())[key].cast(pl.Int64)
-            in_range = known.cast(pl.Int64).filter((known >= low) & (known < high))
-            gone.append(in_range.filter(~in_range.is_in(present.implode())))
+        summary = pl.from_arrow(cursor.fetch_arrow_table()).cast(pl.Int64)
     connection.rollback()
-    return pl.concat(gone).cast(pl.Int32).sort() if gone else pl.Series(key, [], pl.Int32)
+    return summary
+
+
+def read_source_keys(connection: adbc_postgres.Connection, table: Table, low: int, high: int) -> pl.Series:
+    """The source's keys of ``table`` in [low, high)."""
+    (key,) = table.key
+    fields = {"table": quote_ident(table.name), "key": quote_ident(key)}
+    with connection.cursor() as cursor:
+        cursor.execute(read_sql("select_keys_in_range").format(**fields), parameters=(low, high))
+        present = pl.from_arrow(cursor.fetch_arrow_table())[key].cast(pl.Int64)
+    connection.rollback()
+    return present
 
 
 def _naive(value: datetime) -> datetime:
@@ -510,7 +526,7 @@ def extract_table_delta(table_name: str, batch_id: str, previous: dict | None, h
     overlap: set[tuple[int, datetime]] = set()
     read = 0
     unfit: list[pa.Table] = []
-    seen_keys: list[pa.Array] = []
+    seen_keys: list[np.ndarray] = []
     (key,) = table.key
 
     def fresh_batches() -> Iterator[pa.RecordBatch]:
@@ -522,7 +538,9 @@ def extract_table_delta(table_name: str, batch_id: str, previous: dict | None, h
                 read += rejected.num_rows
                 overlap.update(versions_since(rejected, table, watermark))
                 unfit.append(drop_known_versions(rejected, table, state.overlap_keys))
-            seen_keys.append(batch.column(key))
+            # A copy: the driver's batch is one allocation, and a column kept by reference would
+            # keep every column of every batch alive (the whole table, in memory, on a full load).
+            seen_keys.append(np.array(batch.column(key).to_numpy(zero_copy_only=False), copy=True))
             yield from drop_known_versions(batch, table, state.overlap_keys).to_batches()
 
     logger = get_run_logger()
@@ -533,7 +551,7 @@ def extract_table_delta(table_name: str, batch_id: str, previous: dict | None, h
                 RAW, table_name, batch_id, table.schema, fresh_batches(),
                 rows_per_file=settings.parquet_rows_per_file,
             )
-            seen = pl.Series(key, pa.chunked_array(seen_keys, pa.int32()) if seen_keys else [], pl.Int32)
+            seen = pl.Series(key, np.concatenate(seen_keys) if seen_keys else [], pl.Int32)
             deletes = check_deletes(connection, lake, table, batch_id, previous, seen, horizon.clock_at)
         except adbc_postgres.Error as error:
             msg = (
@@ -562,47 +580,85 @@ def extract_table_delta(table_name: str, batch_id: str, previous: dict | None, h
     return result
 
 
-def previous_known_keys(lake: Lake, table: Table, previous: dict | None) -> pl.Series:
-    """Every key of ``table`` totes has read and not found deleted, before this batch.
+@dataclass
+class KnownKeys:
+    """The keys of one table totes has read and not found deleted, as kept in the raw zone beside
+    each manifest: the sorted keys (``keys``) and their per-range summary (``key_summary``). The
+    summary is read every run; the keys only when they change or a range differs."""
 
-    Kept in the raw zone beside each manifest (``keys``); a lake written before totes detected
-    deletes has none, so it is rebuilt once from every raw batch's files."""
-    (key,) = table.key
-    schema = pa.schema([table.schema.field(key)])
-    if previous is None:
-        files = []
-    elif "keys" in previous:
-        files = previous["keys"]
-    else:
-        files = [f for b in lake.list_batches(RAW) for f in lake.read_manifest(RAW, b)["tables"].get(table.name, {}).get("files", [])]
-    return pl.from_arrow(lake.read_table(files, schema))[key].unique()
+    lake: Lake
+    table: Table
+    files: list[str] | None
+    summary: pl.DataFrame
+    _keys: pl.Series | None = None
+
+    @classmethod
+    def before(cls, lake: Lake, table: Table, previous: dict | None, width: int) -> KnownKeys:
+        """The state the previous batch left. A lake written before totes detected deletes (or
+        with another range width) has no summary: it is rebuilt once, from every raw batch's
+        files if there are no key files either."""
+        if previous and previous.get("key_summary") is not None and previous.get("key_width") == width:
+            summary = pl.from_arrow(lake.read_table(previous["key_summary"], _bucket_schema()))
+            return cls(lake, table, previous["keys"], summary)
+        if previous is None:
+            files = []
+        elif "keys" in previous:
+            files = previous["keys"]
+        else:
+            files = [f for b in lake.list_batches(RAW) for f in lake.read_manifest(RAW, b)["tables"].get(table.name, {}).get("files", [])]
+        known = cls(lake, table, files, pl.DataFrame(schema=dict(zip(_bucket_schema().names, [pl.Int64] * 4))))
+        keys = known.keys().unique().sort()
+        return cls(lake, table, None, key_buckets(keys, width), keys)
+
+    def keys(self) -> pl.Series:
+        if self._keys is None:
+            (key,) = self.table.key
+            read = self.lake.read_table(self.files or [], pa.schema([self.table.schema.field(key)]))
+            self._keys = pl.from_arrow(read)[key]
+        return self._keys
 
 
 def check_deletes(
     connection: adbc_postgres.Connection, lake: Lake, table: Table, batch_id: str, previous: dict | None,
     seen: pl.Series, checked_at: datetime,
 ) -> dict:
-    """Find the keys hard-deleted in the source since the last check (see :func:`find_deleted_keys`);
-    write them (with ``_deleted_at``) and the new known key set to the raw zone. Returns the
-    manifest entries: ``keys`` (always) and ``deleted`` (if any)."""
+    """Find the keys hard-deleted in the source since the last check and keep the known key set
+    up to date; returns the manifest entries ``keys``, ``key_summary``, ``key_width`` and, if any
+    key is gone, ``deleted`` (written to the raw zone with ``_deleted_at``).
+
+    The source's per-range summary is compared with the known one; only the ranges that differ
+    are read key by key. A known key the source no longer holds is deleted; a source key totes
+    does not know yet is a new row, which a delta reads (ignored here).
+    """
     (key,) = table.key
-    before = previous_known_keys(lake, table, previous)
-    known = pl.concat([before, seen]).unique()
-    if known.is_empty():
-        return {"keys": []}
-    deleted = find_deleted_keys(connection, table, known, load_settings().delete_check_bucket_keys)
-    entries: dict = {}
+    width = load_settings().delete_check_bucket_keys
+    if width == 0:
+        return {}  # delete detection is off: no key set kept (turning it on later rebuilds it once)
+    known = KnownKeys.before(lake, table, previous, width)
+    new = seen.unique()
+    if new.len():
+        new = new.filter(~new.is_in(known.keys().implode()))
+    summary = combine_buckets(known.summary, key_buckets(new, width), sign=1)
+    gone = []
+    for bucket in differing_buckets(read_source_buckets(connection, table, width), summary):
+        low, high = bucket * width, (bucket + 1) * width
+        candidates = pl.concat([known.keys(), new]).cast(pl.Int64)
+        candidates = candidates.filter((candidates >= low) & (candidates < high))
+        gone.append(candidates.filter(~candidates.is_in(read_source_keys(connection, table, low, high).implode())))
+    deleted = pl.concat(gone).cast(pl.Int32).sort() if gone else pl.Series(key, [], pl.Int32)
+    entries: dict = {"keys": known.files, "key_summary": previous.get("key_summary") if previous else None, "key_width": width}
     if deleted.len():
         marks = pa.table(
             {key: deleted.to_arrow(), "_deleted_at": pa.array([checked_at] * deleted.len(), TIMESTAMP)},
             schema=deleted_marks_schema(key),
         )
         entries["deleted"] = {"files": lake.write_table(RAW, f"_deleted_{table.name}", batch_id, marks), "rows": deleted.len()}
-        known = known.filter(~known.is_in(deleted.implode()))
-    if deleted.len() or known.len() != before.len() or previous is None or "keys" not in previous:
-        entries["keys"] = lake.write_table(RAW, f"_keys_{table.name}", batch_id, pa.table({key: known.sort().to_arrow()}))
-    else:
-        entries["keys"] = previous["keys"]
+        summary = combine_buckets(summary, key_buckets(deleted, width), sign=-1)
+    if new.len() or deleted.len() or known.files is None:
+        keys = pl.concat([known.keys(), new])
+        keys = keys.filter(~keys.is_in(deleted.implode())).sort()
+        entries["keys"] = lake.write_table(RAW, f"_keys_{table.name}", batch_id, pa.table({key: keys.to_arrow()}))
+        entries["key_summary"] = lake.write_table(RAW, f"_key_summary_{table.name}", batch_id, summary.to_arrow().cast(_bucket_schema()))
     return entries
 
 

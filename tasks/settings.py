@@ -72,7 +72,8 @@ class TotesSettings(BaseSettings):
             totes connections work on one database at once, across all runs and workers.
         delete_check_bucket_keys: the width of the key ranges whose key sets are compared (as count,
             sum and hash) between the source and the lake to find hard-deleted rows; only ranges
-            that differ are read key by key.
+            that differ are read key by key. 0 turns delete detection off (it costs each run a scan
+            of every table's key column in the source).
         source_url_secret, warehouse_url_secret: AWS Secrets Manager secret ids (name or ARN) holding
             the database URLs; they take precedence over everything else.
         source_url_block, warehouse_url_block: names of Prefect ``Secret`` blocks holding the URLs;
@@ -102,7 +103,7 @@ class TotesSettings(BaseSettings):
     watermark_safety_seconds: float = Field(default=1.0, ge=0)
     fallback_lag_seconds: float = Field(default=900.0, ge=0)
     database_concurrency: int = Field(default=4, ge=1)
-    delete_check_bucket_keys: int = Field(default=10_000, ge=1)
+    delete_check_bucket_keys: int = Field(default=10_000, ge=0)
     source_url_secret: str | None = None
     warehouse_url_secret: str | None = None
     source_url_block: str | None = None

@@ -90,16 +90,19 @@ def with_batch_id(batches: Iterator[pa.RecordBatch], batch_id: str) -> Iterator[
         yield batch.append_column("_batch_id", pa.array([batch_id] * batch.num_rows, pa.string()))
 
 
-def collecting_references(batches: Iterator[pa.RecordBatch], table: str, found: dict[str, set[int]]) -> Iterator[pa.RecordBatch]:
-    """The fact table's record batches, unchanged, noting on the way every dimension id they name."""
+def collecting_references(
+    batches: Iterator[pa.RecordBatch], table: str, found: dict[str, list[pa.Array]]
+) -> Iterator[pa.RecordBatch]:
+    """The fact table's record batches, unchanged, noting on the way the dimension ids they name
+    (each batch's distinct ids, as new arrays: made unique across batches at the end)."""
     for batch in batches:
         for column, dimension in FACT_REFERENCES[table].items():
-            found.setdefault(dimension, set()).update(pc.unique(batch.column(column)).drop_null().to_pylist())
+            found.setdefault(dimension, []).append(pc.unique(batch.column(column)).drop_null())
         yield batch
 
 
 def _noting_references(
-    batches: Callable[[], Iterator[pa.RecordBatch]], table: str, found: dict[str, set[int]]
+    batches: Callable[[], Iterator[pa.RecordBatch]], table: str, found: dict[str, list[pa.Array]]
 ) -> Iterator[pa.RecordBatch]:
     return collecting_references(batches(), table, found)
 
@@ -119,17 +122,18 @@ def inferred_members_statement(dimension: str) -> str:
     )
 
 
-def infer_missing_members(cursor: adbc_postgres.Cursor, batch_id: str, referenced: dict[str, set[int]]) -> dict[str, list[int]]:
+def infer_missing_members(
+    cursor: adbc_postgres.Cursor, batch_id: str, referenced: dict[str, list[pa.Array]]
+) -> dict[str, list[int]]:
     """Give every id the batch's facts name, and its dimension lacks, an inferred member; return
     the ids inferred per dimension."""
     inferred = {}
-    for dimension, ids in sorted(referenced.items()):
-        if not ids:
+    for dimension, arrays in sorted(referenced.items()):
+        ids = pc.unique(pa.chunked_array(arrays, pa.int32())) if arrays else pa.array([], pa.int32())
+        if len(ids) == 0:
             continue
         cursor.execute("drop table if exists pg_temp._totes_referenced")
-        cursor.adbc_ingest(
-            "_totes_referenced", pa.table({"id": pa.array(sorted(ids), pa.int32())}), mode="create", temporary=True
-        )
+        cursor.adbc_ingest("_totes_referenced", pa.table({"id": ids}), mode="create", temporary=True)
         cursor.execute(inferred_members_statement(dimension), parameters=(batch_id,))
         if found := [row[0] for row in cursor.fetchall()]:
             inferred[dimension] = found
@@ -229,7 +233,7 @@ def load_batch(
     table, the keys found hard-deleted in the source (with ``_deleted_at``): marked last.
     """
     changed: dict[str, int] = {}
-    referenced: dict[str, set[int]] = {}
+    referenced: dict[str, list[pa.Array]] = {}
     try:
         with connection.cursor() as cursor:
             cursor.execute(read_sql("take_load_lock"))

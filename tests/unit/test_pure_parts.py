@@ -273,6 +273,18 @@ class TestDeletesAndInferredMembers:
         # 151 gone and 152 new (range 1), 420 gone (range 4, now empty), 999 new (range 9).
         assert extract.differing_buckets(source, same) == [1, 4, 9]
 
+    def test_summaries_add_and_subtract_like_the_key_sets(self):
+        import polars as pl
+
+        def summary(keys):
+            return extract.key_buckets(pl.Series(keys, dtype=pl.Int32), 100).sort("bucket")
+
+        known, new, gone = [1, 2, 150, 420], [3, 151, 999], [420, 2]
+        grown = extract.combine_buckets(summary(known), summary(new), sign=1)
+        assert grown.sort("bucket").equals(summary(known + new))
+        shrunk = extract.combine_buckets(grown, summary(gone), sign=-1)
+        assert shrunk.sort("bucket").equals(summary([1, 3, 150, 151, 999]))  # range 4 is gone, not zero
+
     def test_the_hash_tells_apart_sets_with_equal_count_and_sum(self):
         import polars as pl
 
