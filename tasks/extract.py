@@ -378,8 +378,10 @@ def key_buckets(keys: pl.Series, width: int) -> pl.DataFrame:
     """The per-range summary of a key set that select_key_buckets.sql computes in the source. Pure."""
     k, r, p = pl.col("k"), pl.col("r"), KEY_HASH_MODULUS
     r2 = (r * r) % p
+    # Streaming: a full load summarises millions of keys, which eagerly costs ~100 MiB per table.
     return (
-        pl.DataFrame({"k": keys.cast(pl.Int64)})
+        pl.LazyFrame({"k": keys})
+        .with_columns(k.cast(pl.Int64))
         .with_columns(((k % p + p) % p).alias("r"))
         .group_by(((k - ((k % width) + width) % width) // width).alias("bucket"))
         .agg(
@@ -387,6 +389,7 @@ def key_buckets(keys: pl.Series, width: int) -> pl.DataFrame:
             k.sum().alias("key_sum"),
             ((((r2 * r) % p) * 48271 + r2 * 16807 + r) % p).sum().alias("key_hash"),
         )
+        .collect(engine="streaming")
     )
 
 
