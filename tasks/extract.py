@@ -287,20 +287,21 @@ def conform_batch(batch: pa.RecordBatch, table: Table) -> tuple[pa.RecordBatch, 
     Raises:
         ValueError: a column is missing, or a value does not fit its type; names the table and column.
     """
-    unfit = pa.array(np.zeros(batch.num_rows, dtype=bool))
-    reasons = pa.nulls(batch.num_rows, pa.string())
+    unfit = reasons = None
     for target in table.schema:
         if target.name in batch.schema.names and pa.types.is_decimal(target.type) and pa.types.is_string(batch.column(target.name).type):
             text = batch.column(target.name)
-            bad = pc.and_(pc.is_valid(text), pc.invert(pc.match_substring_regex(text, _EXACT_MONEY_TEXT)))
-            bad = pc.fill_null(bad, False)
+            bad = pc.fill_null(pc.invert(pc.match_substring_regex(text, _EXACT_MONEY_TEXT)), False)
+            if not pc.any(bad).as_py():
+                continue  # the usual case: no reason strings built
             reason = pc.binary_join_element_wise(
                 pa.scalar(f"{target.name} "), text, pa.scalar(f" does not fit {_decimal_sql(target.type)} exactly"), ""
             )
-            reasons = pc.if_else(bad, pc.coalesce(reasons, reason), reasons)
-            unfit = pc.or_(unfit, bad)
+            reason = pc.if_else(bad, reason, pa.scalar(None, pa.string()))
+            reasons = reason if reasons is None else pc.coalesce(reasons, reason)
+            unfit = bad if unfit is None else pc.or_(unfit, bad)
     rejected = None
-    if pc.any(unfit).as_py():
+    if unfit is not None:
         rejected = pa.Table.from_batches([batch.filter(unfit)]).append_column(
             "_reason", reasons.filter(unfit)
         )
