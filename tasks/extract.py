@@ -610,16 +610,19 @@ class KnownKeys:
             files = previous["keys"]
         else:
             files = [f for b in lake.list_batches(RAW) for f in lake.read_manifest(RAW, b)["tables"].get(table.name, {}).get("files", [])]
-        known = cls(lake, table, files, pl.DataFrame(schema=dict(zip(_bucket_schema().names, [pl.Int64] * 4))))
-        keys = known.keys().unique().sort()
+        keys = _read_keys(lake, table, files).unique().sort()
         return cls(lake, table, None, key_buckets(keys, width), keys)
 
     def keys(self) -> pl.Series:
         if self._keys is None:
-            (key,) = self.table.key
-            read = self.lake.read_table(self.files or [], pa.schema([self.table.schema.field(key)]))
-            self._keys = pl.from_arrow(read)[key]
+            self._keys = _read_keys(self.lake, self.table, self.files or [])
         return self._keys
+
+
+def _read_keys(lake: Lake, table: Table, files: list[str]) -> pl.Series:
+    """The key column of ``table`` in these lake files."""
+    (key,) = table.key
+    return pl.from_arrow(lake.read_table(files, pa.schema([table.schema.field(key)])))[key]
 
 
 def check_deletes(

@@ -91,21 +91,23 @@ def with_batch_id(batches: Iterator[pa.RecordBatch], batch_id: str) -> Iterator[
         yield batch.append_column("_batch_id", pa.array([batch_id] * batch.num_rows, pa.string()))
 
 
+def ingest_temporary(cursor: adbc_postgres.Cursor, name: str, data: pa.Table | pa.RecordBatchReader) -> int:
+    """COPY ``data`` into a fresh temporary table ``name`` (dropped first: a batch's earlier attempt
+    in this session may have left one); returns the rows copied."""
+    cursor.execute(f"drop table if exists pg_temp.{quote_ident(name)}")
+    return cursor.adbc_ingest(name, data, mode="create", temporary=True)
+
+
 def collecting_references(
-    batches: Iterator[pa.RecordBatch], table: str, found: dict[str, list[pa.Array]]
+    batches: Callable[[], Iterator[pa.RecordBatch]], table: str, found: dict[str, list[pa.Array]]
 ) -> Iterator[pa.RecordBatch]:
-    """The fact table's record batches, unchanged, noting on the way the dimension ids they name
-    (each batch's distinct ids, as new arrays; repeats across batches are removed at the end)."""
-    for batch in batches:
+    """A fresh stream of the fact table's record batches, unchanged, noting on the way the dimension
+    ids they name (each batch's distinct ids, as new arrays; repeats across batches are removed at
+    the end)."""
+    for batch in batches():
         for column, dimension in FACT_REFERENCES[table].items():
             found.setdefault(dimension, []).append(pc.unique(batch.column(column).drop_null()))
         yield batch
-
-
-def _noting_references(
-    batches: Callable[[], Iterator[pa.RecordBatch]], table: str, found: dict[str, list[pa.Array]]
-) -> Iterator[pa.RecordBatch]:
-    return collecting_references(batches(), table, found)
 
 
 def inferred_members_statement(dimension: str) -> str:
@@ -135,8 +137,7 @@ def infer_missing_members(
         ids = pl.Series("id", pa.chunked_array(arrays, pa.int32())).unique().to_arrow()
         if len(ids) == 0:
             continue
-        cursor.execute("drop table if exists pg_temp._totes_referenced")
-        cursor.adbc_ingest("_totes_referenced", pa.table({"id": ids}), mode="create", temporary=True)
+        ingest_temporary(cursor, "_totes_referenced", pa.table({"id": ids}))
         # Statistics, or the planner guesses the anti-join badly: 4 s instead of under 1 at scale 100.
         cursor.execute("analyze pg_temp._totes_referenced")
         cursor.execute(inferred_members_statement(dimension), parameters=(batch_id,))
@@ -170,8 +171,7 @@ def mark_deleted(cursor: adbc_postgres.Cursor, deletions: dict[str, pa.Table]) -
     """Set ``_deleted_at`` on the rows of each star table whose keys the batch records as deleted."""
     marked = {}
     for table, marks in sorted(deletions.items()):
-        cursor.execute("drop table if exists pg_temp._totes_deleted")
-        cursor.adbc_ingest("_totes_deleted", marks, mode="create", temporary=True)
+        ingest_temporary(cursor, "_totes_deleted", marks)
         cursor.execute(mark_deleted_statement(table))
         (marked[table],) = cursor.fetchone()
     return marked
@@ -250,14 +250,12 @@ def load_batch(
             for table in sorted(tables, key=lambda name: (not name.startswith("dim_"), name)):
                 schema, batches = tables[table]
                 if table in FACT_REFERENCES:
-                    batches = partial(_noting_references, batches, table, referenced)
+                    batches = partial(collecting_references, batches, table, referenced)
                 if _is_empty(cursor, table):
                     changed[table] = _copy_straight_in(cursor, table, batch_id, (schema, batches))
                     continue
-                staging = _staging_name(table)
-                cursor.execute(f"drop table if exists pg_temp.{quote_ident(staging)}")
-                staged = cursor.adbc_ingest(
-                    staging, pa.RecordBatchReader.from_batches(schema, batches()), mode="create", temporary=True
+                staged = ingest_temporary(
+                    cursor, _staging_name(table), pa.RecordBatchReader.from_batches(schema, batches())
                 )
                 if staged == 0:
                     changed[table] = 0

@@ -30,10 +30,11 @@ def test_hard_deletes_are_marked_never_removed_and_a_key_that_returns_is_current
     )
     facts_before = scalar(pipeline.warehouse_url, "select count(*) from fact_sales_order")
     design = scalar(pipeline.source_url, "select max(design_id) from design")
-    unpaid = scalar(
+    unpaid = scalar(  # a payment of another order than the amended one: four distinct deletes
         pipeline.source_url,
         "select t.transaction_id from payment p join transaction t using (transaction_id) "
-        "where t.sales_order_id is not null order by 1 limit 1",
+        "where t.sales_order_id is not null and t.sales_order_id <> $1 order by 1 limit 1",
+        amended,
     )
     order_of_unpaid = scalar(pipeline.source_url, "select sales_order_id from transaction where transaction_id = $1", unpaid)
     # The source's foreign keys would refuse some of these deletes; a real ToteSys has none.
