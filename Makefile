@@ -4,18 +4,27 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# What each target needs installed: the demo extra (the embedded PostgreSQL), or the dev extra
+# (tests, linters, the benchmark's baseline), both at the versions of the dev lock.
+DEMO_INSTALLED := $(VENV)/.installed-demo
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test unit integration bench chaos clean
+.PHONY: install demo test unit integration lint bench chaos clean
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml requirements-dev.lock
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --constraint requirements-dev.lock --editable ".[dev]"
-	touch $(INSTALLED)
 
-demo: $(INSTALLED)
+$(DEMO_INSTALLED): pyproject.toml requirements-dev.lock | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --constraint requirements-dev.lock --editable ".[demo]"
+	touch $(DEMO_INSTALLED)
+
+$(INSTALLED): pyproject.toml requirements-dev.lock | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --constraint requirements-dev.lock --editable ".[dev]"
+	touch $(INSTALLED) $(DEMO_INSTALLED)
+
+demo: $(DEMO_INSTALLED)
 	$(BIN)/totes demo
 
 test: $(INSTALLED)
@@ -26,6 +35,14 @@ unit: $(INSTALLED)
 
 integration: $(INSTALLED)
 	$(BIN)/python -m pytest -m integration
+
+# Format and lint (ruff), types (mypy), and the rooms' import contracts (import-linter, see
+# pyproject.toml): every finding fails.
+lint: $(INSTALLED)
+	$(BIN)/ruff format --check tasks flows tests bench
+	$(BIN)/ruff check tasks flows tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The benchmark: totes beside the hand-built baseline and the COPY-to-COPY limit, at each scale
 # (default 1 10 100; e.g. `make bench SCALES="1 10"`). Writes bench/results/.
@@ -39,4 +56,4 @@ chaos: $(INSTALLED)
 	TOTES_CHAOS_KILLS=$(KILLS) $(BIN)/python -m pytest -m chaos -s -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) .totes .pytest_cache
+	rm -rf $(VENV) .totes .pytest_cache .mypy_cache .ruff_cache

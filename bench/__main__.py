@@ -59,8 +59,9 @@ def run_child(command: list[str], env: dict[str, str]) -> tuple[float, float, st
     """(wall seconds, peak RSS MiB, stdout) of one command, measured by bench.measure."""
     out_path, err_path, report = WORK / "child.out", WORK / "child.err", WORK / "child.json"
     with open(out_path, "w") as out, open(err_path, "w") as err:
-        code = subprocess.call([sys.executable, "-m", "bench.measure", str(report), *command],
-                               env=env, cwd=REPO, stdout=out, stderr=err)
+        code = subprocess.call(
+            [sys.executable, "-m", "bench.measure", str(report), *command], env=env, cwd=REPO, stdout=out, stderr=err
+        )
     if code != 0:
         raise RuntimeError(f"{' '.join(command[:4])} failed ({code}):\n{err_path.read_text()[-3000:]}")
     measured = json.loads(report.read_text())
@@ -79,14 +80,17 @@ def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
     env.pop("PREFECT_API_URL", None)
     server = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             # bandit B310: our own http://127.0.0.1 server
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # nosec B310
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # noqa: S310 - our own local server's URL  # nosec B310
                 if response.status == 200:
                     return server, url
         except OSError:
@@ -108,8 +112,11 @@ def machine() -> dict[str, str]:
     except (OSError, AttributeError):
         pass
     return {
-        "cpu": cpu, "cores": str(os.cpu_count()), "memory": memory,
-        "python": platform.python_version(), "os": platform.platform(terse=True),
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": memory,
+        "python": platform.python_version(),
+        "os": platform.platform(terse=True),
     }
 
 
@@ -118,8 +125,8 @@ def totes(*args: str) -> list[str]:
 
 
 def warehouse_rows(url: str) -> int:
-    from tasks.extract import connect
-    from tasks.warehouse import count_rows
+    from tasks.core.postgres import connect
+    from tasks.sandbox.demo_queries import count_rows
 
     with connect(url) as connection:
         return sum(count_rows(connection).values())
@@ -136,22 +143,33 @@ def ingested_rows(summary: str) -> int:
 
 
 def bench_scale(scale: float, server_url: str, admin_url: str, insert_seconds: float) -> list[Measurement]:
-    from flows.demo import recreate_databases
+    from tasks.sandbox.embedded_postgres import recreate_databases
 
     tag = str(scale).replace(".", "_")
     names = tuple(f"bench_{kind}_{tag}" for kind in ("source", "totes", "baseline", "limit"))
-    urls = dict(zip(("source", "totes", "baseline", "limit"), recreate_databases(admin_url, names).values(), strict=True))
+    urls = dict(
+        zip(("source", "totes", "baseline", "limit"), recreate_databases(admin_url, names).values(), strict=True)
+    )
     lake = WORK / f"lake-{tag}"
     shutil.rmtree(lake, ignore_errors=True)
-    env = dict(os.environ, TOTES_SOURCE_URL=urls["source"], TOTES_WAREHOUSE_URL=urls["totes"],
-               TOTES_LAKE_URL=str(lake), PREFECT_API_URL=server_url, PREFECT_LOGGING_LEVEL="WARNING")
+    env = dict(
+        os.environ,
+        TOTES_SOURCE_URL=urls["source"],
+        TOTES_WAREHOUSE_URL=urls["totes"],
+        TOTES_LAKE_URL=str(lake),
+        PREFECT_API_URL=server_url,
+        PREFECT_LOGGING_LEVEL="WARNING",
+    )
     results = []
 
     def record(variant: str, seconds: float, rows: int, rss: float, note: str = "", **extra: object) -> None:
         m = Measurement(scale, variant, seconds, rows, rss, note, extra)
         results.append(m)
-        print(f"  scale {scale:g} {variant:<28} {seconds:8.1f} s {rows:>10} rows {m.rows_per_second:>12,.0f} rows/s "
-              f"{rss:8.0f} MiB {note}", flush=True)
+        print(
+            f"  scale {scale:g} {variant:<28} {seconds:8.1f} s {rows:>10} rows {m.rows_per_second:>12,.0f} rows/s "
+            f"{rss:8.0f} MiB {note}",
+            flush=True,
+        )
 
     seconds, rss, out = run_child(totes("seed", "--scale", str(scale), "--delta-indexes"), env)
     source_rows = int(re.search(r"totes seed: (\d+) rows", out).group(1))
@@ -169,12 +187,27 @@ def bench_scale(scale: float, server_url: str, admin_url: str, insert_seconds: f
     work = WORK / f"baseline-{tag}"
     shutil.rmtree(work, ignore_errors=True)
     seconds, rss, out = run_child(
-        [sys.executable, "-m", "bench.baseline", urls["source"], urls["baseline"], str(work),
-         "--insert-seconds", str(insert_seconds)], env)
+        [
+            sys.executable,
+            "-m",
+            "bench.baseline",
+            urls["source"],
+            urls["baseline"],
+            str(work),
+            "--insert-seconds",
+            str(insert_seconds),
+        ],
+        env,
+    )
     baseline = json.loads(out.strip().splitlines()[-1])
-    note = "complete" if baseline["complete"] else (
-        f"stopped after {baseline['insert_seconds']:.0f} s of inserts: {baseline['rows']} of {baseline['rows_total']} rows; "
-        f"all rows would take ~{baseline['projected_seconds'] / 60:.0f} min")
+    note = (
+        "complete"
+        if baseline["complete"]
+        else (
+            f"stopped after {baseline['insert_seconds']:.0f} s of inserts: {baseline['rows']} of {baseline['rows_total']} rows; "
+            f"all rows would take ~{baseline['projected_seconds'] / 60:.0f} min"
+        )
+    )
     record("(c) baseline pg8000+pandas", seconds, baseline["rows"], rss, note, details=baseline)
     shutil.rmtree(work, ignore_errors=True)
 
@@ -191,9 +224,14 @@ def bench_scale(scale: float, server_url: str, admin_url: str, insert_seconds: f
     before = warehouse_rows(urls["totes"])
     seconds, rss, out = run_child(totes("run"), env)
     changed = ingested_rows(out)
-    record("(b) totes run, incremental", seconds, changed, rss,
-           f"{changed} source rows changed ({changed / source_rows:.2%})",
-           warehouse_rows_added=warehouse_rows(urls["totes"]) - before)
+    record(
+        "(b) totes run, incremental",
+        seconds,
+        changed,
+        rss,
+        f"{changed} source rows changed ({changed / source_rows:.2%})",
+        warehouse_rows_added=warehouse_rows(urls["totes"]) - before,
+    )
 
     return results
 
@@ -218,12 +256,14 @@ def ratios(results: list[Measurement]) -> dict[tuple[float, str], tuple[float | 
 def markdown(results: list[Measurement], info: dict[str, str], started: datetime) -> str:
     ratio = ratios(results)
     lines = [
-        "# totes benchmark", "",
+        "# totes benchmark",
+        "",
         f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` on {info['cpu']}, {info['cores']} cores, "
         f"{info['memory']}, Python {info['python']}, {info['os']}; PostgreSQL from the `pgserver` wheel "
         "(source and warehouses on one server, unix socket), lake in a local folder, a running Prefect "
         "server unless noted. Each figure is one child process, start-up included: wall time, warehouse "
-        "rows written per second, peak RSS (kernel `ru_maxrss`).", "",
+        "rows written per second, peak RSS (kernel `ru_maxrss`).",
+        "",
         "| scale | run | wall time | rows | rows/s | peak RSS | × limit (d) | × baseline (c) | note |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -247,21 +287,30 @@ def targets(results: list[Measurement]) -> list[str]:
     full, incremental = by.get((top, "(a) totes run, full")), by.get((top, "(b) totes run, incremental"))
     if full:
         to_limit, to_base = ratio[(top, full.variant)]
-        lines.append(f"- Full load at scale {top:g}: {to_limit:.2f} × the physical limit's throughput (target ≥ 0.5), "
-                     f"{to_base:,.0f} × the baseline's (target ≥ 50).")
+        lines.append(
+            f"- Full load at scale {top:g}: {to_limit:.2f} × the physical limit's throughput (target ≥ 0.5), "
+            f"{to_base:,.0f} × the baseline's (target ≥ 50)."
+        )
     if full and incremental:
-        lines.append(f"- Incremental after ~0.1 % churn at scale {top:g}: {incremental.seconds:.1f} s = "
-                     f"{incremental.seconds / full.seconds:.0%} of the full load's {full.seconds:.1f} s (target ≤ 5 %).")
+        lines.append(
+            f"- Incremental after ~0.1 % churn at scale {top:g}: {incremental.seconds:.1f} s = "
+            f"{incremental.seconds / full.seconds:.0%} of the full load's {full.seconds:.1f} s (target ≤ 5 %)."
+        )
     if full:
         lines.append(f"- Peak RSS of the full load at scale {top:g}: {full.peak_rss_mib:.0f} MiB (target < 1024 MiB).")
         ten = by.get((10.0, "(a) totes run, full"))
         if ten and top != 10:
-            lines.append(f"- … {full.peak_rss_mib / ten.peak_rss_mib:.2f} × its scale-10 figure of "
-                         f"{ten.peak_rss_mib:.0f} MiB (target ≤ 1.3).")
+            lines.append(
+                f"- … {full.peak_rss_mib / ten.peak_rss_mib:.2f} × its scale-10 figure of "
+                f"{ten.peak_rss_mib:.0f} MiB (target ≤ 1.3)."
+            )
     noop = [m for m in results if m.variant.startswith("no-op")]
     if noop:
-        lines.append("- No-op runs (start-up, imports and Prefect included): "
-                     + ", ".join(f"{m.seconds:.1f} s at scale {m.scale:g} ({m.note})" for m in noop) + ".")
+        lines.append(
+            "- No-op runs (start-up, imports and Prefect included): "
+            + ", ".join(f"{m.seconds:.1f} s at scale {m.scale:g} ({m.note})" for m in noop)
+            + "."
+        )
     return lines
 
 
@@ -280,7 +329,10 @@ def chart(results: list[Measurement], path: Path) -> None:
         xs = [s for s, _ in points]
         throughput.plot(xs, [m.rows_per_second for _, m in points], marker="o", label=variant)
         memory.plot(xs, [m.peak_rss_mib for _, m in points], marker="o", label=variant)
-    for axis, title, unit in ((throughput, "Throughput", "warehouse rows per second"), (memory, "Peak memory", "peak RSS (MiB)")):
+    for axis, title, unit in (
+        (throughput, "Throughput", "warehouse rows per second"),
+        (memory, "Peak memory", "peak RSS (MiB)"),
+    ):
         axis.set_xscale("log")
         axis.set_xlabel("scale (1 = the real ToteSys size)")
         axis.set_ylabel(unit)
@@ -296,8 +348,12 @@ def main() -> None:
     global WORK  # the scratch folder every step uses: set once, from --work
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 10.0, 100.0])
-    parser.add_argument("--baseline-insert-seconds", type=float, default=60.0,
-                        help="stop the baseline's row-by-row inserts after this long (default 60)")
+    parser.add_argument(
+        "--baseline-insert-seconds",
+        type=float,
+        default=60.0,
+        help="stop the baseline's row-by-row inserts after this long (default 60)",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the results")
     parser.add_argument("--work", type=Path, default=WORK, help="scratch folder (databases, lakes)")
     args = parser.parse_args()
@@ -309,7 +365,7 @@ def main() -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
     print(f"totes bench on {info['cpu']} ({info['cores']} cores, {info['memory']}); scales {args.scales}", flush=True)
 
-    from flows.demo import start_embedded_postgres
+    from tasks.sandbox.embedded_postgres import start_embedded_postgres
 
     admin_url = start_embedded_postgres(WORK / "pgdata", fresh=True)
     shutil.rmtree(WORK / "prefect", ignore_errors=True)
@@ -324,9 +380,16 @@ def main() -> None:
         server.wait(timeout=30)
     report = markdown(results, info, started)
     (results_dir / "results.md").write_text(report)
-    (results_dir / "results.json").write_text(json.dumps(
-        {"machine": info, "measured_at": started.isoformat(),
-         "results": [asdict(m) | {"rows_per_second": m.rows_per_second} for m in results]}, indent=1))
+    (results_dir / "results.json").write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "measured_at": started.isoformat(),
+                "results": [asdict(m) | {"rows_per_second": m.rows_per_second} for m in results],
+            },
+            indent=1,
+        )
+    )
     chart(results, results_dir / "chart.png")
     print("\n" + report)
     print(f"written: {results_dir / 'results.md'}, {results_dir / 'results.json'}, {results_dir / 'chart.png'}")

@@ -21,10 +21,9 @@ import pandas as pd
 import pg8000.dbapi
 import pycountry
 
-from tasks.extract import connect
+from tasks.core.postgres import connect
+from tasks.core.warehouse import migrate_warehouse_schema as migrate
 from tasks.schema import SOURCE_TABLES
-from tasks.warehouse import migrate
-
 
 
 def pg8000_connect(url: str) -> pg8000.dbapi.Connection:
@@ -84,49 +83,112 @@ def transform(folder: Path) -> dict[str, pd.DataFrame]:
         ["location_id", "address_line_1", "address_line_2", "district", "city", "postal_code", "country", "phone"]
     ]
     star["dim_design"] = t["design"][["design_id", "design_name", "file_location", "file_name"]]
-    address = t["address"].add_prefix("counterparty_legal_").rename(
-        columns={"counterparty_legal_address_id": "legal_address_id", "counterparty_legal_phone": "counterparty_legal_phone_number"}
+    address = (
+        t["address"]
+        .add_prefix("counterparty_legal_")
+        .rename(
+            columns={
+                "counterparty_legal_address_id": "legal_address_id",
+                "counterparty_legal_phone": "counterparty_legal_phone_number",
+            }
+        )
     )
     star["dim_counterparty"] = t["counterparty"].merge(address, on="legal_address_id")[
-        ["counterparty_id", "counterparty_legal_name", "counterparty_legal_address_line_1",
-         "counterparty_legal_address_line_2", "counterparty_legal_district", "counterparty_legal_city",
-         "counterparty_legal_postal_code", "counterparty_legal_country", "counterparty_legal_phone_number"]
+        [
+            "counterparty_id",
+            "counterparty_legal_name",
+            "counterparty_legal_address_line_1",
+            "counterparty_legal_address_line_2",
+            "counterparty_legal_district",
+            "counterparty_legal_city",
+            "counterparty_legal_postal_code",
+            "counterparty_legal_country",
+            "counterparty_legal_phone_number",
+        ]
     ]
     star["dim_payment_type"] = t["payment_type"][["payment_type_id", "payment_type_name"]]
-    star["dim_transaction"] = t["transaction"][["transaction_id", "transaction_type", "sales_order_id", "purchase_order_id"]].astype(
-        {"sales_order_id": "Int64", "purchase_order_id": "Int64"}
-    )
+    star["dim_transaction"] = t["transaction"][
+        ["transaction_id", "transaction_type", "sales_order_id", "purchase_order_id"]
+    ].astype({"sales_order_id": "Int64", "purchase_order_id": "Int64"})
     sales = _split_timestamps(t["sales_order"]).rename(columns={"staff_id": "sales_staff_id"})
     star["fact_sales_order"] = sales[
-        ["sales_order_id", "created_date", "created_time", "last_updated_date", "last_updated_time",
-         "sales_staff_id", "counterparty_id", "units_sold", "unit_price", "currency_id", "design_id",
-         "agreed_payment_date", "agreed_delivery_date", "agreed_delivery_location_id"]
+        [
+            "sales_order_id",
+            "created_date",
+            "created_time",
+            "last_updated_date",
+            "last_updated_time",
+            "sales_staff_id",
+            "counterparty_id",
+            "units_sold",
+            "unit_price",
+            "currency_id",
+            "design_id",
+            "agreed_payment_date",
+            "agreed_delivery_date",
+            "agreed_delivery_location_id",
+        ]
     ]
     purchases = _split_timestamps(t["purchase_order"])
     star["fact_purchase_order"] = purchases[
-        ["purchase_order_id", "created_date", "created_time", "last_updated_date", "last_updated_time",
-         "staff_id", "counterparty_id", "item_code", "item_quantity", "item_unit_price", "currency_id",
-         "agreed_delivery_date", "agreed_payment_date", "agreed_delivery_location_id"]
+        [
+            "purchase_order_id",
+            "created_date",
+            "created_time",
+            "last_updated_date",
+            "last_updated_time",
+            "staff_id",
+            "counterparty_id",
+            "item_code",
+            "item_quantity",
+            "item_unit_price",
+            "currency_id",
+            "agreed_delivery_date",
+            "agreed_payment_date",
+            "agreed_delivery_location_id",
+        ]
     ]
     payments = _split_timestamps(t["payment"])
     star["fact_payment"] = payments[
-        ["payment_id", "created_date", "created_time", "last_updated_date", "last_updated_time",
-         "transaction_id", "counterparty_id", "payment_amount", "currency_id", "payment_type_id", "paid",
-         "payment_date"]
+        [
+            "payment_id",
+            "created_date",
+            "created_time",
+            "last_updated_date",
+            "last_updated_time",
+            "transaction_id",
+            "counterparty_id",
+            "payment_amount",
+            "currency_id",
+            "payment_type_id",
+            "paid",
+            "payment_date",
+        ]
     ]
     dates = pd.concat(
-        [pd.to_datetime(frame[c].astype(str), format="ISO8601")
-         for frame, columns in ((sales, ("created_date", "last_updated_date", "agreed_payment_date", "agreed_delivery_date")),
-                                (purchases, ("created_date", "last_updated_date", "agreed_payment_date", "agreed_delivery_date")),
-                                (payments, ("created_date", "last_updated_date", "payment_date")))
-         for c in columns]
+        [
+            pd.to_datetime(frame[c].astype(str), format="ISO8601")
+            for frame, columns in (
+                (sales, ("created_date", "last_updated_date", "agreed_payment_date", "agreed_delivery_date")),
+                (purchases, ("created_date", "last_updated_date", "agreed_payment_date", "agreed_delivery_date")),
+                (payments, ("created_date", "last_updated_date", "payment_date")),
+            )
+            for c in columns
+        ]
     )
     days = pd.date_range(dates.min(), dates.max(), freq="D")
-    star["dim_date"] = pd.DataFrame({
-        "date_id": days.date, "year": days.year, "month": days.month, "day": days.day,
-        "day_of_week": days.isocalendar().day.to_numpy(), "day_name": days.day_name(),
-        "month_name": days.month_name(), "quarter": days.quarter,
-    })
+    star["dim_date"] = pd.DataFrame(
+        {
+            "date_id": days.date,
+            "year": days.year,
+            "month": days.month,
+            "day": days.day,
+            "day_of_week": days.isocalendar().day.to_numpy(),
+            "day_name": days.day_name(),
+            "month_name": days.month_name(),
+            "quarter": days.quarter,
+        }
+    )
     return star
 
 
@@ -140,7 +202,9 @@ def load(warehouse_url: str, star: dict[str, pd.DataFrame], *, deadline: float) 
         frame = star[table]
         columns = ", ".join(f'"{c}"' for c in frame.columns)
         # bandit B608: names from our own star frames
-        statement = f'insert into "{table}" ({columns}, _batch_id) values ({", ".join(["%s"] * (len(frame.columns) + 1))})'  # nosec B608
+        statement = (
+            f'insert into "{table}" ({columns}, _batch_id) values ({", ".join(["%s"] * (len(frame.columns) + 1))})'  # nosec B608
+        )
         for row in frame.itertuples(index=False, name=None):
             if time.perf_counter() > deadline:
                 connection.commit()
@@ -167,13 +231,21 @@ def main() -> None:
     inserted = load(args.warehouse_url, star, deadline=transformed + args.insert_seconds)
     finished = time.perf_counter()
     insert_rate = inserted / max(finished - transformed, 1e-9)
-    print(json.dumps({
-        "rows": inserted, "rows_total": total, "complete": inserted == total,
-        "tables": {name: len(frame) for name, frame in star.items()},
-        "extract_seconds": extracted - started, "transform_seconds": transformed - extracted,
-        "insert_seconds": finished - transformed, "seconds": finished - started,
-        "projected_seconds": (transformed - started) + total / max(insert_rate, 1e-9),
-    }))
+    print(
+        json.dumps(
+            {
+                "rows": inserted,
+                "rows_total": total,
+                "complete": inserted == total,
+                "tables": {name: len(frame) for name, frame in star.items()},
+                "extract_seconds": extracted - started,
+                "transform_seconds": transformed - extracted,
+                "insert_seconds": finished - transformed,
+                "seconds": finished - started,
+                "projected_seconds": (transformed - started) + total / max(insert_rate, 1e-9),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

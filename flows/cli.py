@@ -13,15 +13,17 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from tasks.settings import TotesSettings, load_settings, scrub
+from tasks.settings import (
+    TotesSettings,
+    describe_validation_error,
+    load_settings,
+    scrub,
+)
 
 
 def _one_line(error: BaseException, settings: TotesSettings | None) -> str:
     if isinstance(error, ValidationError):
-        text = "; ".join(
-            f"{'/'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in error.errors()
-        )
+        text = describe_validation_error(error)
     else:
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         text = f"{type(error).__name__}: {text}"
@@ -59,8 +61,8 @@ def command_files(args: argparse.Namespace) -> int:
 
 
 def command_seed(args: argparse.Namespace) -> int:
-    from tasks.extract import connect
-    from tasks.source import seed_from_dump, seed_generated
+    from tasks.core.postgres import connect
+    from tasks.sandbox.totesys import seed_from_dump, seed_generated
 
     settings = load_settings()
     started = time.perf_counter()
@@ -80,8 +82,8 @@ def command_seed(args: argparse.Namespace) -> int:
 
 
 def command_churn(args: argparse.Namespace) -> int:
-    from tasks.extract import connect
-    from tasks.source import churn
+    from tasks.core.postgres import connect
+    from tasks.sandbox.totesys import churn
 
     settings = load_settings()
     with connect(settings.require_source_url()) as connection:
@@ -129,9 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--from", dest="from_dump", metavar="DUMP", help="load a ToteSys pg_dump (.sql or .sql.gz)")
     seed.add_argument("--seed", type=int, default=2024, help="random seed of the generated data")
     seed.add_argument("--replace", action="store_true", help="drop existing ToteSys tables first")
-    seed.add_argument(
-        "--delta-indexes", action="store_true", help="index last_updated so delta reads are range scans"
-    )
+    seed.add_argument("--delta-indexes", action="store_true", help="index last_updated so delta reads are range scans")
     seed.set_defaults(handler=command_seed)
 
     churn = commands.add_parser("churn", help="apply one round of business activity to the source")
@@ -141,9 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="serve the deployments from this process (no work pool needed) until stopped"
     )
-    serve.add_argument(
-        "--interval", type=int, default=900, help="seconds between scheduled ETL cycles (default 900)"
-    )
+    serve.add_argument("--interval", type=int, default=900, help="seconds between scheduled ETL cycles (default 900)")
     serve.set_defaults(handler=command_serve)
 
     demo = commands.add_parser("demo", help="the whole pipeline on an embedded PostgreSQL and a local lake")

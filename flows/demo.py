@@ -16,47 +16,21 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from tasks.extract import connect
-from tasks.feeds import exchange_rates_csv
-from tasks.lake import RAW, Lake
+from tasks.core.lake import RAW, Lake
+from tasks.core.postgres import connect
+from tasks.sandbox.demo_queries import (
+    count_rows,
+    exchange_rates_by_file,
+    revenue_by_month,
+)
+from tasks.sandbox.embedded_postgres import recreate_databases, start_embedded_postgres
+from tasks.sandbox.sample_feeds import exchange_rates_csv
+from tasks.sandbox.sftp_server import LoopbackSftpServer
+from tasks.sandbox.totesys import churn, seed_from_dump, seed_generated
 from tasks.schema import SOURCE_TABLES
-from tasks.source import churn, seed_from_dump, seed_generated
-from tasks.sftp import LoopbackSftpServer
-from tasks.warehouse import count_rows, exchange_rates_by_file, revenue_by_month
 
 DEMO_DATABASES = ("totesys", "warehouse")
-
-
-def database_url(server_url: str, database: str) -> str:
-    """The server's URL with another database name."""
-    parts = urlsplit(server_url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-def start_embedded_postgres(folder: Path, *, fresh: bool) -> str:
-    """Start (or reuse) an embedded PostgreSQL with its data in ``folder``; return its URL."""
-    import pgserver
-
-    if fresh and folder.exists():
-        server = pgserver.get_server(folder, cleanup_mode="stop")
-        server.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(folder, cleanup_mode="stop")
-    return server.get_uri()
-
-
-def recreate_databases(server_url: str, names: tuple[str, ...]) -> dict[str, str]:
-    with connect(server_url) as connection:
-        connection.adbc_connection.set_autocommit(True)
-        with connection.cursor() as cursor:
-            for name in names:
-                # Names are the demo's own constants, never user input.
-                cursor.execute(f'drop database if exists "{name}" with (force)')
-                cursor.execute(f'create database "{name}"')
-    return {name: database_url(server_url, name) for name in names}
 
 
 def _banner(text: str) -> None:
@@ -133,20 +107,33 @@ def run_feeds_demo(folder: Path, warehouse_url: str) -> None:
         today = datetime.now(UTC).date()
         week = [today - timedelta(days=n) for n in range(14, 7, -1)]
         last_week = [today - timedelta(days=n) for n in range(7, 0, -1)]
-        steps = [
-            ("A partner drops two weekly rates files", {
-                "rates-week-1.csv": exchange_rates_csv(week, DEMO_RATES),
-                "rates-week-2.csv": exchange_rates_csv(last_week, DEMO_RATES),
-            }),
-            ("They re-send week 1 amended (USD corrected, one day fewer): old rows out, new rows in", {
-                "rates-week-1.csv": exchange_rates_csv(week[:-1], DEMO_RATES | {"USD": Decimal("1.2701")}),
-            }),
-            ("They drop a malformed file: it is quarantined, everything else stays", {
-                "rates-broken.csv": b"rate_date,currency_code,rate_to_gbp\n2024-02-30,EUR,1.17\n",
-            }),
-            ("They remove week 1 and the broken file from the server: their rows leave the warehouse", {
-                "rates-week-1.csv": None, "rates-broken.csv": None,
-            }),
+        steps: list[tuple[str, dict[str, bytes | None]]] = [
+            (
+                "A partner drops two weekly rates files",
+                {
+                    "rates-week-1.csv": exchange_rates_csv(week, DEMO_RATES),
+                    "rates-week-2.csv": exchange_rates_csv(last_week, DEMO_RATES),
+                },
+            ),
+            (
+                "They re-send week 1 amended (USD corrected, one day fewer): old rows out, new rows in",
+                {
+                    "rates-week-1.csv": exchange_rates_csv(week[:-1], DEMO_RATES | {"USD": Decimal("1.2701")}),
+                },
+            ),
+            (
+                "They drop a malformed file: it is quarantined, everything else stays",
+                {
+                    "rates-broken.csv": b"rate_date,currency_code,rate_to_gbp\n2024-02-30,EUR,1.17\n",
+                },
+            ),
+            (
+                "They remove week 1 and the broken file from the server: their rows leave the warehouse",
+                {
+                    "rates-week-1.csv": None,
+                    "rates-broken.csv": None,
+                },
+            ),
         ]
         for title, changes in steps:
             _banner(f"{title}: totes files")

@@ -2,31 +2,45 @@
 
 from __future__ import annotations
 
-from prefect import flow, serve
-from prefect.futures import PrefectFuture, as_completed, wait
-from prefect.task_runners import ThreadPoolTaskRunner
+from typing import Any, cast
 
-from tasks.alerts import alert_on_failure, alert_on_warnings
-from tasks.extract import (
+from prefect import Flow, flow, serve
+from prefect.deployments.runner import RunnerDeployment
+from prefect.futures import PrefectFuture, as_completed, wait
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from tasks.core.alerts import alert_on_failure, alert_on_warnings
+from tasks.core.concurrency import database_slots
+from tasks.core.reports import RunSummary, publish_run_report
+from tasks.ingest.tasks import (
     check_source_schema,
-    database_slots,
     extract_table_delta,
     plan_ingest_batch,
     read_horizon,
     record_ingest_batch,
 )
-from tasks.report import RunSummary, add_counts, publish_run_report
+from tasks.load.tasks import (
+    list_unloaded_batches,
+    load_star_batch,
+    migrate_warehouse,
+    rebuild_warehouse_from_lake,
+)
 from tasks.schema import SOURCE_TABLES
 from tasks.settings import load_settings
-from tasks.transform import list_pending_transforms, transform_batch
-from tasks.warehouse import load_star_batch, migrate_warehouse, rebuild_warehouse_from_lake
+from tasks.transform.tasks import list_pending_transforms, transform_batch
+
+
+def _threads(workers: int) -> TaskRunner[PrefectFuture[Any]]:
+    """A thread pool for a flow's tasks (prefect 3.8 types TaskRunner invariantly in its future type,
+    so its own thread pool does not match the flow decorator's parameter without a cast)."""
+    return cast(TaskRunner[PrefectFuture[Any]], ThreadPoolTaskRunner(max_workers=workers))
 
 
 # Source tables read at once, at most (and never more than the database's concurrency limit allows).
 EXTRACT_THREADS = 4
 
 
-@flow(name="ingest", on_failure=[alert_on_failure], task_runner=ThreadPoolTaskRunner(max_workers=EXTRACT_THREADS))
+@flow(name="ingest", on_failure=[alert_on_failure], task_runner=_threads(EXTRACT_THREADS))
 def ingest() -> RunSummary:
     """Pull every source table's new versions into the raw zone and record them as one batch.
     Returns the ingest's part of the run report: rows per table, the source horizon, schema-drift
@@ -36,7 +50,7 @@ def ingest() -> RunSummary:
     source_url = settings.require_source_url()
     with database_slots(source_url, wanted=EXTRACT_THREADS, default_slots=settings.database_concurrency) as slots:
         horizon = read_horizon()
-        drift, new_drift = check_source_schema()
+        schema_check = check_source_schema()
         futures: dict[str, PrefectFuture] = {}
         in_flight: list[PrefectFuture] = []
         for name in SOURCE_TABLES:
@@ -45,26 +59,17 @@ def ingest() -> RunSummary:
             futures[name] = extract_table_delta.submit(name, plan.batch_id, plan.previous.get(name), horizon)
             in_flight.append(futures[name])
         wait(list(futures.values()))
-    results = {name: future.result() for name, future in futures.items()}
-    record_ingest_batch(plan, results, horizon)
-    return RunSummary(
-        ingested={name: result["rows"] for name, result in results.items()},
-        source_horizon=horizon.complete_before,
-        warnings=drift,
-        new_warnings=new_drift,
-    )
+    tables = {name: future.result() for name, future in futures.items()}
+    return record_ingest_batch(plan, tables, horizon, schema_check)
 
 
 @flow(name="transform", on_failure=[alert_on_failure])
-def transform() -> tuple[dict[str, int], list[str]]:
+def transform() -> RunSummary:
     """Build the star tables of every raw batch not yet transformed, in batch order."""
-    built: dict[str, int] = {}
-    warnings: list[str] = []
+    summary = RunSummary()
     for batch_id in list_pending_transforms():
-        counts, batch_warnings = transform_batch(batch_id)
-        built = add_counts(built, counts)
-        warnings += batch_warnings
-    return built, warnings
+        summary = summary.then(transform_batch(batch_id))
+    return summary
 
 
 @flow(name="load", on_failure=[alert_on_failure])
@@ -74,15 +79,10 @@ def load() -> RunSummary:
     batches loaded, and data-quality warnings."""
     settings = load_settings()
     summary = RunSummary()
-    warehouse_url = settings.require_warehouse_url()
-    with database_slots(warehouse_url, wanted=1, default_slots=settings.database_concurrency):
-        summary.batches_loaded = migrate_warehouse()
-        for batch_id in summary.batches_loaded:
-            loaded = load_star_batch(batch_id)
-            summary.loaded = add_counts(summary.loaded, loaded.changed)
-            summary.deleted = add_counts(summary.deleted, loaded.deleted)
-            summary.warnings += loaded.warnings
-    summary.new_warnings = summary.warnings
+    with database_slots(settings.require_warehouse_url(), wanted=1, default_slots=settings.database_concurrency):
+        migrate_warehouse()
+        for batch_id in list_unloaded_batches():
+            summary = summary.then(load_star_batch(batch_id))
     return summary
 
 
@@ -90,24 +90,10 @@ def load() -> RunSummary:
 # up to a second of teardown each (Prefect joins its heartbeat thread, which sleeps in 1 s steps),
 # and the fixed cost is paid on every schedule tick. The stages stay flows of their own for the
 # one-stage deployments.
-@flow(name="totesys-etl", on_failure=[alert_on_failure], task_runner=ThreadPoolTaskRunner(max_workers=4))
+@flow(name="totesys-etl", on_failure=[alert_on_failure], task_runner=_threads(4))
 def totesys_etl() -> RunSummary:
     """One ETL cycle: ToteSys -> lake (raw) -> lake (star) -> warehouse."""
-    ingested = ingest.fn()
-    built, warnings = transform.fn()
-    loaded = load.fn()
-    summary = publish_run_report(
-        RunSummary(
-            ingested=ingested.ingested,
-            transformed=built,
-            loaded=loaded.loaded,
-            deleted=loaded.deleted,
-            batches_loaded=loaded.batches_loaded,
-            warnings=ingested.warnings + warnings + loaded.warnings,
-            new_warnings=ingested.new_warnings + warnings + loaded.warnings,
-            source_horizon=ingested.source_horizon,
-        )
-    )
+    summary = publish_run_report(ingest.fn().then(transform.fn()).then(load.fn()))
     alert_on_warnings("totesys-etl", summary.new_warnings)
     return summary
 
@@ -117,11 +103,7 @@ def rebuild_warehouse() -> RunSummary:
     """Rebuild the whole warehouse from the lake alone: transform what is pending, then empty the
     star tables and merge every star batch again, in one transaction (readers see the old
     warehouse until it commits)."""
-    built, warnings = transform.fn()
-    loaded, batches = rebuild_warehouse_from_lake()
-    return publish_run_report(
-        RunSummary(transformed=built, loaded=loaded, batches_loaded=batches, warnings=warnings)
-    )
+    return publish_run_report(transform.fn().then(rebuild_warehouse_from_lake()))
 
 
 def serve_deployments(*, interval_seconds: int) -> None:
@@ -130,10 +112,16 @@ def serve_deployments(*, interval_seconds: int) -> None:
     from flows.files import totesys_files
 
     serve(
-        totesys_etl.to_deployment(name="totesys-etl", interval=interval_seconds, concurrency_limit=1),
-        ingest.to_deployment(name="totesys-ingest", concurrency_limit=1),
-        transform.to_deployment(name="totesys-transform", concurrency_limit=1),
-        load.to_deployment(name="totesys-load", concurrency_limit=1),
-        rebuild_warehouse.to_deployment(name="totesys-rebuild", concurrency_limit=1),
-        totesys_files.to_deployment(name="totesys-files", interval=interval_seconds, concurrency_limit=1),
+        _deployment(totesys_etl, name="totesys-etl", interval=interval_seconds),
+        _deployment(ingest, name="totesys-ingest"),
+        _deployment(transform, name="totesys-transform"),
+        _deployment(load, name="totesys-load"),
+        _deployment(rebuild_warehouse, name="totesys-rebuild"),
+        _deployment(totesys_files, name="totesys-files", interval=interval_seconds),
     )
+
+
+def _deployment(served: Flow[..., Any], *, name: str, interval: int | None = None) -> RunnerDeployment:
+    """A served deployment of ``served`` that never runs twice at once."""
+    # to_deployment is sync_compatible: called from sync code it returns the deployment itself.
+    return cast(RunnerDeployment, served.to_deployment(name=name, interval=interval, concurrency_limit=1))

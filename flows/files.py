@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from tasks.alerts import alert_on_failure
-from tasks.extract import database_slots
-from tasks.feed_stages import fetch_feed, load_feed, stage_feed
-from tasks.feeds import load_feeds
-from tasks.report import FeedReport, FilesSummary, publish_files_report
+from tasks.core.alerts import alert_on_failure
+from tasks.core.concurrency import database_slots
+from tasks.feeds.declarations import load_feeds
+from tasks.feeds.fetch import fetch_feed
+from tasks.feeds.load import load_feed
+from tasks.feeds.report import FeedReport, FeedsSummary, publish_feeds_report
+from tasks.feeds.stage import stage_feed
 from tasks.settings import load_settings, scrub
 
 
 class FeedFilesRefused(RuntimeError):
     """Some feed files were quarantined (or a feed failed) in this run; everything else loaded."""
 
-    def __init__(self, summary: FilesSummary):
+    def __init__(self, summary: FeedsSummary):
         super().__init__("; ".join(summary.problems))
         self.summary = summary
 
 
 @flow(name="totesys-files", on_failure=[alert_on_failure])
-def totesys_files(feeds: list[str] | None = None) -> FilesSummary:
+def totesys_files(feeds: list[str] | None = None) -> FeedsSummary:
     """One files cycle for every declared feed (or only ``feeds``): fetch changed files from SFTP into
     the versioned raw zone, stage the latest good version of each current file, and make each feed's
     warehouse table equal to exactly the staged files.
@@ -38,26 +40,18 @@ def totesys_files(feeds: list[str] | None = None) -> FilesSummary:
         msg = f"unknown feed(s) {', '.join(unknown)}; declared: {', '.join(declared)}"
         raise ValueError(msg)
     warehouse_url = settings.require_warehouse_url()
-    summary = FilesSummary()
+    summary = FeedsSummary()
     for name in feeds or list(declared):
-        report = FeedReport(feed=name)
-        summary.feeds.append(report)
         try:
             fetched = fetch_feed(name)
-            report.files_on_sftp = len(fetched.latest)
-            report.new_versions, report.identical_resends = fetched.new_versions, fetched.identical
             staged = stage_feed(name, fetched.latest)
-            report.newly_staged, report.unstaged = staged.newly_staged, staged.unstaged
-            report.quarantined, report.still_quarantined = staged.new_quarantine, staged.still_quarantined
             with database_slots(warehouse_url, wanted=1, default_slots=settings.database_concurrency):
                 loaded, refused = load_feed(name)
-            report.files_loaded, report.files_removed = list(loaded.loaded), loaded.removed
-            report.rows_inserted, report.rows_deleted = loaded.rows_inserted, loaded.rows_deleted
-            report.quarantined += refused
+            summary.feeds.append(FeedReport.of(name, fetched, staged, loaded, refused))
         except Exception as error:  # noqa: BLE001 - one failing feed must not stop the others
-            report.error = scrub(f"{type(error).__name__}: {error}", settings)
-            logger.error("Feed %s failed: %s", name, report.error)
-    publish_files_report(summary)
+            summary.feeds.append(FeedReport(feed=name, error=scrub(f"{type(error).__name__}: {error}", settings)))
+            logger.error("Feed %s failed: %s", name, summary.feeds[-1].error)
+    publish_feeds_report(summary)
     if summary.problems:
         raise FeedFilesRefused(summary)
     return summary

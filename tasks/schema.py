@@ -7,7 +7,6 @@ Every table or column name that reaches SQL text comes from here and is quoted w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 
 import pyarrow as pa
 
@@ -328,7 +327,7 @@ STAR_TABLES: dict[str, Table] = {
     ]
 }
 
-# Tables filled from file feeds (tasks/feeds.toml), one row per line of a source file. Every row also
+# Tables filled from file feeds (tasks/feeds/feeds.toml), one row per line of a source file. Every row also
 # carries the lineage columns below, which say which file, which version of it and which line it came
 # from; the loader keeps each table equal to exactly the rows of the currently staged files.
 EXCHANGE_RATE = pa.decimal128(18, 8)
@@ -405,6 +404,7 @@ DELETES_MARK: dict[str, str] = {
     "payment": "fact_payment",
 }
 
+
 def deleted_marks_schema(key: str) -> pa.Schema:
     """The lake's record of hard-deleted rows: each key, and when totes found it gone."""
     return pa.schema([(key, pa.int32()), ("_deleted_at", TIMESTAMP)])
@@ -417,6 +417,14 @@ FACT_RECORD_IDS = {
     "fact_payment": "payment_record_id",
 }
 
+
+def unreadable_rows_schema(table: Table) -> pa.Schema:
+    """The lake's record of a source table's rows that could not be read exactly: the source's
+    columns, money as the source's text, and ``_reason``."""
+    fields = [pa.field(f.name, pa.string()) if pa.types.is_decimal(f.type) else f for f in table.schema]
+    return pa.schema([*fields, pa.field("_reason", pa.string())])
+
+
 FACT_TABLES = tuple(name for name in STAR_TABLES if name.startswith("fact_"))
 DIMENSION_TABLES = tuple(name for name in STAR_TABLES if name.startswith("dim_"))
 
@@ -424,32 +432,3 @@ DIMENSION_TABLES = tuple(name for name in STAR_TABLES if name.startswith("dim_")
 def quote_ident(name: str) -> str:
     """A PostgreSQL quoted identifier. Only ever called with names defined in this module."""
     return '"' + name.replace('"', '""') + '"'
-
-
-def read_sql(name: str) -> str:
-    """The text of ``tasks/sql/<name>.sql``, without its final ``;``.
-
-    ADBC runs a parameterless SELECT as ``COPY (query) TO STDOUT``, where a ``;`` is a syntax error.
-    """
-    text = resources.files("tasks").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
-    return text.strip().removesuffix(";")
-
-
-def split_sql(script: str) -> list[str]:
-    """Split one of our own SQL files into statements (ADBC prepares one statement at a time).
-
-    Statements end with ``;`` at the end of a line; ``$$``-quoted bodies may contain ``;``.
-    """
-    statements, current, in_dollar = [], [], False
-    for line in script.splitlines():
-        if not in_dollar and (not line.strip() or line.strip().startswith("--")):
-            continue
-        current.append(line)
-        if line.count("$$") % 2:
-            in_dollar = not in_dollar
-        if not in_dollar and line.rstrip().endswith(";"):
-            statements.append("\n".join(current).rstrip().rstrip(";"))
-            current = []
-    if current and "".join(current).strip():
-        statements.append("\n".join(current))
-    return statements

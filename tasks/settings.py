@@ -11,18 +11,22 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 from urllib.parse import quote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _POSTGRES_SCHEMES = {"postgresql", "postgres"}
 
 
 def _check_postgres_url(value: SecretStr | None, *, variable: str) -> SecretStr | None:
-    if value is None:
-        return None
-    raw = value.get_secret_value().strip()
+    return None if value is None else _postgres_url(value.get_secret_value(), variable=variable)
+
+
+def _postgres_url(text: str, *, variable: str) -> SecretStr:
+    """``text`` as a database URL, or a ValueError naming ``variable`` and what is wrong."""
+    raw = text.strip()
     parts = urlsplit(raw)
     if parts.scheme not in _POSTGRES_SCHEMES:
         msg = (
@@ -92,9 +96,7 @@ class TotesSettings(BaseSettings):
             On S3 the bucket must have versioning on: every change of a file is a new version.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="TOTES_", env_file=".env", extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="TOTES_", env_file=".env", extra="ignore", frozen=True)
 
     source_url: SecretStr | None = None
     warehouse_url: SecretStr | None = None
@@ -172,9 +174,7 @@ class TotesSettings(BaseSettings):
         """A summary that is safe to log: URLs with passwords redacted."""
         return {
             "source": redact_url(self.source_url.get_secret_value()) if self.source_url else "unset",
-            "warehouse": redact_url(self.warehouse_url.get_secret_value())
-            if self.warehouse_url
-            else "unset",
+            "warehouse": redact_url(self.warehouse_url.get_secret_value()) if self.warehouse_url else "unset",
             "lake": self.lake_url,
             "sftp": redact_url(self.sftp_url.get_secret_value()) if self.sftp_url else "unset",
         }
@@ -208,7 +208,7 @@ def secret_to_url(value: str, *, variable: str) -> SecretStr:
                 f"postgresql://{quote(data['username'], safe='')}:{quote(data['password'], safe='')}"
                 f"@{data['host']}:{data.get('port', 5432)}/{data['dbname']}"
             )
-    return _check_postgres_url(SecretStr(text), variable=variable)
+    return _postgres_url(text, variable=variable)
 
 
 @lru_cache(maxsize=16)
@@ -225,13 +225,15 @@ def _read_aws_secret(secret_id: str) -> str:
 def _read_prefect_secret(block_name: str) -> str:
     from prefect.blocks.system import Secret
 
-    return str(Secret.load(block_name).get())
+    secret = cast(Secret, Secret.load(block_name))  # sync_compatible: a Secret when called from sync code
+    return str(secret.get())
 
 
 def _resolve_url(settings: TotesSettings, which: str) -> SecretStr | None:
     variable = f"TOTES_{which.upper()}_URL"
     secret_id = getattr(settings, f"{which}_url_secret")
     block = getattr(settings, f"{which}_url_block")
+
     def to_url(value: str) -> SecretStr | None:
         if which == "sftp":
             return _check_sftp_url(SecretStr(value))
@@ -259,8 +261,16 @@ def load_settings() -> TotesSettings:
     read once per process.
     """
     settings = TotesSettings()
-    if not any((settings.source_url_secret, settings.warehouse_url_secret, settings.sftp_url_secret,
-                settings.source_url_block, settings.warehouse_url_block, settings.sftp_url_block)):
+    if not any(
+        (
+            settings.source_url_secret,
+            settings.warehouse_url_secret,
+            settings.sftp_url_secret,
+            settings.source_url_block,
+            settings.warehouse_url_block,
+            settings.sftp_url_block,
+        )
+    ):
         return settings
     return settings.model_copy(
         update={which + "_url": _resolve_url(settings, which) for which in ("source", "warehouse", "sftp")}
@@ -274,3 +284,12 @@ def scrub(text: str, settings: TotesSettings | None) -> str:
         for secret in settings.secrets():
             text = text.replace(secret, "***")
     return text
+
+
+def describe_validation_error(error: ValidationError, *, subject: str = "settings") -> str:
+    """A pydantic validation error as one line: each field's path and message, e.g.
+    ``lake_url: must be a local folder or s3:// URL``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or subject}: {e['msg'].removeprefix('Value error, ')}"
+        for e in error.errors()
+    )

@@ -53,8 +53,8 @@ class Databases:
 @pytest.fixture
 def databases(postgres_server: str) -> Iterator[Databases]:
     """A fresh, empty source and warehouse database for one test, dropped afterwards."""
-    from flows.demo import database_url
-    from tasks.extract import connect
+    from tasks.core.postgres import connect
+    from tasks.sandbox.embedded_postgres import database_url
 
     suffix = uuid.uuid4().hex[:10]
     names = (f"source_{suffix}", f"warehouse_{suffix}")
@@ -80,7 +80,10 @@ def s3_endpoint() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    }
     os.environ.update(
         AWS_ENDPOINT_URL=endpoint,
         AWS_ACCESS_KEY_ID="testing",

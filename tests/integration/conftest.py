@@ -16,9 +16,9 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +29,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tasks.extract import connect
+from tasks.core.postgres import connect
 from tasks.schema import DIMENSION_TABLES, FACT_TABLES, STAR_TABLES, quote_ident
 
 EXPECTED = Path(__file__).with_name("expected")
@@ -83,19 +83,21 @@ class Pipeline:
         monkeypatch.setenv("TOTES_LAKE_URL", lake_url)
 
     def seed(self, scale: float = 0.05) -> dict[str, int]:
-        from tasks.source import seed_generated
+        from tasks.sandbox.totesys import seed_generated
 
         with connect(self.source_url) as connection:
             return seed_generated(connection, scale)
 
     def churn(self, orders: int = 20) -> None:
-        from tasks.source import churn
+        from tasks.sandbox.totesys import churn
 
         with connect(self.source_url) as connection:
             churn(connection, orders=orders)
 
     def source_versions(self) -> dict[str, set[str]]:
-        return {table: set(rows_as_text(self.source_url, (EXPECTED / f"{table}.sql").read_text())) for table in FACT_TABLES}
+        return {
+            table: set(rows_as_text(self.source_url, (EXPECTED / f"{table}.sql").read_text())) for table in FACT_TABLES
+        }
 
     def checkpoint(self, versions: dict[str, set[str]] | None = None, *, required: bool = True) -> None:
         """Record the fact versions the source holds now (or ``versions``): the warehouse must keep
@@ -116,8 +118,12 @@ class Pipeline:
         """``totes <args>`` in a child process with this pipeline's settings."""
         child_env = dict(os.environ) | (env or {})
         return subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", *args], env=child_env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen,
+            [sys.executable, "-m", "flows.cli", *args],
+            env=child_env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **popen,
         )
 
     def warehouse_rows(self, table: str) -> Counter[str]:
@@ -196,7 +202,7 @@ RATES = {"GBP": Decimal("1"), "USD": Decimal("1.26340000"), "EUR": Decimal("1.16
 
 
 def rates_file(first_day: date, days: int, rates: dict[str, Decimal] = RATES) -> bytes:
-    from tasks.feeds import exchange_rates_csv
+    from tasks.sandbox.sample_feeds import exchange_rates_csv
 
     return exchange_rates_csv([first_day + timedelta(n) for n in range(days)], rates)
 
@@ -252,14 +258,14 @@ class Feeds:
         )
 
     def store(self):
-        from tasks.feed_lake import FeedStore
+        from tasks.feeds.store import FeedStore
 
         return FeedStore(self.files_url)
 
 
 @pytest.fixture
 def sftp_server(tmp_path, monkeypatch):
-    from tasks.sftp import LoopbackSftpServer
+    from tasks.sandbox.sftp_server import LoopbackSftpServer
 
     password = secrets.token_urlsafe(12)
     with LoopbackSftpServer(tmp_path / "sftp", password=password) as server:
@@ -281,8 +287,8 @@ def versioned_files_url(s3_endpoint, monkeypatch) -> str:
 
 def install_currencies(warehouse_url: str, codes: dict[int, str]) -> None:
     """The warehouse's dim_currency as the ETL would have loaded it from ToteSys."""
-    from tasks.extract import connect
-    from tasks.warehouse import migrate
+    from tasks.core.postgres import connect
+    from tasks.core.warehouse import migrate_warehouse_schema as migrate
 
     with connect(warehouse_url) as connection:
         migrate(connection)
@@ -324,13 +330,16 @@ class OwnPostgres:
         from pgserver._commands import POSTGRES_BIN_PATH
 
         return subprocess.run(
-            [str(POSTGRES_BIN_PATH / binary), *args], user=self.system_user, check=True,
-            capture_output=True, text=True, timeout=timeout,
+            [str(POSTGRES_BIN_PATH / binary), *args],
+            user=self.system_user,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def pg_ctl(self, action: str, *args: str) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.data / "server.log"), "-w", "-t", "60",
-                  *args, action)
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.data / "server.log"), "-w", "-t", "60", *args, action)
 
     def start(self) -> None:
         self.pg_ctl("start", "-o", self._options)
@@ -352,7 +361,7 @@ class OwnPostgres:
         self.pg_ctl("reload")
 
     def create_database(self, name: str) -> None:
-        from tasks.extract import connect
+        from tasks.core.postgres import connect
 
         with connect(self.url()) as admin:
             admin.adbc_connection.set_autocommit(True)

@@ -46,9 +46,7 @@ def test_failed_run_alerts_sns_and_a_notification_block_without_secrets(
     CustomWebhookNotificationBlock(
         name="totes", url=url, json_data={"subject": "{{subject}}", "body": "{{body}}"}
     ).save(block_name)
-    missing_source = databases.source_url.replace("//postgres:@", f"//postgres:{SECRET}@").replace(
-        "/source_", "/gone_"
-    )
+    missing_source = databases.source_url.replace("//postgres:@", f"//postgres:{SECRET}@").replace("/source_", "/gone_")
     monkeypatch.setenv("TOTES_SOURCE_URL", missing_source)
     monkeypatch.setenv("TOTES_WAREHOUSE_URL", databases.warehouse_url)
     monkeypatch.setenv("TOTES_LAKE_URL", s3_lake_url)

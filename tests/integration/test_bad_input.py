@@ -14,7 +14,7 @@ from tests.integration.conftest import execute, rows_as_text, scalar
 
 NOW = "(now() at time zone 'UTC')::timestamp(3)"
 ONE_MEGABYTE = "x" * (1024 * 1024)
-AWKWARD_TEXT = "O'Brien \"quoted\"\nsecond line\ttab \\ backslash; -- not a comment ✓ 🧵"
+AWKWARD_TEXT = 'O\'Brien "quoted"\nsecond line\ttab \\ backslash; -- not a comment ✓ 🧵'
 
 # The source as the real 2024 dump has it: no foreign keys, money as unconstrained numeric.
 LIKE_THE_REAL_DUMP = [
@@ -50,9 +50,16 @@ def test_bad_rows_are_named_alerted_once_and_set_aside_while_good_rows_flow(pipe
         f"update design set design_name = $${AWKWARD_TEXT}$$, last_updated = {NOW} where design_id = 1",
         f"update purchase_order set item_code = '{ONE_MEGABYTE}', last_updated = {NOW} where purchase_order_id = 2",
     )
-    newest = {t: scalar(pipeline.source_url, f"select max({t}_id) from {t}") for t in ("sales_order", "purchase_order", "payment")}
+    newest = {
+        t: scalar(pipeline.source_url, f"select max({t}_id) from {t}")
+        for t in ("sales_order", "purchase_order", "payment")
+    }
     pipeline.churn(orders=10)
-    bad_keys = {"fact_sales_order": ("(1,", "(2,", "(3,", "(4,"), "fact_purchase_order": ("(1,",), "fact_payment": ("(1,", "(2,")}
+    bad_keys = {
+        "fact_sales_order": ("(1,", "(2,", "(3,", "(4,"),
+        "fact_purchase_order": ("(1,",),
+        "fact_payment": ("(1,", "(2,"),
+    }
 
     summary = totesys_etl()  # not pipeline.run(): the bad versions must not reach the warehouse
 
@@ -81,16 +88,28 @@ def test_bad_rows_are_named_alerted_once_and_set_aside_while_good_rows_flow(pipe
     assert not (loaded_before - after) and max(after.values()) == 1
     for source, newest_before in newest.items():
         query = f"select {source}_id from {{}} where {source}_id > {newest_before}"
-        assert rows_as_text(pipeline.warehouse_url, query.format(f"fact_{source}")).keys() == rows_as_text(
-            pipeline.source_url, query.format(source)
-        ).keys(), f"the new {source} rows did not all arrive"
+        assert (
+            rows_as_text(pipeline.warehouse_url, query.format(f"fact_{source}")).keys()
+            == rows_as_text(pipeline.source_url, query.format(source)).keys()
+        ), f"the new {source} rows did not all arrive"
     for table, prefixes in bad_keys.items():
         rows = set(pipeline.warehouse_rows(table))
-        assert not {v for v in rows - pipeline.fact_versions[table] if v.startswith(prefixes)}, f"{table}: a bad version loaded"
+        assert not {v for v in rows - pipeline.fact_versions[table] if v.startswith(prefixes)}, (
+            f"{table}: a bad version loaded"
+        )
     # Awkward and very long strings arrive exactly; the unknown counterparty has an inferred member.
     assert scalar(pipeline.warehouse_url, "select design_name from dim_design where design_id = 1") == AWKWARD_TEXT
-    assert scalar(pipeline.warehouse_url, "select length(item_code) from fact_purchase_order where purchase_order_id = 2 order by last_updated_date desc, last_updated_time desc limit 1") == len(ONE_MEGABYTE)
-    assert scalar(pipeline.warehouse_url, "select counterparty_legal_name || ' ' || _inferred from dim_counterparty where counterparty_id = 99999") == "Unknown true"
+    assert scalar(
+        pipeline.warehouse_url,
+        "select length(item_code) from fact_purchase_order where purchase_order_id = 2 order by last_updated_date desc, last_updated_time desc limit 1",
+    ) == len(ONE_MEGABYTE)
+    assert (
+        scalar(
+            pipeline.warehouse_url,
+            "select counterparty_legal_name || ' ' || _inferred from dim_counterparty where counterparty_id = 99999",
+        )
+        == "Unknown true"
+    )
 
     # A run with nothing new alerts no more.
     totesys_etl()
@@ -110,7 +129,13 @@ def test_bad_rows_are_named_alerted_once_and_set_aside_while_good_rows_flow(pipe
         f"values (777, 'Late Department', 'Leeds', null, {NOW}, {NOW})",
     )
     pipeline.run()
-    assert scalar(pipeline.warehouse_url, "select counterparty_legal_name || ' ' || _inferred from dim_counterparty where counterparty_id = 99999") == "Late Arrival Ltd false"
+    assert (
+        scalar(
+            pipeline.warehouse_url,
+            "select counterparty_legal_name || ' ' || _inferred from dim_counterparty where counterparty_id = 99999",
+        )
+        == "Late Arrival Ltd false"
+    )
     pipeline.assert_warehouse_matches_source()
 
 
@@ -140,7 +165,7 @@ def test_bad_credentials_hosts_databases_tables_and_buckets_fail_clearly_alert_a
     of these is worth retrying) with one line naming what is wrong where (no password), one alert
     says the same, the warehouse is untouched, and once the setting is right the run converges."""
     from flows.etl import totesys_etl
-    from tasks.lake import RAW, Lake
+    from tasks.core.lake import RAW, Lake
     from tests.integration.conftest import Pipeline
 
     topic, received = sns_inbox
@@ -159,16 +184,31 @@ def test_bad_credentials_hosts_databases_tables_and_buckets_fail_clearly_alert_a
 
     redacted = f"postgresql://postgres:***@127.0.0.1:{port}"
     cases = [
-        ("TOTES_SOURCE_URL", source.replace(PASSWORD, "wrong-password"),
-         f'cannot connect to the source database {redacted}/totesys: connection to server at "127.0.0.1", port {port} failed: FATAL:  password authentication failed for user "postgres"'),
-        ("TOTES_SOURCE_URL", source.replace("127.0.0.1", "totesys.invalid"),
-         'cannot connect to the source database postgresql://postgres:***@totesys.invalid:'),
-        ("TOTES_SOURCE_URL", source.replace("/totesys", "/totesys_typo"),
-         f'cannot connect to the source database {redacted}/totesys_typo: connection to server at "127.0.0.1", port {port} failed: FATAL:  database "totesys_typo" does not exist'),
-        ("TOTES_WAREHOUSE_URL", warehouse.replace(PASSWORD, "wrong-password"),
-         f'cannot connect to the warehouse database {redacted}/warehouse: connection to server at "127.0.0.1", port {port} failed: FATAL:  password authentication failed for user "postgres"'),
-        ("TOTES_LAKE_URL", "s3://no-such-bucket-for-totes/lake",
-         "the lake's bucket 'no-such-bucket-for-totes' does not exist: create it, or correct TOTES_LAKE_URL"),
+        (
+            "TOTES_SOURCE_URL",
+            source.replace(PASSWORD, "wrong-password"),
+            f'cannot connect to the source database {redacted}/totesys: connection to server at "127.0.0.1", port {port} failed: FATAL:  password authentication failed for user "postgres"',
+        ),
+        (
+            "TOTES_SOURCE_URL",
+            source.replace("127.0.0.1", "totesys.invalid"),
+            "cannot connect to the source database postgresql://postgres:***@totesys.invalid:",
+        ),
+        (
+            "TOTES_SOURCE_URL",
+            source.replace("/totesys", "/totesys_typo"),
+            f'cannot connect to the source database {redacted}/totesys_typo: connection to server at "127.0.0.1", port {port} failed: FATAL:  database "totesys_typo" does not exist',
+        ),
+        (
+            "TOTES_WAREHOUSE_URL",
+            warehouse.replace(PASSWORD, "wrong-password"),
+            f'cannot connect to the warehouse database {redacted}/warehouse: connection to server at "127.0.0.1", port {port} failed: FATAL:  password authentication failed for user "postgres"',
+        ),
+        (
+            "TOTES_LAKE_URL",
+            "s3://no-such-bucket-for-totes/lake",
+            "the lake's bucket 'no-such-bucket-for-totes' does not exist: create it, or correct TOTES_LAKE_URL",
+        ),
         ("source table renamed", None, "schema drift: source table sales_order does not exist"),
     ]
     for variable, value, expected in cases:
@@ -183,7 +223,12 @@ def test_bad_credentials_hosts_databases_tables_and_buckets_fail_clearly_alert_a
             if value is None:
                 execute(source, "alter table sales_order_archive rename to sales_order")
             else:
-                monkeypatch.setenv(variable, {"TOTES_SOURCE_URL": source, "TOTES_WAREHOUSE_URL": warehouse, "TOTES_LAKE_URL": s3_lake_url}[variable])
+                monkeypatch.setenv(
+                    variable,
+                    {"TOTES_SOURCE_URL": source, "TOTES_WAREHOUSE_URL": warehouse, "TOTES_LAKE_URL": s3_lake_url}[
+                        variable
+                    ],
+                )
         assert expected in str(failure.value), f"{variable}: {failure.value}"
         assert "wrong-password" not in str(failure.value) and PASSWORD not in str(failure.value)
         alerts = received()

@@ -16,13 +16,29 @@ from tests.conftest import REPO
 def test_the_benchmark_runs_every_variant_and_writes_its_results(tmp_path):
     results = tmp_path / "results"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--scales", "0.02", "--baseline-insert-seconds", "600",
-         "--results", str(results), "--work", str(tmp_path / "work")],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--scales",
+            "0.02",
+            "--baseline-insert-seconds",
+            "600",
+            "--results",
+            str(results),
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     measured = {m["variant"]: m for m in json.loads((results / "results.json").read_text())["results"]}
-    full, limit, baseline = (measured[v] for v in ("(a) totes run, full", "(d) physical limit", "(c) baseline pg8000+pandas"))
+    full, limit, baseline = (
+        measured[v] for v in ("(a) totes run, full", "(d) physical limit", "(c) baseline pg8000+pandas")
+    )
     # The three pipelines build the same star: the same rows per table.
     assert baseline["extra"]["details"]["complete"]
     assert full["rows"] == limit["rows"] == baseline["rows"] > 0

@@ -60,13 +60,17 @@ def change_feed_files(feeds: Feeds, rng: random.Random, day: int) -> None:
     elif action == "amend":
         name = rng.choice(present)
         first = date(2023, 1, 1) + timedelta(days=7 * int(re.search(r"\d+", name).group()))
-        feeds.drop(name, rates_file(first, rng.randint(1, 7), {"GBP": Decimal(1), "USD": Decimal(rng.randint(120, 130)) / 100}))
+        feeds.drop(
+            name, rates_file(first, rng.randint(1, 7), {"GBP": Decimal(1), "USD": Decimal(rng.randint(120, 130)) / 100})
+        )
     else:
         feeds.remove(rng.choice(present))
 
 
 @pytest.mark.chaos
-def test_sigkill_at_random_moments_then_rerun_converges(pipeline, sftp_server, versioned_files_url, prefect_api, monkeypatch):
+def test_sigkill_at_random_moments_then_rerun_converges(
+    pipeline, sftp_server, versioned_files_url, prefect_api, monkeypatch
+):
     kills_wanted = int(os.environ.get("TOTES_CHAOS_KILLS", "6"))
     seed = int(os.environ.get("TOTES_CHAOS_SEED", str(random.SystemRandom().randrange(10**6))))
     print(f"chaos: {kills_wanted} kills, seed {seed} (TOTES_CHAOS_SEED={seed} replays it)")
@@ -107,11 +111,12 @@ def test_sigkill_at_random_moments_then_rerun_converges(pipeline, sftp_server, v
         # could read it: polling, like every non-CDC extractor, cannot see it.)
         if versions:
             pipeline.checkpoint(versions, required=not killed and child.returncode == 0)
-    print(f"chaos: {sum(hits.values())} kills by stage aimed at: {dict(sorted(hits.items()))}; "
-          f"{finished} runs finished before their kill")
+    print(
+        f"chaos: {sum(hits.values())} kills by stage aimed at: {dict(sorted(hits.items()))}; "
+        f"{finished} runs finished before their kill"
+    )
 
     complete("run")
     complete("files")
     pipeline.assert_warehouse_matches_source()
     assert feeds.actual() == feeds.expected(), "the exchange rates differ from the files on the SFTP server"
-

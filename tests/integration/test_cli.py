@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tests.conftest import SHARED_DATA
 from tests.integration.conftest import Pipeline, scalar
 
@@ -53,8 +54,8 @@ def test_seed_refuses_to_overwrite_an_existing_source(local_pipeline):
 
 
 def test_seed_scale_one_matches_the_real_database_shape(databases, monkeypatch):
-    from tasks.extract import connect
-    from tasks.source import seed_generated
+    from tasks.core.postgres import connect
+    from tasks.sandbox.totesys import seed_generated
 
     with connect(databases.source_url) as connection:
         counts = seed_generated(connection, 1)
@@ -66,11 +67,23 @@ def test_seed_scale_one_matches_the_real_database_shape(databases, monkeypatch):
     url = databases.source_url
     assert scalar(url, "select min(units_sold) >= 1000 and max(units_sold) <= 100000 from sales_order")
     assert scalar(url, "select min(unit_price) >= 2 and max(unit_price) <= 4 from sales_order")
-    assert scalar(url, "select count(*) from payment p join transaction t using (transaction_id) "
-                       "left join sales_order s on s.sales_order_id = t.sales_order_id "
-                       "where t.transaction_type = 'SALE' and p.payment_amount <> s.units_sold * s.unit_price") == 0
-    assert scalar(url, "select count(*) from information_schema.table_constraints "
-                       "where constraint_type = 'FOREIGN KEY' and table_schema = 'public'") == 17
+    assert (
+        scalar(
+            url,
+            "select count(*) from payment p join transaction t using (transaction_id) "
+            "left join sales_order s on s.sales_order_id = t.sales_order_id "
+            "where t.transaction_type = 'SALE' and p.payment_amount <> s.units_sold * s.unit_price",
+        )
+        == 0
+    )
+    assert (
+        scalar(
+            url,
+            "select count(*) from information_schema.table_constraints "
+            "where constraint_type = 'FOREIGN KEY' and table_schema = 'public'",
+        )
+        == 17
+    )
 
 
 def test_permanent_failure_exits_non_zero_with_one_line_and_no_password(local_pipeline, monkeypatch):

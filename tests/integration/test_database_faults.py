@@ -21,7 +21,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import boto3
-import pytest
 
 from tests.integration.conftest import Pipeline, execute, scalar
 from tests.integration.test_faults import CuttableProxy
@@ -72,8 +71,8 @@ def test_warehouse_server_restart_during_copy_rolls_back_and_loads_once(
     """``pg_ctl restart -m fast`` of the warehouse's own server while the load transaction is in the
     COPY into fact_sales_order (after the dimensions and the two other facts): the server rolls the
     transaction back, the load task's retry loads the whole batch, once."""
-    from tasks.extract import connect
-    from tasks.warehouse import migrate
+    from tasks.core.postgres import connect
+    from tasks.core.warehouse import migrate_warehouse_schema as migrate
 
     own_postgres.create_database("warehouse")
     pipeline = Pipeline(databases.source_url, own_postgres.url("warehouse"), s3_lake_url, monkeypatch)
@@ -84,24 +83,29 @@ def test_warehouse_server_restart_during_copy_rolls_back_and_loads_once(
     # test inserts a row into _test_release; a row the load's rollback cannot take back.
     execute(pipeline.warehouse_url, "create table _test_release (released boolean)")
     install_trigger(
-        pipeline.warehouse_url, "stall", table="fact_sales_order", per="statement",
+        pipeline.warehouse_url,
+        "stall",
+        table="fact_sales_order",
+        per="statement",
         body="for i in 1..600 loop exit when exists (select from _test_release); perform pg_sleep(0.1); "
-             "end loop; return null;",
+        "end loop; return null;",
     )
     seen: dict[str, object] = {}
     failures: list[BaseException] = []
 
     def restart_the_warehouse_mid_copy() -> None:
         try:
-            wait_for(lambda: scalar(pipeline.warehouse_url, STALLED_COPY), seconds=120,
-                                         what="the load's COPY into fact_sales_order")
+            wait_for(
+                lambda: scalar(pipeline.warehouse_url, STALLED_COPY),
+                seconds=120,
+                what="the load's COPY into fact_sales_order",
+            )
             seen["rows_during_first_copy"] = scalar(pipeline.warehouse_url, STAR_ROWS)
             started = scalar(pipeline.warehouse_url, "select pg_postmaster_start_time()")
             own_postgres.restart("fast")
             seen["restarted"] = scalar(pipeline.warehouse_url, "select pg_postmaster_start_time()") != started
             # The load task's retry (a new session on the restarted server) reaches the same COPY.
-            wait_for(lambda: scalar(pipeline.warehouse_url, STALLED_COPY), seconds=60,
-                                         what="the load task's retry")
+            wait_for(lambda: scalar(pipeline.warehouse_url, STALLED_COPY), seconds=60, what="the load task's retry")
             seen["rows_during_retry"] = scalar(pipeline.warehouse_url, STAR_ROWS)
         except BaseException as error:  # noqa: BLE001 - reported by the test below
             failures.append(error)
@@ -123,7 +127,9 @@ def test_warehouse_server_restart_during_copy_rolls_back_and_loads_once(
     assert seen["rows_during_retry"] == 0, "part of the interrupted batch survived the restart"
 
     batches = star_manifests(pipeline.lake_url)
-    loaded = scalar(pipeline.warehouse_url, "select string_agg(batch_id, ',' order by batch_id) from _totes_loaded_batch")
+    loaded = scalar(
+        pipeline.warehouse_url, "select string_agg(batch_id, ',' order by batch_id) from _totes_loaded_batch"
+    )
     assert loaded.split(",") == batches == summary.batches_loaded, "each star batch must be recorded once"
     assert scalar(pipeline.warehouse_url, "select count(*) from fact_sales_order") > 0
     pipeline.assert_warehouse_matches_source()
@@ -187,19 +193,19 @@ def test_source_unreachable_fails_clearly_alerts_and_moves_no_watermark(
     ), message
     assert f"cannot connect to the source database {redacted}" in alert["Message"], alert["Message"]
     # The failing task, as the task is named (the 3 characters Prefect appends to a run's name are noise).
-    assert alert["Subject"] == "totes: totesys-etl (run without a deployment) failed in read-source-horizon", alert["Subject"]
+    assert alert["Subject"] == "totes: totesys-etl (run without a deployment) failed in read-source-horizon", alert[
+        "Subject"
+    ]
 
 
 # --- 3. a source statement times out ------------------------------------------------------------
 
 
-def test_source_statement_timeout_fails_clearly_alerts_and_moves_no_watermark(
-    pipeline, sns_inbox, prefect_api
-):
+def test_source_statement_timeout_fails_clearly_alerts_and_moves_no_watermark(pipeline, sns_inbox, prefect_api):
     """The source's operator caps statements at 500 ms (``statement_timeout`` on the database) and a
     long maintenance transaction holds an ACCESS EXCLUSIVE lock on sales_order for longer than the
     retries last: the read of sales_order times out on every attempt (SQLSTATE 57014)."""
-    from tasks.extract import connect
+    from tasks.core.postgres import connect
 
     topic, received = sns_inbox
     pipeline.seed(scale=0.02)
@@ -227,13 +233,15 @@ def test_source_statement_timeout_fails_clearly_alerts_and_moves_no_watermark(
 
     pipeline.run()  # the lock is gone; the 500 ms cap stays, as the operator set it
     assert len(raw_manifests(pipeline.lake_url)) == len(manifests) + 1
-    execute(pipeline.source_url, f"alter database \"{database}\" reset statement_timeout")
+    execute(pipeline.source_url, f'alter database "{database}" reset statement_timeout')
     pipeline.assert_warehouse_matches_source()
 
     # What the operator reads: checked last, so that the behaviour above is checked whatever they say.
     # It must say what timed out: the read of source table sales_order, in the source database.
     alert = alerts[0]
-    assert alert["Subject"] == "totes: totesys-etl (run without a deployment) failed in extract-sales_order", alert["Subject"]
+    assert alert["Subject"] == "totes: totesys-etl (run without a deployment) failed in extract-sales_order", alert[
+        "Subject"
+    ]
     assert "statement timeout" in alert["Message"], alert["Message"]
     assert message.startswith("totes run: failed: ") and "statement timeout" in message, message
     assert "sales_order" in message and "source database" in message, (

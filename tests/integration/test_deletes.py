@@ -4,7 +4,7 @@ views give the undeleted state, and a key that comes back is current again."""
 
 from __future__ import annotations
 
-from tasks.lake import RAW, Lake
+from tasks.core.lake import RAW, Lake
 from tests.integration.conftest import execute, rows_as_text, scalar
 
 LATEST_VERSION_IS_MARKED = """
@@ -36,7 +36,9 @@ def test_hard_deletes_are_marked_never_removed_and_a_key_that_returns_is_current
         "where t.sales_order_id is not null and t.sales_order_id <> $1 order by 1 limit 1",
         amended,
     )
-    order_of_unpaid = scalar(pipeline.source_url, "select sales_order_id from transaction where transaction_id = $1", unpaid)
+    order_of_unpaid = scalar(
+        pipeline.source_url, "select sales_order_id from transaction where transaction_id = $1", unpaid
+    )
     # The source's foreign keys would refuse some of these deletes; a real ToteSys has none.
     execute(
         pipeline.source_url,
@@ -52,21 +54,33 @@ def test_hard_deletes_are_marked_never_removed_and_a_key_that_returns_is_current
 
     url = pipeline.warehouse_url
     assert summary.deleted == {
-        "fact_sales_order": 2, "fact_payment": 1, "dim_transaction": 1, "dim_design": 1,
+        "fact_sales_order": 2,
+        "fact_payment": 1,
+        "dim_transaction": 1,
+        "dim_design": 1,
     }, summary.deleted
     assert "deleted in the source, marked _deleted_at" in summary.as_text()
     # Nothing removed: every fact version is still there; only the latest of a deleted key is marked.
     assert scalar(url, "select count(*) from fact_sales_order") == facts_before
     assert scalar(url, LATEST_VERSION_IS_MARKED, amended) is True
     assert scalar(url, "select count(*) from fact_sales_order where sales_order_id = $1", amended) >= 2
-    assert scalar(url, f"select count(*) from fact_sales_order where sales_order_id = {amended} and _deleted_at is not null") == 1
+    assert (
+        scalar(
+            url, f"select count(*) from fact_sales_order where sales_order_id = {amended} and _deleted_at is not null"
+        )
+        == 1
+    )
     # The current state is the source's.
     for fact, key, source in (
         ("fact_sales_order", "sales_order_id", "sales_order"),
         ("fact_payment", "payment_id", "payment"),
     ):
-        assert keys(url, f"select {key} from current_{fact}") == keys(pipeline.source_url, f"select {key} from {source}")
-    assert keys(url, "select design_id from current_dim_design") == keys(pipeline.source_url, "select design_id from design")
+        assert keys(url, f"select {key} from current_{fact}") == keys(
+            pipeline.source_url, f"select {key} from {source}"
+        )
+    assert keys(url, "select design_id from current_dim_design") == keys(
+        pipeline.source_url, "select design_id from design"
+    )
     assert scalar(url, f"select _deleted_at is not null from dim_design where design_id = {design}") is True
     pipeline.assert_warehouse_matches_source()
 
@@ -86,7 +100,12 @@ def test_hard_deletes_are_marked_never_removed_and_a_key_that_returns_is_current
         f"values ({design}, 'Back again', '/designs', 'back.jpg', now(), now())",
     )
     pipeline.run()
-    assert scalar(url, f"select _deleted_at is null and design_name = 'Back again' from dim_design where design_id = {design}") is True
+    assert (
+        scalar(
+            url, f"select _deleted_at is null and design_name = 'Back again' from dim_design where design_id = {design}"
+        )
+        is True
+    )
     pipeline.assert_warehouse_matches_source()
 
     # The lake alone rebuilds the same marks, after they were damaged.
@@ -103,18 +122,23 @@ def test_the_source_and_the_lake_summarise_equal_key_sets_identically(databases)
     run would read every key: correct, but not cheap)."""
     import polars as pl
 
-    from tasks.extract import connect, differing_buckets, key_buckets
-    from tasks.schema import SOURCE_TABLES, quote_ident, read_sql
-    from tasks.source import seed_generated
+    from tasks.core.postgres import connect
+    from tasks.ingest.deletes import differing_buckets, key_buckets
+    from tasks.ingest.delta import INGEST_SQL
+    from tasks.sandbox.totesys import seed_generated
+    from tasks.schema import SOURCE_TABLES, quote_ident
 
     with connect(databases.source_url) as connection:
         seed_generated(connection, 0.02)
-        execute(databases.source_url, "insert into design (design_id, design_name, file_location, file_name, created_at, last_updated) "
-                "values (-7, 'negative', '/', 'n.jpg', now(), now()), (2147483646, 'huge', '/', 'h.jpg', now(), now())")
+        execute(
+            databases.source_url,
+            "insert into design (design_id, design_name, file_location, file_name, created_at, last_updated) "
+            "values (-7, 'negative', '/', 'n.jpg', now(), now()), (2147483646, 'huge', '/', 'h.jpg', now(), now())",
+        )
         for name in ("sales_order", "design"):
             fields = {"table": quote_ident(name), "key": quote_ident(SOURCE_TABLES[name].key[0]), "width": 64}
             with connection.cursor() as cursor:
-                cursor.execute(read_sql("select_key_buckets").format(**fields))
+                cursor.execute(INGEST_SQL.read("select_key_buckets").format(**fields))
                 source = pl.from_arrow(cursor.fetch_arrow_table()).cast(pl.Int64)
                 cursor.execute(f"select {fields['key']} from {fields['table']}")
                 keys = pl.from_arrow(cursor.fetch_arrow_table()).to_series()

@@ -58,12 +58,14 @@ def prefect_server(tmp_path_factory) -> str:
     served deployment must not inherit the pull steps of a prefect.yaml deployment of the same name."""
     home = tmp_path_factory.mktemp("prefect-home")
     port = _free_port()
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_UI_ENABLED="false")
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false")
     env.pop("PREFECT_API_URL", None)
     server = subprocess.Popen(
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/api"
     try:
@@ -76,8 +78,12 @@ def prefect_server(tmp_path_factory) -> str:
 
 def prefect(api_url: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
     result = subprocess.run(
-        [PREFECT, "--no-prompt", *args], cwd=REPO, env=dict(os.environ, PREFECT_API_URL=api_url) | (env or {}),
-        capture_output=True, text=True, timeout=timeout,
+        [PREFECT, "--no-prompt", *args],
+        cwd=REPO,
+        env=dict(os.environ, PREFECT_API_URL=api_url) | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert result.returncode == 0, f"prefect {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -125,14 +131,28 @@ def deployed_pipeline(databases, s3_lake_url, monkeypatch) -> Pipeline:
 
 def test_prefect_deploy_and_a_process_worker_run_the_cycle(prefect_server, deployed_pipeline):
     prefect(prefect_server, "work-pool", "create", "totes-local", "--type", "process")
-    prefect(prefect_server, "deploy", "--all", "--prefect-file", "deployments/local.prefect.yaml",
-            env={"TOTES_HOME": str(REPO)})
+    prefect(
+        prefect_server,
+        "deploy",
+        "--all",
+        "--prefect-file",
+        "deployments/local.prefect.yaml",
+        env={"TOTES_HOME": str(REPO)},
+    )
     assert deployment_exists(prefect_server, "totesys-etl/totesys-etl")
     assert deployment_exists(prefect_server, "rebuild-warehouse/totesys-rebuild")
 
     flow_run_id = run_deployment(prefect_server, "totesys-etl/totesys-etl")
-    prefect(prefect_server, "worker", "start", "--pool", "totes-local", "--run-once",
-            env={"TOTES_HOME": str(REPO)}, timeout=600)
+    prefect(
+        prefect_server,
+        "worker",
+        "start",
+        "--pool",
+        "totes-local",
+        "--run-once",
+        env={"TOTES_HOME": str(REPO)},
+        timeout=600,
+    )
 
     assert flow_run_state(prefect_server, flow_run_id) == "COMPLETED"
     deployed_pipeline.assert_warehouse_matches_source()
@@ -144,12 +164,20 @@ def test_totes_serve_runs_triggered_deployments(prefect_server, deployed_pipelin
         "serve", "--interval", "3600", env={"PREFECT_API_URL": prefect_server}, start_new_session=True
     )
     try:
-        _wait_for(lambda: registered_since(prefect_server, "totesys-etl/totesys-etl", started)
-                  and registered_since(prefect_server, "rebuild-warehouse/totesys-rebuild", started), timeout=120,
-                  what="totes serve to register its deployments")
+        _wait_for(
+            lambda: (
+                registered_since(prefect_server, "totesys-etl/totesys-etl", started)
+                and registered_since(prefect_server, "rebuild-warehouse/totesys-rebuild", started)
+            ),
+            timeout=120,
+            what="totes serve to register its deployments",
+        )
         flow_run_id = run_deployment(prefect_server, "totesys-etl/totesys-etl")
-        _wait_for(lambda: flow_run_state(prefect_server, flow_run_id) in {"COMPLETED", "FAILED", "CRASHED"},
-                  timeout=300, what="the served flow run")
+        _wait_for(
+            lambda: flow_run_state(prefect_server, flow_run_id) in {"COMPLETED", "FAILED", "CRASHED"},
+            timeout=300,
+            what="the served flow run",
+        )
         assert flow_run_state(prefect_server, flow_run_id) == "COMPLETED"
     finally:
         os.killpg(served.pid, signal.SIGTERM)
@@ -161,8 +189,16 @@ def test_production_prefect_yaml_registers_on_an_ecs_pool(prefect_server, tmp_pa
     """ECS cannot run here (no AWS) and the build/push steps need a Docker engine this machine does not
     have, so this registers the production deployments with those two sections removed and a fixed
     image reference; everything else is the committed prefect.yaml and ECS base job template."""
-    prefect(prefect_server, "work-pool", "create", "totes-ecs", "--type", "ecs",
-            "--base-job-template", str(REPO / "deployments" / "ecs-base-job-template.json"))
+    prefect(
+        prefect_server,
+        "work-pool",
+        "create",
+        "totes-ecs",
+        "--type",
+        "ecs",
+        "--base-job-template",
+        str(REPO / "deployments" / "ecs-base-job-template.json"),
+    )
     production = yaml.safe_load((REPO / "prefect.yaml").read_text())
     assert production["build"][0]["prefect_docker.deployments.steps.build_docker_image"]["dockerfile"] == "Dockerfile"
     assert "prefect_docker.deployments.steps.push_docker_image" in production["push"][0]
@@ -173,17 +209,31 @@ def test_production_prefect_yaml_registers_on_an_ecs_pool(prefect_server, tmp_pa
     derived = tmp_path / "prefect.yaml"
     derived.write_text(yaml.safe_dump(production))
 
-    prefect(prefect_server, "deploy", "--all", "--prefect-file", str(derived), env={
-        "TOTES_DEPLOY_ECS_CLUSTER": "totes", "TOTES_DEPLOY_LAKE_URL": "s3://lake/totes",
-        "TOTES_DEPLOY_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/totes-task",
-        "TOTES_DEPLOY_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/totes-execution",
-        "TOTES_DEPLOY_ALERT_TOPIC_ARN": "arn:aws:sns:eu-west-2:123456789012:totes-alerts",
-        "TOTES_DEPLOY_SFTP_HOST_KEYS": "[sftp.example.com]:22 ssh-ed25519 AAAAexample",
-        "AWS_DEFAULT_REGION": "eu-west-2",
-    })
+    prefect(
+        prefect_server,
+        "deploy",
+        "--all",
+        "--prefect-file",
+        str(derived),
+        env={
+            "TOTES_DEPLOY_ECS_CLUSTER": "totes",
+            "TOTES_DEPLOY_LAKE_URL": "s3://lake/totes",
+            "TOTES_DEPLOY_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/totes-task",
+            "TOTES_DEPLOY_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/totes-execution",
+            "TOTES_DEPLOY_ALERT_TOPIC_ARN": "arn:aws:sns:eu-west-2:123456789012:totes-alerts",
+            "TOTES_DEPLOY_SFTP_HOST_KEYS": "[sftp.example.com]:22 ssh-ed25519 AAAAexample",
+            "AWS_DEFAULT_REGION": "eu-west-2",
+        },
+    )
 
-    for name in ("totesys-etl/totesys-etl", "ingest/totesys-ingest", "transform/totesys-transform",
-                 "load/totesys-load", "rebuild-warehouse/totesys-rebuild", "totesys-files/totesys-files"):
+    for name in (
+        "totesys-etl/totesys-etl",
+        "ingest/totesys-ingest",
+        "transform/totesys-transform",
+        "load/totesys-load",
+        "rebuild-warehouse/totesys-rebuild",
+        "totesys-files/totesys-files",
+    ):
         deployment = read_deployment(prefect_server, name)
         assert deployment is not None, name
         assert deployment["work_pool_name"] == "totes-ecs"
@@ -204,13 +254,18 @@ def test_crash_automation_definition_registers(prefect_server, tmp_path):
         "from prefect.blocks.notifications import CustomWebhookNotificationBlock as B;"
         "print(B(name='ops', url='http://127.0.0.1:9/hook', json_data={'text': '{{body}}'}).save('totes-ops'))"
     )
-    result = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, PREFECT_API_URL=prefect_server),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=dict(os.environ, PREFECT_API_URL=prefect_server),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     block_id = result.stdout.strip().splitlines()[-1]
     # What `envsubst` does in the documented command.
-    definition = (REPO / "deployments" / "automations.yaml").read_text().replace(
-        "${TOTES_ALERT_BLOCK_DOCUMENT_ID}", block_id
+    definition = (
+        (REPO / "deployments" / "automations.yaml").read_text().replace("${TOTES_ALERT_BLOCK_DOCUMENT_ID}", block_id)
     )
     (tmp_path / "automations.yaml").write_text(definition)
 

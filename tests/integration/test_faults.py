@@ -107,7 +107,9 @@ def cut_for(proxy: CuttableProxy, *, after: float, seconds: float) -> threading.
     return thread
 
 
-def test_s3_outages_mid_run_are_retried_and_the_warehouse_converges(databases, s3_lake_url, s3_behind_proxy, prefect_api, monkeypatch):
+def test_s3_outages_mid_run_are_retried_and_the_warehouse_converges(
+    databases, s3_lake_url, s3_behind_proxy, prefect_api, monkeypatch
+):
     pipeline = Pipeline(databases.source_url, databases.warehouse_url, s3_lake_url, monkeypatch)
     pipeline.seed(scale=0.05)
 
@@ -138,7 +140,10 @@ def test_warehouse_connection_killed_during_the_copy_is_retried_and_loads_once(p
     pipeline.seed(scale=0.02)
     pipeline.run()
     install_trigger(
-        pipeline.warehouse_url, "stall", table="fact_payment", per="statement",
+        pipeline.warehouse_url,
+        "stall",
+        table="fact_payment",
+        per="statement",
         body="perform pg_sleep(2); return null;",
     )
     pipeline.churn(orders=10)

@@ -18,10 +18,20 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 
-from tests.integration.conftest import RATES, Feeds, execute, install_currencies, rates_file, scalar
+from tests.integration.conftest import (
+    RATES,
+    Feeds,
+    execute,
+    install_currencies,
+    rates_file,
+    scalar,
+)
+
 
 @pytest.fixture
-def feeds(request, sftp_server, versioned_files_url, databases, s3_lake_url, prefect_api, tmp_path, monkeypatch) -> Feeds:
+def feeds(
+    request, sftp_server, versioned_files_url, databases, s3_lake_url, prefect_api, tmp_path, monkeypatch
+) -> Feeds:
     """Feeds with the raw zone in a versioned S3 bucket, or (param "local") in a local folder."""
     files_url = versioned_files_url
     if getattr(request, "param", "s3") == "local":
@@ -57,10 +67,22 @@ def test_new_amended_resent_and_removed_files_converge(feeds):
     assert len(versions) == 2
     assert store.read_raw("exchange_rates", "rates-2024-02-w1.csv", versions[0]) == february
     assert store.read_raw("exchange_rates", "rates-2024-02-w1.csv", versions[1]) == amended
-    assert scalar(feeds.warehouse_url, "select count(distinct _source_version) from fact_exchange_rate "
-                  "where _source_file = 'exchange-rates/rates-2024-02-w1.csv'") == 1
-    assert scalar(feeds.warehouse_url, "select min(_source_version) from fact_exchange_rate "
-                  "where _source_file = 'exchange-rates/rates-2024-02-w1.csv'") == versions[1]
+    assert (
+        scalar(
+            feeds.warehouse_url,
+            "select count(distinct _source_version) from fact_exchange_rate "
+            "where _source_file = 'exchange-rates/rates-2024-02-w1.csv'",
+        )
+        == 1
+    )
+    assert (
+        scalar(
+            feeds.warehouse_url,
+            "select min(_source_version) from fact_exchange_rate "
+            "where _source_file = 'exchange-rates/rates-2024-02-w1.csv'",
+        )
+        == versions[1]
+    )
 
     # Re-sent with identical content (new mtime): no new version, nothing loaded.
     before = feeds.snapshot()
@@ -156,7 +178,8 @@ def test_unknown_currency_and_conflicting_keys_wait_until_they_can_load(feeds):
 
 
 def test_crashes_between_and_inside_stages_converge(feeds):
-    from tasks.feed_stages import fetch_feed, stage_feed
+    from tasks.feeds.fetch import fetch_feed
+    from tasks.feeds.stage import stage_feed
 
     feeds.drop("one.csv", rates_file(date(2024, 5, 1), 3))
     feeds.drop("two.csv", rates_file(date(2024, 5, 4), 3))
@@ -227,7 +250,9 @@ def test_the_cli_reports_and_fails_with_the_file_and_line(feeds, tmp_path):
         assert password.encode() not in store.fs.cat_file(path), path
 
 
-def test_refuses_an_unversioned_bucket_and_an_untrusted_or_wrong_login(feeds, s3_endpoint, sftp_server, tmp_path, monkeypatch):
+def test_refuses_an_unversioned_bucket_and_an_untrusted_or_wrong_login(
+    feeds, s3_endpoint, sftp_server, tmp_path, monkeypatch
+):
     from flows.files import FeedFilesRefused
 
     feeds.drop("good.csv", rates_file(date(2024, 6, 1), 2))
@@ -249,7 +274,9 @@ def test_refuses_an_unversioned_bucket_and_an_untrusted_or_wrong_login(feeds, s3
     monkeypatch.setenv("TOTES_SFTP_KNOWN_HOSTS", str(sftp_server.write_known_hosts(tmp_path / "known_hosts")))
     wrong_url = sftp_server.url.replace(":", ":x", 2).replace("sftp:x//", "sftp://")
     monkeypatch.setenv("TOTES_SFTP_URL", wrong_url)
-    with pytest.raises(FeedFilesRefused, match="SFTP login to sftp://partner@127.0.0.1:\\d+ failed: permission denied") as refused:
+    with pytest.raises(
+        FeedFilesRefused, match="SFTP login to sftp://partner@127.0.0.1:\\d+ failed: permission denied"
+    ) as refused:
         feeds.run()
     wrong_password = wrong_url.split(":")[2].split("@")[0]
     assert wrong_password not in str(refused.value)

@@ -6,9 +6,9 @@ import re
 import threading
 
 import pytest
-from tests.integration.conftest import execute, scalar
 
-from tasks.lake import RAW, STAR, Lake
+from tasks.core.lake import RAW, STAR, Lake
+from tests.integration.conftest import execute, scalar
 
 
 def lake_objects(pipeline) -> list[str]:
@@ -60,7 +60,7 @@ def test_rows_sharing_one_last_updated_all_arrive(pipeline):
 
     A cursor that resumes from ``last_updated > max(seen)`` misses the one committed second.
     """
-    from tasks.extract import connect
+    from tasks.core.postgres import connect
 
     pipeline.seed(scale=0.02)
     pipeline.run()
@@ -87,11 +87,14 @@ def test_rows_sharing_one_last_updated_all_arrive(pipeline):
         slow_writer.close()
     pipeline.run()
 
-    assert scalar(
-        pipeline.warehouse_url,
-        "select count(*) from fact_sales_order where units_sold = 100 and last_updated_date + last_updated_time = $1::timestamp",
-        stamp,
-    ) == 2
+    assert (
+        scalar(
+            pipeline.warehouse_url,
+            "select count(*) from fact_sales_order where units_sold = 100 and last_updated_date + last_updated_time = $1::timestamp",
+            stamp,
+        )
+        == 2
+    )
     pipeline.assert_warehouse_matches_source()
 
 
@@ -101,7 +104,7 @@ def test_transaction_committing_after_a_run_with_an_older_stamp_arrives(pipeline
     Meanwhile newer rows commit and are ingested, so a watermark taken from max(last_updated) would
     already be past the late row when it becomes visible.
     """
-    from tasks.extract import connect
+    from tasks.core.postgres import connect
 
     pipeline.seed(scale=0.02)
     pipeline.run()
@@ -162,7 +165,10 @@ def test_failure_inside_the_load_rolls_the_batch_back_and_the_rerun_converges(pi
     snapshot = pipeline.snapshot()
     # A real failure half-way through the load transaction: after the dimensions and two facts merge.
     install_trigger(
-        pipeline.warehouse_url, "refuse", table="fact_sales_order", per="row",
+        pipeline.warehouse_url,
+        "refuse",
+        table="fact_sales_order",
+        per="row",
         body="raise exception 'warehouse refused the insert';",
     )
     pipeline.churn(orders=10)
@@ -183,7 +189,10 @@ def test_process_killed_during_the_merge_then_rerun_converges(pipeline, prefect_
     pipeline.run()
     snapshot = pipeline.snapshot()
     install_trigger(
-        pipeline.warehouse_url, "stall", table="fact_payment", per="statement",
+        pipeline.warehouse_url,
+        "stall",
+        table="fact_payment",
+        per="statement",
         body="perform pg_sleep(3); return null;",
     )
     pipeline.churn(orders=10)
@@ -265,7 +274,10 @@ def test_bad_source_rows_are_quarantined_good_rows_flow_and_a_fix_arrives(pipeli
 
     assert any("sales_order: 2 row(s) rejected" in w and "2024-13-45" in w for w in summary.warnings)
     assert summary.loaded["fact_sales_order"] >= 10  # the good rows flowed
-    assert scalar(pipeline.warehouse_url, "select count(*) from fact_sales_order") == before + summary.loaded["fact_sales_order"]
+    assert (
+        scalar(pipeline.warehouse_url, "select count(*) from fact_sales_order")
+        == before + summary.loaded["fact_sales_order"]
+    )
     lake = Lake.from_url(pipeline.lake_url)
     newest = lake.read_manifest(STAR, lake.list_batches(STAR)[-1])
     assert newest["quarantined"]["sales_order"]["rows"] == 2
@@ -285,7 +297,7 @@ def test_one_global_concurrency_limit_per_database_bounds_its_connections(pipeli
     with the configured slots, holds slots only while working, and completes with a single slot."""
     from prefect.client.orchestration import get_client
 
-    from tasks.extract import database_limit_name
+    from tasks.core.concurrency import database_limit_name
 
     monkeypatch.setenv("TOTES_DATABASE_CONCURRENCY", "1")
     pipeline.seed(scale=0.02)
@@ -299,7 +311,7 @@ def test_one_global_concurrency_limit_per_database_bounds_its_connections(pipeli
 
 
 def test_schema_drift_new_column_warns_and_missing_or_retyped_columns_stop_before_reading(pipeline):
-    from tasks.lake import RAW, Lake
+    from tasks.core.lake import RAW, Lake
 
     pipeline.seed(scale=0.02)
     pipeline.run()
@@ -310,7 +322,10 @@ def test_schema_drift_new_column_warns_and_missing_or_retyped_columns_stop_befor
     execute(pipeline.source_url, "alter table sales_order add column discount_code text")
     pipeline.churn(orders=5)
     summary = pipeline.run()
-    assert "schema drift: source table sales_order has new column(s) discount_code, not carried into the warehouse" in summary.warnings
+    assert (
+        "schema drift: source table sales_order has new column(s) discount_code, not carried into the warehouse"
+        in summary.warnings
+    )
     pipeline.assert_warehouse_matches_source()
     batches = lake.list_batches(RAW)
 
@@ -320,10 +335,13 @@ def test_schema_drift_new_column_warns_and_missing_or_retyped_columns_stop_befor
         "alter table design rename column design_name to name",
         "alter table purchase_order alter column item_quantity type text",
     )
-    with pytest.raises(Exception, match=re.escape(
-        "schema drift: source table design lacks column(s) design_name; new column(s) there: name (renamed?); "
-        "source column purchase_order.item_quantity is text, expected one of integer, smallint"
-    )):
+    with pytest.raises(
+        Exception,
+        match=re.escape(
+            "schema drift: source table design lacks column(s) design_name; new column(s) there: name (renamed?); "
+            "source column purchase_order.item_quantity is text, expected one of integer, smallint"
+        ),
+    ):
         pipeline.run()
     assert lake.list_batches(RAW) == batches
 

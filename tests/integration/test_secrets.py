@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 
+from tasks.core.lake import Lake
 from tests.integration.conftest import Pipeline
-from tasks.lake import Lake
 
 SOURCE_PASSWORD = "src-Pa55-from-secrets-manager"
 WAREHOUSE_PASSWORD = "dw-Pa55-from-a-prefect-block"
@@ -63,8 +63,11 @@ def test_urls_come_from_secrets_and_never_leak(
     else:
         parts = urlsplit(warehouse_url)
         rds_style = {
-            "username": "postgres", "password": WAREHOUSE_PASSWORD, "host": parts.hostname or "",
-            "port": 5432, "dbname": parts.path.strip("/"),
+            "username": "postgres",
+            "password": WAREHOUSE_PASSWORD,
+            "host": parts.hostname or "",
+            "port": 5432,
+            "dbname": parts.path.strip("/"),
         }
         secret_id = f"totes/warehouse-{uuid.uuid4().hex[:8]}"
         # RDS-style JSON has no room for a unix socket: keep it as a URL in "url" for this server.
@@ -96,7 +99,10 @@ def everything_the_api_holds_about_runs() -> str:
         for run in client.read_flow_runs(limit=200):
             parts += [json.dumps(run.parameters, default=str), str(run.state.message if run.state else "")]
         for task_run in client.read_task_runs(limit=200):
-            parts += [json.dumps(task_run.task_inputs, default=str), str(task_run.state.message if task_run.state else "")]
+            parts += [
+                json.dumps(task_run.task_inputs, default=str),
+                str(task_run.state.message if task_run.state else ""),
+            ]
     return "\n".join(parts)
 
 

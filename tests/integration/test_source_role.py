@@ -8,8 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tasks.extract import connect
-from tasks.lake import RAW, Lake
+from tasks.core.lake import RAW, Lake
+from tasks.core.postgres import connect
 from tests.integration.conftest import Pipeline, execute
 
 

@@ -12,19 +12,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.feeds import (
-    FeedConfigError,
-    FeedFileError,
-    FetchedFile,
+from tasks.core.manifests import FetchedFile
+from tasks.feeds.declarations import FeedConfigError, load_feeds
+from tasks.feeds.parsing import FeedFileError, parse_feed_file
+from tasks.feeds.plans import (
     RemoteFile,
-    exchange_rates_csv,
     files_to_download,
-    load_feeds,
-    parse_feed_file,
     plan_load,
     plan_staging,
     settled_files,
 )
+from tasks.sandbox.sample_feeds import exchange_rates_csv
 
 HEADER = b"rate_date,currency_code,rate_to_gbp\n"
 
@@ -65,7 +63,10 @@ def test_the_built_in_feed_parses_a_rates_file_exactly(rates):
         (HEADER + b"2024-01-01,,1\n", "line 2, column currency_code: a value is required"),
         (HEADER + b"2024-01-01,EUR\n", "f.csv line 2: 2 field(s) where the header has 3"),
         (HEADER + b"2024-01-01,EUR,1,2\n", "f.csv line 2: 4 field(s) where the header has 3"),
-        (HEADER + b"2024-01-01,EUR,1\n2024-01-01,EUR,2\n", "f.csv line 3: duplicate key (rate_date=2024-01-01, currency_code=EUR), first on line 2"),
+        (
+            HEADER + b"2024-01-01,EUR,1\n2024-01-01,EUR,2\n",
+            "f.csv line 3: duplicate key (rate_date=2024-01-01, currency_code=EUR), first on line 2",
+        ),
         (HEADER + b"2024-01-01,\xe9UR,1\n", "f.csv line 2: byte 0xe9 is not valid utf-8 (bad encoding)"),
         (HEADER + b'2024-01-01,"EUR,1\n', "f.csv line 2: malformed CSV"),
         (HEADER + b"2024-01-01,EUR,1\x00\n", "f.csv line 2: a NUL byte (0x00), which no text column can hold"),
@@ -123,8 +124,14 @@ def test_json_lines_errors_name_the_line(tmp_path):
     for data, message in [
         (f"{good}\n{{not json\n".encode(), "f.jsonl line 2: not valid JSON"),
         (f"{good}\n[1, 2]\n".encode(), "f.jsonl line 2: each line must be a JSON object"),
-        (f'{good}\n{{"rate_date": "2024-01-02", "currency_code": "EUR"}}\n'.encode(), "line 2: missing column(s) rate_to_gbp"),
-        (f'{good}\n{{"rate_date": "2024-01-02", "currency_code": "EUR", "rate_to_gbp": true}}\n'.encode(), "line 2, column rate_to_gbp: 'true' is not a valid decimal"),
+        (
+            f'{good}\n{{"rate_date": "2024-01-02", "currency_code": "EUR"}}\n'.encode(),
+            "line 2: missing column(s) rate_to_gbp",
+        ),
+        (
+            f'{good}\n{{"rate_date": "2024-01-02", "currency_code": "EUR", "rate_to_gbp": true}}\n'.encode(),
+            "line 2, column rate_to_gbp: 'true' is not a valid decimal",
+        ),
     ]:
         with pytest.raises(FeedFileError, match=re.escape(message)):
             parse_feed_file(feed, "f.jsonl", data, version="v")
@@ -145,7 +152,9 @@ def test_parquet_files_are_checked_like_text(tmp_path):
     with pytest.raises(FeedFileError, match="not a readable Parquet file"):
         parse_feed_file(feed, "f.parquet", b"PAR1 this is not parquet", version="v")
     with pytest.raises(FeedFileError, match="f.parquet line 1, column rate_to_gbp: '0.1234567891' is not a valid"):
-        parse_feed_file(feed, "f.parquet", parquet(good.set_column(2, "rate_to_gbp", pa.array([0.1234567891]))), version="v")
+        parse_feed_file(
+            feed, "f.parquet", parquet(good.set_column(2, "rate_to_gbp", pa.array([0.1234567891]))), version="v"
+        )
     with pytest.raises(FeedFileError, match="missing column"):
         parse_feed_file(feed, "f.parquet", parquet(good.drop_columns(["currency_code"])), version="v")
 
@@ -155,25 +164,46 @@ def test_parquet_files_are_checked_like_text(tmp_path):
     [
         ('target_table = "fact_sales_order"', "is not a feed table"),
         ('target_table = "fact_exchange_rate"\nnatural_key = ["nope"]', "natural_key must be columns"),
-        ('columns = { rate_date = "date", currency_code = "string", rate_to_gbp = "float" }', "unknown column type 'float'"),
-        ('columns = { rate_date = "string", currency_code = "string", rate_to_gbp = "decimal(18,8)" }', "'rate_date' is string but fact_exchange_rate.rate_date is date32"),
-        ('columns = { "Rate Date" = "date", currency_code = "string", rate_to_gbp = "decimal(18,8)" }', "is not a plain lower-case identifier"),
-        ('lookups.currency_id = { column = "currency_code", table = "pg_authid", match = "rolname" }', "is not a warehouse dimension"),
-        ('lookups.currency_id = { column = "currency_code", table = "dim_currency", match = "code; drop" }', "dim_currency has no column 'code; drop'"),
-        ('lookups = {}', "no file column or lookup provides fact_exchange_rate.currency_id"),
+        (
+            'columns = { rate_date = "date", currency_code = "string", rate_to_gbp = "float" }',
+            "unknown column type 'float'",
+        ),
+        (
+            'columns = { rate_date = "string", currency_code = "string", rate_to_gbp = "decimal(18,8)" }',
+            "'rate_date' is string but fact_exchange_rate.rate_date is date32",
+        ),
+        (
+            'columns = { "Rate Date" = "date", currency_code = "string", rate_to_gbp = "decimal(18,8)" }',
+            "is not a plain lower-case identifier",
+        ),
+        (
+            'lookups.currency_id = { column = "currency_code", table = "pg_authid", match = "rolname" }',
+            "is not a warehouse dimension",
+        ),
+        (
+            'lookups.currency_id = { column = "currency_code", table = "dim_currency", match = "code; drop" }',
+            "dim_currency has no column 'code; drop'",
+        ),
+        ("lookups = {}", "no file column or lookup provides fact_exchange_rate.currency_id"),
         ('directory = "../etc"', "directory must not contain '..'"),
-        ('surprise = 1', "Extra inputs are not permitted"),
+        ("surprise = 1", "Extra inputs are not permitted"),
     ],
 )
 def test_a_bad_feed_declaration_is_refused_with_the_setting_named(tmp_path, body, message):
     base = {
-        "directory": '"x"', "format": '"csv"', "target_table": '"fact_exchange_rate"',
+        "directory": '"x"',
+        "format": '"csv"',
+        "target_table": '"fact_exchange_rate"',
         "natural_key": '["rate_date", "currency_id"]',
         "columns": '{ rate_date = "date", currency_code = "string", rate_to_gbp = "decimal(18,8)" }',
         "lookups.currency_id": '{ column = "currency_code", table = "dim_currency", match = "currency_code" }',
     }
     overridden = {line.split("=", 1)[0].strip() for line in body.splitlines()}
-    lines = [f"{k} = {v}" for k, v in base.items() if k not in overridden and not (k.startswith("lookups") and "lookups" in overridden)]
+    lines = [
+        f"{k} = {v}"
+        for k, v in base.items()
+        if k not in overridden and not (k.startswith("lookups") and "lookups" in overridden)
+    ]
     (tmp_path / "feeds.toml").write_text("[feeds.f]\n" + "\n".join(lines) + "\n" + body + "\n")
     with pytest.raises(FeedConfigError, match=re.escape(message)):
         load_feeds(tmp_path / "feeds.toml")

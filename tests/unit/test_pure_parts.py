@@ -10,10 +10,13 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from tasks import extract
-from tasks.faults import is_transient
-from tasks.lake import batch_sequence, new_batch_id
-from tasks.schema import SOURCE_TABLES, split_sql
+from tasks import schema
+from tasks.core import manifests
+from tasks.core.lake import batch_sequence, new_batch_id
+from tasks.core.retries import is_transient
+from tasks.core.sql import split_sql
+from tasks.ingest import deletes, delta, watermark
+from tasks.schema import SOURCE_TABLES
 from tasks.settings import TotesSettings, redact_url, scrub, secret_to_url
 
 NOW = datetime(2024, 2, 23, 12, 0, 0)
@@ -21,27 +24,30 @@ NOW = datetime(2024, 2, 23, 12, 0, 0)
 
 class TestNextWatermark:
     def horizon(self, oldest=None, hidden=False):
-        return extract.Horizon(clock_at=NOW, oldest_open_transaction_at=oldest, has_hidden_sessions=hidden)
+        return manifests.Horizon(clock_at=NOW, oldest_open_transaction_at=oldest, has_hidden_sessions=hidden)
 
     def test_no_open_transactions_uses_the_clock_less_the_margin(self):
-        assert extract.next_watermark(
+        assert watermark.next_watermark(
             datetime(2024, 1, 1), self.horizon(), safety_seconds=1, fallback_lag_seconds=900
         ) == NOW - timedelta(seconds=1)
 
     def test_an_open_transaction_holds_the_watermark_at_its_start(self):
         started = NOW - timedelta(minutes=7)
-        assert extract.next_watermark(
-            datetime(2024, 1, 1), self.horizon(started), safety_seconds=0, fallback_lag_seconds=900
-        ) == started
+        assert (
+            watermark.next_watermark(
+                datetime(2024, 1, 1), self.horizon(started), safety_seconds=0, fallback_lag_seconds=900
+            )
+            == started
+        )
 
     def test_hidden_sessions_fall_back_to_a_fixed_lag(self):
-        assert extract.next_watermark(
+        assert watermark.next_watermark(
             datetime(2024, 1, 1), self.horizon(hidden=True), safety_seconds=0, fallback_lag_seconds=600
         ) == NOW - timedelta(minutes=10)
 
     def test_never_moves_backwards(self):
         later = NOW + timedelta(hours=1)
-        assert extract.next_watermark(later, self.horizon(), safety_seconds=0, fallback_lag_seconds=0) == later
+        assert watermark.next_watermark(later, self.horizon(), safety_seconds=0, fallback_lag_seconds=0) == later
 
 
 def currency_batch(rows):
@@ -50,64 +56,83 @@ def currency_batch(rows):
 
 class TestBatches:
     def test_known_versions_are_dropped_and_new_ones_kept(self):
-        batch = currency_batch([
-            {"currency_id": 1, "currency_code": "GBP", "created_at": NOW, "last_updated": NOW},
-            {"currency_id": 2, "currency_code": "USD", "created_at": NOW, "last_updated": NOW},
-        ])
-        kept = extract.drop_known_versions(batch, SOURCE_TABLES["currency"], {(1, NOW)})
+        batch = currency_batch(
+            [
+                {"currency_id": 1, "currency_code": "GBP", "created_at": NOW, "last_updated": NOW},
+                {"currency_id": 2, "currency_code": "USD", "created_at": NOW, "last_updated": NOW},
+            ]
+        )
+        kept = delta.drop_known_versions(batch, SOURCE_TABLES["currency"], {(1, NOW)})
         assert kept.column("currency_id").to_pylist() == [2]
         assert kept.schema == SOURCE_TABLES["currency"].schema
 
     def test_versions_since_collects_the_overlap(self):
         earlier = NOW - timedelta(seconds=5)
-        batch = currency_batch([
-            {"currency_id": 1, "currency_code": "GBP", "created_at": NOW, "last_updated": earlier},
-            {"currency_id": 2, "currency_code": "USD", "created_at": NOW, "last_updated": NOW},
-        ])
-        assert extract.versions_since(batch, SOURCE_TABLES["currency"], NOW) == {(2, NOW)}
+        batch = currency_batch(
+            [
+                {"currency_id": 1, "currency_code": "GBP", "created_at": NOW, "last_updated": earlier},
+                {"currency_id": 2, "currency_code": "USD", "created_at": NOW, "last_updated": NOW},
+            ]
+        )
+        assert delta.versions_since(batch, SOURCE_TABLES["currency"], NOW) == {(2, NOW)}
 
     def test_watermark_state_round_trips_through_json(self):
-        state = extract.TableWatermark(NOW, {(3, NOW)})
-        assert extract.TableWatermark.from_json(state.to_json()) == state
-        assert extract.TableWatermark.from_json(None).watermark == extract.BEGINNING_OF_TIME
+        state = manifests.RawTableEntry(watermark=NOW, overlap_keys=frozenset({(3, NOW)}))
+        assert manifests.RawTableEntry.from_json(state.to_json()) == state
+        assert manifests.RawTableEntry().watermark == manifests.BEGINNING_OF_TIME
 
     def test_conform_casts_numeric_text_to_exact_decimal(self):
-        raw = pa.RecordBatch.from_pydict({
-            "payment_type_id": pa.array([1], pa.int32()),
-            "payment_type_name": ["SALES_RECEIPT"],
-            "created_at": pa.array([NOW], pa.timestamp("us")),
-            "last_updated": pa.array([NOW], pa.timestamp("us")),
-        })
-        conformed, unfit = extract.conform_batch(raw, SOURCE_TABLES["payment_type"])
+        raw = pa.RecordBatch.from_pydict(
+            {
+                "payment_type_id": pa.array([1], pa.int32()),
+                "payment_type_name": ["SALES_RECEIPT"],
+                "created_at": pa.array([NOW], pa.timestamp("us")),
+                "last_updated": pa.array([NOW], pa.timestamp("us")),
+            }
+        )
+        conformed, unfit = delta.conform_batch(raw, SOURCE_TABLES["payment_type"])
         assert conformed.schema == SOURCE_TABLES["payment_type"].schema and unfit is None
         money = pa.array(["1234.50", None]).cast(pa.decimal128(10, 2))
         assert money.to_pylist() == [Decimal("1234.50"), None]
 
     def test_conform_sets_aside_money_that_numeric_10_2_cannot_hold_exactly(self):
         prices = ["2.50", "2.500", "123456789.50", "1.234", "NaN", None, "-0.5"]
-        raw = pa.RecordBatch.from_pydict({
-            "payment_id": pa.array(range(len(prices)), pa.int32()),
-            "payment_amount": prices,
-        })
-        table = extract.Table("payment", pa.schema([("payment_id", pa.int32()), ("payment_amount", pa.decimal128(10, 2))]), ("payment_id",))
-        conformed, unfit = extract.conform_batch(raw, table)
-        assert conformed.column("payment_amount").to_pylist() == [Decimal("2.50"), Decimal("2.50"), None, Decimal("-0.50")]
+        raw = pa.RecordBatch.from_pydict(
+            {
+                "payment_id": pa.array(range(len(prices)), pa.int32()),
+                "payment_amount": prices,
+            }
+        )
+        table = schema.Table(
+            "payment",
+            pa.schema([("payment_id", pa.int32()), ("payment_amount", pa.decimal128(10, 2))]),
+            ("payment_id",),
+        )
+        conformed, unfit = delta.conform_batch(raw, table)
+        assert conformed.column("payment_amount").to_pylist() == [
+            Decimal("2.50"),
+            Decimal("2.50"),
+            None,
+            Decimal("-0.50"),
+        ]
         assert unfit.column("payment_id").to_pylist() == [2, 3, 4]
-        assert unfit.column("_reason").to_pylist()[0] == "payment_amount 123456789.50 does not fit numeric(10,2) exactly"
+        assert (
+            unfit.column("_reason").to_pylist()[0] == "payment_amount 123456789.50 does not fit numeric(10,2) exactly"
+        )
 
     def test_conform_reports_a_missing_column_as_drift(self):
         raw = pa.RecordBatch.from_pydict({"currency_id": pa.array([1], pa.int32())})
         with pytest.raises(ValueError, match="currency has no column 'currency_code'"):
-            extract.conform_batch(raw, SOURCE_TABLES["currency"])
+            delta.conform_batch(raw, SOURCE_TABLES["currency"])
 
     def test_delta_query_quotes_identifiers_and_casts_opaque_types(self):
-        sql = extract.delta_query(SOURCE_TABLES["payment"], NOW)
+        sql = delta.delta_query(SOURCE_TABLES["payment"], NOW)
         assert 'from public."payment"' in sql
         assert 'source."payment_amount"::text as "payment_amount"' in sql
         assert "last_updated >= '2024-02-23 12:00:00.000000'::timestamp" in sql
-        assert 'source."transaction_type"::text' in extract.delta_query(SOURCE_TABLES["transaction"], NOW)
+        assert 'source."transaction_type"::text' in delta.delta_query(SOURCE_TABLES["transaction"], NOW)
         with pytest.raises(TypeError):
-            extract.timestamp_literal("2024-01-01'; drop table x; --")
+            watermark.timestamp_literal("2024-01-01'; drop table x; --")
 
     def test_batch_ids_sort_by_sequence(self):
         batch_id = new_batch_id(12, NOW)
@@ -198,7 +223,7 @@ def test_split_sql_keeps_dollar_quoted_bodies_whole():
 
 
 def test_run_report_shows_counts_freshness_and_warnings():
-    from tasks.report import RunSummary
+    from tasks.core.reports import RunSummary
 
     summary = RunSummary(
         ingested={"sales_order": 5},
@@ -220,8 +245,9 @@ def test_run_report_shows_counts_freshness_and_warnings():
 
 def test_rds_style_secret_becomes_a_url():
     url = secret_to_url(
-        json.dumps({"username": "etl", "password": "p@ss:word/1", "host": "db.example.com", "port": 5433,
-                    "dbname": "totesys"}),
+        json.dumps(
+            {"username": "etl", "password": "p@ss:word/1", "host": "db.example.com", "port": 5433, "dbname": "totesys"}
+        ),
         variable="TOTES_SOURCE_URL",
     )
     assert url.get_secret_value() == "postgresql://etl:p%40ss%3Aword%2F1@db.example.com:5433/totesys"
@@ -231,17 +257,17 @@ def test_rds_style_secret_becomes_a_url():
 
 def _model_columns() -> dict[str, dict[str, str]]:
     """The source's columns as information_schema shows a ToteSys made by `totes seed`."""
-    from tasks.extract import _SOURCE_TYPES_FOR
+    from tasks.ingest.drift import SOURCE_TYPES_FOR
     from tasks.schema import SOURCE_TABLES
 
     def data_type(field):
-        return next(sorted(types)[0] for test, types in _SOURCE_TYPES_FOR if test(field.type))
+        return next(sorted(types)[0] for test, types in SOURCE_TYPES_FOR if test(field.type))
 
     return {name: {f.name: data_type(f) for f in table.schema} for name, table in SOURCE_TABLES.items()}
 
 
 def test_schema_drift_errors_name_missing_renamed_and_retyped_columns_and_warn_on_new_ones():
-    from tasks.extract import schema_drift
+    from tasks.ingest.drift import schema_drift
 
     assert schema_drift(_model_columns()) == ([], [])
     found = _model_columns()
@@ -267,37 +293,42 @@ class TestDeletesAndInferredMembers:
         import polars as pl
 
         known = pl.Series([1, 2, 3, 150, 151, 420], dtype=pl.Int32)
-        same = extract.key_buckets(known, 100)
-        assert extract.differing_buckets(same, extract.key_buckets(known, 100)) == []
-        source = extract.key_buckets(pl.Series([1, 2, 3, 150, 152, 999], dtype=pl.Int32), 100)
+        same = deletes.key_buckets(known, 100)
+        assert deletes.differing_buckets(same, deletes.key_buckets(known, 100)) == []
+        source = deletes.key_buckets(pl.Series([1, 2, 3, 150, 152, 999], dtype=pl.Int32), 100)
         # 151 gone and 152 new (range 1), 420 gone (range 4, now empty), 999 new (range 9).
-        assert extract.differing_buckets(source, same) == [1, 4, 9]
+        assert deletes.differing_buckets(source, same) == [1, 4, 9]
 
     def test_summaries_add_and_subtract_like_the_key_sets(self):
         import polars as pl
 
         def summary(keys):
-            return extract.key_buckets(pl.Series(keys, dtype=pl.Int32), 100).sort("bucket")
+            return deletes.key_buckets(pl.Series(keys, dtype=pl.Int32), 100).sort("bucket")
 
         known, new, gone = [1, 2, 150, 420], [3, 151, 999], [420, 2]
-        grown = extract.combine_buckets(summary(known), summary(new), sign=1)
+        grown = deletes.combine_buckets(summary(known), summary(new), sign=1)
         assert grown.sort("bucket").equals(summary(known + new))
-        shrunk = extract.combine_buckets(grown, summary(gone), sign=-1)
+        shrunk = deletes.combine_buckets(grown, summary(gone), sign=-1)
         assert shrunk.sort("bucket").equals(summary([1, 3, 150, 151, 999]))  # range 4 is gone, not zero
 
     def test_the_hash_tells_apart_sets_with_equal_count_and_sum(self):
         import polars as pl
 
-        a = extract.key_buckets(pl.Series([1, 5, 6], dtype=pl.Int32), 100)
-        b = extract.key_buckets(pl.Series([2, 3, 7], dtype=pl.Int32), 100)
+        a = deletes.key_buckets(pl.Series([1, 5, 6], dtype=pl.Int32), 100)
+        b = deletes.key_buckets(pl.Series([2, 3, 7], dtype=pl.Int32), 100)
         assert a["key_sum"].to_list() == b["key_sum"].to_list()
-        assert extract.differing_buckets(a, b) == [0]
+        assert deletes.differing_buckets(a, b) == [0]
 
     def test_inferred_members_fill_not_null_columns_with_unknown_and_quote_identifiers(self):
-        from tasks.warehouse import inferred_members_statement, mark_deleted_statement
+        from tasks.load.statements import (
+            inferred_members_statement,
+            mark_deleted_statement,
+        )
 
         sql = inferred_members_statement("dim_location")
         assert 'insert into public."dim_location" ("location_id", "address_line_1", "address_line_2"' in sql
         assert "select referenced.id, 'Unknown', null, null, 'Unknown'" in sql
-        assert 'order by fact."sales_order_id", fact.last_updated_date desc' in mark_deleted_statement("fact_sales_order")
+        assert 'order by fact."sales_order_id", fact.last_updated_date desc' in mark_deleted_statement(
+            "fact_sales_order"
+        )
         assert 'where target."design_id" = deleted."design_id"' in mark_deleted_statement("dim_design")

@@ -1,0 +1,252 @@
+"""The data lake: Parquet files and batch manifests in a local folder or an S3 bucket.
+
+Layout under ``TOTES_LAKE_URL``::
+
+    raw/<source table>/batch=<batch id>/part-<n>-<attempt>.parquet   deltas read from ToteSys
+    raw/_batches/<batch id>.json                                     ingest manifest (watermarks)
+    star/<star table>/batch=<batch id>/part-<attempt>.parquet        dims and facts of that batch
+    star/_batches/<batch id>.json                                    transform manifest
+
+The lake is immutable: every object name carries a fresh attempt id and manifests are created only
+if absent, so nothing is ever overwritten. A manifest is written last; data files that no manifest
+names (left by a crash or a retried attempt) are ignored by every reader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.core.manifests import RawManifest, StarManifest
+
+RAW = "raw"
+STAR = "star"
+_MANIFESTS = "_batches"
+_BATCH_ID = re.compile(r"^(\d{8})-(\d{8}T\d{6}Z)$")
+
+
+class LakeError(RuntimeError):
+    """The lake is not in the state the pipeline needs (e.g. a manifest already exists)."""
+
+
+def new_batch_id(sequence: int, now: datetime | None = None) -> str:
+    """Batch ids sort in the order batches were made: a sequence number, then the UTC time."""
+    now = now or datetime.now(UTC)
+    return f"{sequence:08d}-{now:%Y%m%dT%H%M%SZ}"
+
+
+def batch_sequence(batch_id: str) -> int:
+    match = _BATCH_ID.match(batch_id)
+    if match is None:
+        msg = f"not a totes batch id: {batch_id!r}"
+        raise LakeError(msg)
+    return int(match.group(1))
+
+
+class LakeNotFound(RuntimeError):
+    """The lake's bucket does not exist or refuses our credentials; the message says which."""
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A lake root on some fsspec filesystem. Paths passed around are relative to the root."""
+
+    fs: fsspec.AbstractFileSystem
+    root: str
+    url: str
+
+    @classmethod
+    def from_url(cls, url: str, *, version_aware: bool = False) -> Lake:
+        """The lake at ``url``. ``version_aware``: read and list S3 object versions (feed raw zone)."""
+        parts = urlsplit(url)
+        if parts.scheme == "s3":
+            import s3fs
+
+            # Endpoint, region and credentials come from the standard AWS_* variables.
+            fs = s3fs.S3FileSystem(
+                endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+                config_kwargs={"retries": {"max_attempts": 5, "mode": "adaptive"}},
+                version_aware=version_aware,
+            )
+            root = f"{parts.netloc}{parts.path}".rstrip("/")
+        else:
+            fs = fsspec.filesystem("file")
+            root = str(Path(parts.path if parts.scheme == "file" else url).expanduser().resolve())
+            fs.makedirs(root, exist_ok=True)
+        return cls(fs=fs, root=root, url=url)
+
+    def require_bucket(self) -> None:
+        """Fail clearly if the lake's S3 bucket does not exist or cannot be reached, rather than let
+        s3fs create a new, empty bucket on the first write (a typo in TOTES_LAKE_URL would start a
+        second lake and reload everything).
+
+        Raises:
+            LakeNotFound: naming the bucket and the setting.
+        """
+        if self.is_local:
+            return
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self.fs.ls(bucket, refresh=True)
+        except FileNotFoundError as error:
+            msg = f"the lake's bucket {bucket!r} does not exist: create it, or correct TOTES_LAKE_URL ({self.url})"
+            raise LakeNotFound(msg) from error
+        except PermissionError as error:
+            msg = f"the lake's bucket {bucket!r} refuses these AWS credentials ({error})"
+            raise LakeNotFound(msg) from error
+
+    @property
+    def is_local(self) -> bool:
+        return self.fs.protocol in ("file", ("file", "local"))
+
+    def full(self, relative: str) -> str:
+        return f"{self.root}/{relative}"
+
+    # --- manifests -------------------------------------------------------------------------
+
+    def manifest_path(self, zone: str, batch_id: str) -> str:
+        return f"{zone}/{_MANIFESTS}/{batch_id}.json"
+
+    def list_batches(self, zone: str) -> list[str]:
+        """Ids of the batches with a manifest in ``zone``, oldest first."""
+        folder = self.full(f"{zone}/{_MANIFESTS}")
+        try:
+            names = self.fs.ls(folder, detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        ids = [Path(name).name.removesuffix(".json") for name in names if name.endswith(".json")]
+        return sorted((i for i in ids if _BATCH_ID.match(i)), key=batch_sequence)
+
+    def read_manifest(self, zone: str, batch_id: str) -> dict[str, Any]:
+        with self.fs.open(self.full(self.manifest_path(zone, batch_id)), "rb") as handle:
+            return json.load(handle)
+
+    def write_manifest(self, zone: str, batch_id: str, manifest: dict) -> str:
+        """Create the manifest of a batch; fails if it exists (the lake is never overwritten)."""
+        relative = self.manifest_path(zone, batch_id)
+        target = self.full(relative)
+        if self.fs.exists(target):
+            msg = f"lake manifest {relative} already exists; another totes run may be writing"
+            raise LakeError(msg)
+        body = json.dumps(manifest, indent=1, sort_keys=True, default=str).encode()
+        self.put_whole(relative, body, create_only=True)
+        return relative
+
+    def read_raw_manifest(self, batch_id: str) -> RawManifest:
+        return RawManifest.from_json(self.read_manifest(RAW, batch_id))
+
+    def read_star_manifest(self, batch_id: str) -> StarManifest:
+        return StarManifest.from_json(self.read_manifest(STAR, batch_id))
+
+    def write_raw_manifest(self, manifest: RawManifest) -> str:
+        return self.write_manifest(RAW, manifest.batch_id, manifest.to_json())
+
+    def write_star_manifest(self, manifest: StarManifest) -> str:
+        return self.write_manifest(STAR, manifest.batch_id, manifest.to_json())
+
+    def put_whole(self, relative: str, body: bytes, *, create_only: bool = False) -> None:
+        """Write an object so that readers see it absent or whole, never half written."""
+        target = self.full(relative)
+        if self.is_local:
+            # Rename is atomic on a local filesystem, so a crash never leaves half a file.
+            self.fs.makedirs(str(Path(target).parent), exist_ok=True)
+            temporary = f"{target}.{uuid.uuid4().hex}.tmp"
+            with open(temporary, "wb") as handle:
+                handle.write(body)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if create_only:
+                os.link(temporary, target)  # fails if target appeared meanwhile
+                os.unlink(temporary)
+            else:
+                os.replace(temporary, target)
+        else:
+            # An S3 PUT is atomic: the object is either absent or whole.
+            self.fs.pipe_file(target, body)
+
+    # --- Parquet ---------------------------------------------------------------------------
+
+    def data_path(self, zone: str, table: str, batch_id: str, part: int) -> str:
+        attempt = uuid.uuid4().hex[:12]
+        return f"{zone}/{table}/batch={batch_id}/part-{part:05d}-{attempt}.parquet"
+
+    def write_batches(
+        self,
+        zone: str,
+        table: str,
+        batch_id: str,
+        schema: pa.Schema,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        rows_per_file: int,
+    ) -> tuple[list[str], int]:
+        """Stream record batches into Parquet files of at most ``rows_per_file`` rows.
+
+        Returns the relative paths written and the number of rows. Writes no file for no rows.
+        """
+        files: list[str] = []
+        total = 0
+        writer: pq.ParquetWriter | None = None
+        handle = None
+        rows_in_file = 0
+        try:
+            for batch in batches:
+                offset = 0
+                while offset < batch.num_rows:
+                    if writer is None:
+                        relative = self.data_path(zone, table, batch_id, len(files))
+                        self.fs.makedirs(str(Path(self.full(relative)).parent), exist_ok=True)
+                        handle = self.fs.open(self.full(relative), "wb")
+                        writer = pq.ParquetWriter(handle, schema, compression="zstd")
+                        files.append(relative)
+                        rows_in_file = 0
+                    take = min(batch.num_rows - offset, rows_per_file - rows_in_file)
+                    writer.write_batch(batch.slice(offset, take))
+                    offset += take
+                    rows_in_file += take
+                    total += take
+                    if rows_in_file >= rows_per_file and handle is not None:
+                        writer.close()
+                        handle.close()
+                        writer, handle = None, None
+        finally:
+            if writer is not None:
+                writer.close()
+            if handle is not None:
+                handle.close()
+        return files, total
+
+    def write_table(self, zone: str, table: str, batch_id: str, data: pa.Table) -> list[str]:
+        files, _ = self.write_batches(
+            zone, table, batch_id, data.schema, data.to_batches(), rows_per_file=max(1, data.num_rows)
+        )
+        return files
+
+    def read_table(self, files: list[str], schema: pa.Schema) -> pa.Table:
+        """All rows of the given Parquet files, cast to ``schema`` (empty if there are none)."""
+        if not files:
+            return schema.empty_table()
+        tables = []
+        for relative in files:
+            with self.fs.open(self.full(relative), "rb") as handle:
+                tables.append(pq.read_table(handle, schema=schema))
+        return pa.concat_tables(tables)
+
+    def iter_batches(self, files: list[str], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """Record batches of the given Parquet files, one file open at a time."""
+        for relative in files:
+            with self.fs.open(self.full(relative), "rb") as handle:
+                for batch in pq.ParquetFile(handle).iter_batches(batch_size=65_536):
+                    yield batch.select(schema.names).cast(schema)

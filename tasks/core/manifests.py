@@ -1,0 +1,315 @@
+"""The lake's manifests: what one stage records and the next reads, typed once, here.
+
+A manifest is written last, after the data files it names, and never overwritten: its presence is
+what makes a batch exist. Each one carries ``format`` (:data:`MANIFEST_FORMAT`). Format 1 is what
+totes wrote before manifests were typed (no ``format`` key, optional keys sometimes absent); every
+reader here still takes it, so an existing lake needs no migration.
+
+- :class:`RawManifest` (``raw/_batches/<batch>.json``): ingest -> transform, and ingest -> the next
+  ingest (watermarks, the known key set of the delete check).
+- :class:`StarManifest` (``star/_batches/<batch>.json``): transform -> load, and transform -> the next
+  transform (join state, dim_date range).
+- :class:`FetchState` and :class:`QuarantineRecord` (feed store): fetch -> the next fetch, and
+  stage/load -> the next stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+MANIFEST_FORMAT = 2
+_FIRST_FORMAT = 1
+
+Json = dict[str, Any]
+
+
+class ManifestFormatError(ValueError):
+    """A manifest written by a newer totes than this one, in a format it cannot read."""
+
+
+def _check_format(data: Json, what: str) -> int:
+    found = data.get("format", _FIRST_FORMAT)
+    if not isinstance(found, int) or found > MANIFEST_FORMAT:
+        msg = f"{what} has format {found!r}; this totes reads formats up to {MANIFEST_FORMAT}: upgrade totes"
+        raise ManifestFormatError(msg)
+    return found
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class FileSet:
+    """Some Parquet files of the lake and the rows they hold."""
+
+    files: list[str] = field(default_factory=list)
+    rows: int = 0
+
+    def to_json(self) -> Json:
+        return {"files": list(self.files), "rows": self.rows}
+
+    @classmethod
+    def from_json(cls, data: Json | None) -> FileSet | None:
+        if not data:
+            return None
+        return cls(files=list(data.get("files", [])), rows=int(data.get("rows", 0)))
+
+    def __add__(self, other: FileSet) -> FileSet:
+        return FileSet(files=[*self.files, *other.files], rows=self.rows + other.rows)
+
+
+def _file_sets(data: Json | None) -> dict[str, FileSet]:
+    return {name: found for name, entry in (data or {}).items() if (found := FileSet.from_json(entry)) is not None}
+
+
+# --- raw zone: ingest ---------------------------------------------------------------------------------
+
+BEGINNING_OF_TIME = datetime(1900, 1, 1)
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """What the source said about in-flight work, read before any data."""
+
+    clock_at: datetime
+    oldest_open_transaction_at: datetime | None
+    has_hidden_sessions: bool = False
+
+    def to_json(self) -> Json:
+        oldest = self.oldest_open_transaction_at
+        return {
+            "clock_at": self.clock_at.isoformat(),
+            "oldest_open_transaction_at": oldest.isoformat() if oldest else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Json | None) -> Horizon | None:
+        if not data:
+            return None
+        oldest = data.get("oldest_open_transaction_at")
+        return cls(
+            clock_at=datetime.fromisoformat(data["clock_at"]),
+            oldest_open_transaction_at=datetime.fromisoformat(oldest) if oldest else None,
+        )
+
+
+@dataclass(frozen=True)
+class RawTableEntry:
+    """One source table's part of an ingest batch.
+
+    Attributes:
+        data: the new versions read (``raw/<table>/batch=<id>/``).
+        watermark: where the next delta read of this table starts (closed below: ``>=``).
+        overlap_keys: the versions (key, last_updated) already read at or after ``watermark``: the
+            next read sees them again and drops them.
+        keys: the files of every key totes knows and has not found deleted (None: not kept, e.g.
+            delete detection off, or a lake older than it).
+        key_summary: the per-range summary of those keys (see ``tasks/ingest/deletes.py``).
+        key_width: the key range width of that summary.
+        deleted: keys found hard-deleted in the source, with ``_deleted_at``.
+        rejected: rows that could not be read exactly (``raw/_unreadable_<table>``), with ``_reason``.
+    """
+
+    data: FileSet = field(default_factory=FileSet)
+    watermark: datetime = BEGINNING_OF_TIME
+    overlap_keys: frozenset[tuple[int, datetime]] = frozenset()
+    keys: list[str] | None = None
+    key_summary: list[str] | None = None
+    key_width: int | None = None
+    deleted: FileSet | None = None
+    rejected: FileSet | None = None
+
+    @property
+    def has_changes(self) -> bool:
+        """True if the table brings anything to the batch: versions, unreadable rows or deletes."""
+        return bool(self.data.rows or self.rejected or self.deleted)
+
+    def to_json(self) -> Json:
+        body: Json = {
+            **self.data.to_json(),
+            "watermark": self.watermark.isoformat(),
+            "overlap_keys": sorted([key, ts.isoformat()] for key, ts in self.overlap_keys),
+        }
+        if self.key_width is not None:
+            body |= {"keys": self.keys, "key_summary": self.key_summary, "key_width": self.key_width}
+        if self.deleted:
+            body["deleted"] = self.deleted.to_json()
+        if self.rejected:
+            body["rejected"] = self.rejected.to_json()
+        return body
+
+    @classmethod
+    def from_json(cls, data: Json) -> RawTableEntry:
+        return cls(
+            data=FileSet.from_json(data) or FileSet(),
+            watermark=datetime.fromisoformat(data["watermark"]) if data.get("watermark") else BEGINNING_OF_TIME,
+            overlap_keys=frozenset((int(k), datetime.fromisoformat(ts)) for k, ts in data.get("overlap_keys", [])),
+            keys=data.get("keys"),
+            key_summary=data.get("key_summary"),
+            key_width=data.get("key_width"),
+            deleted=FileSet.from_json(data.get("deleted")),
+            rejected=FileSet.from_json(data.get("rejected")),
+        )
+
+
+@dataclass(frozen=True)
+class RawManifest:
+    """One ingest batch: per source table, what was read and where the next read starts."""
+
+    batch_id: str
+    tables: dict[str, RawTableEntry]
+    horizon: Horizon | None = None
+    written_at: datetime = field(default_factory=_now)
+
+    def files(self, table: str) -> list[str]:
+        """The raw files of one source table in this batch ([] if it brought no new versions)."""
+        entry = self.tables.get(table)
+        return entry.data.files if entry else []
+
+    def to_json(self) -> Json:
+        return {
+            "format": MANIFEST_FORMAT,
+            "batch_id": self.batch_id,
+            "written_at": self.written_at.isoformat(),
+            "horizon": self.horizon.to_json() if self.horizon else None,
+            "tables": {name: entry.to_json() for name, entry in self.tables.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Json) -> RawManifest:
+        _check_format(data, f"raw manifest {data.get('batch_id')}")
+        return cls(
+            batch_id=data["batch_id"],
+            tables={name: RawTableEntry.from_json(entry) for name, entry in data.get("tables", {}).items()},
+            horizon=Horizon.from_json(data.get("horizon")),
+            written_at=datetime.fromisoformat(data["written_at"]) if data.get("written_at") else _now(),
+        )
+
+
+# --- star zone: transform -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StarManifest:
+    """One star batch: the star rows built from the raw batch of the same id.
+
+    Attributes:
+        tables: each star table's files and rows (every star table appears, perhaps with none).
+        state: the join state carried to the next batch: per source table that other dimensions join
+            to, the files holding the latest row of each key.
+        date_range: the dates dim_date covers after this batch (None: no fact row yet).
+        quarantined: per source table, the rows set aside (``_reason`` says why).
+        deleted: per star table, the keys found hard-deleted in the source, with ``_deleted_at``.
+        warnings: the batch's data-quality warnings.
+    """
+
+    batch_id: str
+    tables: dict[str, FileSet]
+    state: dict[str, list[str]] = field(default_factory=dict)
+    date_range: tuple[date, date] | None = None
+    quarantined: dict[str, FileSet] = field(default_factory=dict)
+    deleted: dict[str, FileSet] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    written_at: datetime = field(default_factory=_now)
+
+    def to_json(self) -> Json:
+        return {
+            "format": MANIFEST_FORMAT,
+            "batch_id": self.batch_id,
+            "written_at": self.written_at.isoformat(),
+            "tables": {name: entry.to_json() for name, entry in self.tables.items()},
+            "state": self.state,
+            "date_range": [d.isoformat() for d in self.date_range] if self.date_range else None,
+            "quarantined": {name: entry.to_json() for name, entry in self.quarantined.items()},
+            "deleted": {name: entry.to_json() for name, entry in self.deleted.items()},
+            "warnings": self.warnings,
+        }
+
+    @classmethod
+    def from_json(cls, data: Json) -> StarManifest:
+        _check_format(data, f"star manifest {data.get('batch_id')}")
+        date_range = data.get("date_range")
+        return cls(
+            batch_id=data["batch_id"],
+            tables={name: FileSet.from_json(entry) or FileSet() for name, entry in data.get("tables", {}).items()},
+            state={name: list(files) for name, files in (data.get("state") or {}).items()},
+            date_range=(date.fromisoformat(date_range[0]), date.fromisoformat(date_range[1])) if date_range else None,
+            quarantined=_file_sets(data.get("quarantined")),
+            deleted=_file_sets(data.get("deleted")),
+            warnings=list(data.get("warnings", [])),
+            written_at=datetime.fromisoformat(data["written_at"]) if data.get("written_at") else _now(),
+        )
+
+
+# --- feed store: fetch, stage, load -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    """What the fetch step last saw of a file and which raw version holds that content."""
+
+    size: int
+    mtime: int
+    sha256: str
+    version: str
+
+
+@dataclass(frozen=True)
+class FetchState:
+    """What the last fetch of one feed saw on SFTP (``state/<feed>.json``): a cache that spares
+    downloading unchanged files; the content hash decides whether a file changed."""
+
+    files: dict[str, FetchedFile] = field(default_factory=dict)
+
+    def to_json(self) -> Json:
+        return {"format": MANIFEST_FORMAT, "files": {name: asdict(entry) for name, entry in sorted(self.files.items())}}
+
+    @classmethod
+    def from_json(cls, data: Json) -> FetchState:
+        if isinstance(data.get("format"), int):
+            _check_format(data, "feed fetch state")
+            entries = data.get("files", {})
+        else:
+            entries = data  # format 1: the file -> entry mapping itself
+        return cls(files={name: FetchedFile(**entry) for name, entry in entries.items()})
+
+
+# Where a feed file's version was refused: at parse time it is never staged; at load time it is
+# staged and retried on every load (a dimension row it needs may arrive later).
+REFUSED_AT_PARSE, REFUSED_AT_LOAD = "parse", "load"
+
+
+@dataclass(frozen=True)
+class QuarantineRecord:
+    """Why one version of a feed file is not loaded (``quarantine/<feed>/<file>/<version>.json``).
+
+    ``stage`` says where it was refused: :data:`REFUSED_AT_PARSE` or :data:`REFUSED_AT_LOAD`."""
+
+    feed: str
+    file: str
+    version: str
+    problem: str
+    stage: str
+    line: int | None = None
+    column: str | None = None
+    quarantined_at: str = ""
+
+    def to_json(self) -> Json:
+        return {"format": MANIFEST_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: Json) -> QuarantineRecord:
+        _check_format(data, "feed quarantine record")
+        return cls(
+            feed=data["feed"],
+            file=data["file"],
+            version=data["version"],
+            problem=data.get("problem", ""),
+            stage=data.get("stage", ""),
+            line=data.get("line"),
+            column=data.get("column"),
+            quarantined_at=data.get("quarantined_at", ""),
+        )

@@ -1,0 +1,109 @@
+"""PostgreSQL connections (ADBC) and what their errors say, for every stage that talks to a database."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import adbc_driver_postgresql.dbapi as adbc_postgres
+import pyarrow as pa
+from adbc_driver_manager.dbapi import Connection, Cursor
+from adbc_driver_manager.dbapi import Error as DatabaseError
+
+from tasks.settings import redact_url
+
+log = logging.getLogger("totes.postgres")
+
+__all__ = [
+    "Connection",
+    "ConnectionFailed",
+    "Cursor",
+    "DatabaseError",
+    "connect",
+    "execute_for_one",
+    "fetch_arrow",
+    "fetch_rows",
+    "roll_back",
+]
+
+
+class ConnectionFailed(RuntimeError):
+    """A database could not be reached or refused us; the message names which one and why."""
+
+
+def connect(url: str, *, purpose: str = "database") -> Connection:
+    """An ADBC connection to PostgreSQL (``autocommit`` off: every statement runs in a transaction).
+
+    Raises:
+        ConnectionFailed: naming ``purpose`` (e.g. "source database") and the URL without password;
+            the driver's error is kept as the cause, so retry classification still sees it.
+    """
+    try:
+        return adbc_postgres.connect(url)
+    except DatabaseError as error:
+        msg = f"cannot connect to the {purpose} {redact_url(url)}: {database_error_reason(error)}"
+        raise ConnectionFailed(msg) from error
+
+
+_DRIVER_PREFIXES = re.compile(
+    r"^(?:[A-Z_]+: )?(?:\[libpq\] )?(?:Failed to (?:connect|prepare query|execute query)[^:]*: )?(?:ERROR: +)?"
+)
+
+
+def database_error_reason(error: BaseException) -> str:
+    """The server's own words from an ADBC error: its first line without the driver's prefixes
+    (and never the SQL text the driver appends), with the SQLSTATE when there is one."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    reason = _DRIVER_PREFIXES.sub("", first).strip()
+    sqlstate = getattr(error, "sqlstate", None)
+    return f"{reason} (SQLSTATE {sqlstate})" if sqlstate else reason
+
+
+@contextmanager
+def _reading(connection: Connection) -> Iterator[Cursor]:
+    """A cursor for reads in a transaction of their own, rolled back after: no snapshot or lock
+    outlives the read."""
+    try:
+        with connection.cursor() as cursor:
+            yield cursor
+    finally:
+        roll_back(connection)
+
+
+def fetch_rows(
+    connection: Connection, statement: str, parameters: tuple[Any, ...] | None = None
+) -> list[tuple[Any, ...]]:
+    """The rows of one read-only statement, run in a transaction of its own."""
+    with _reading(connection) as cursor:
+        cursor.execute(statement, parameters=parameters)
+        return cursor.fetchall()
+
+
+def fetch_arrow(connection: Connection, statement: str, parameters: tuple[Any, ...] | None = None) -> pa.Table:
+    """As :func:`fetch_rows`, the rows as one Arrow table."""
+    with _reading(connection) as cursor:
+        cursor.execute(statement, parameters=parameters)
+        return cursor.fetch_arrow_table()
+
+
+def execute_for_one(cursor: Cursor, statement: str, parameters: tuple[Any, ...] | None = None) -> tuple[Any, ...]:
+    """Run a statement that returns exactly one row (a count, a ``returning``) in the cursor's
+    transaction, and return that row."""
+    cursor.execute(statement, parameters=parameters)
+    row = cursor.fetchone()
+    if row is None:
+        msg = f"expected one row from: {statement.strip().splitlines()[0]}"
+        raise RuntimeError(msg)
+    return row
+
+
+def roll_back(connection: Connection) -> None:
+    """Roll back after a read or a failure, keeping the failure: if the connection itself is gone
+    (the server ended the session), the server has already rolled the transaction back."""
+    try:
+        connection.rollback()
+    except adbc_postgres.Error:
+        log.info("rollback not possible, the connection is gone: the server rolled the transaction back")

@@ -1,0 +1,77 @@
+"""Which failures are worth retrying, and the retry policy every totes task shares.
+
+Transient: the network or a server is briefly unavailable (connection refused or reset, a
+PostgreSQL restart or failover, S3 5xx or throttling, serialization failures). Permanent: retrying
+cannot help (bad password, missing database or table, bad data, our own validation errors), so the
+task fails at once and the message names the cause.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prefect.tasks import exponential_backoff
+
+# SQLSTATE classes and codes (PostgreSQL appendix A) that a later attempt can get past.
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P", "40001", "40P01", "55P03", "57014", "58")
+_TRANSIENT_MESSAGES = re.compile(
+    r"connection refused|could not connect|server closed the connection|connection reset|"
+    r"broken pipe|timed out|timeout|terminating connection|the database system is (starting|shutting)|"
+    r"slowdown|throttl|service unavailable|internal ?error|bad gateway|temporarily|"
+    r"endpoint connection|connection (was )?(aborted|closed)|no route to host",
+    re.IGNORECASE,
+)
+_PERMANENT_MESSAGES = re.compile(
+    r"password authentication failed|authentication failed|does not exist|permission denied|"
+    r"no pg_hba.conf entry|invalid input syntax|access denied|nosuchbucket|invalidaccesskeyid|"
+    r"signaturedoesnotmatch",
+    re.IGNORECASE,
+)
+_TRANSIENT_HTTP_STATUS = {429, 500, 502, 503, 504}
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return chain
+
+
+def is_transient(error: BaseException) -> bool:
+    """True if retrying the operation that raised ``error`` may succeed."""
+    for cause in _causes(error):
+        sqlstate = getattr(cause, "sqlstate", None)
+        if sqlstate:
+            return sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict):
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = str(response.get("Error", {}).get("Code", ""))
+            if status in _TRANSIENT_HTTP_STATUS or "Throttl" in code or code == "SlowDown":
+                return True
+        text = str(cause)
+        if _PERMANENT_MESSAGES.search(text):
+            return False
+        if isinstance(cause, ConnectionError | TimeoutError) or _TRANSIENT_MESSAGES.search(text):
+            return True
+    return False
+
+
+def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry only failures that :func:`is_transient` accepts."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    return error is not None and is_transient(error)
+
+
+# Exponential backoff (2 s, 4 s, 8 s, ...) with +/-50 % jitter, transient failures only.
+RETRY_POLICY: dict[str, Any] = {
+    "retries": 4,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_if_transient,
+}

@@ -1,0 +1,57 @@
+"""Hard deletes found without CDC: key sets summarised per key range and compared range by range.
+
+The source summarises each range of its keys (count, sum and a hash, select_key_buckets.sql); totes
+keeps the same summary of the keys it knows and updates it by addition and subtraction. Only ranges
+whose summaries differ are read key by key. Pure.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+# The hash select_key_buckets.sql sums per range: a cubic polynomial of the key modulo the prime
+# 2^31 - 1. With the count and the plain sum it tells two key sets of one range apart unless a
+# deliberate collision was built; a range that differs is then compared key by key, so a false
+# "differs" costs one small read and never marks a row.
+KEY_HASH_MODULUS = 2147483647
+
+
+def key_buckets(keys: pl.Series, width: int) -> pl.DataFrame:
+    """The per-range summary of a key set that select_key_buckets.sql computes in the source. Pure."""
+    k, r, p = pl.col("k"), pl.col("r"), KEY_HASH_MODULUS
+    r2 = (r * r) % p
+    # Streaming: a full load summarises millions of keys, which eagerly costs ~100 MiB per table.
+    return (
+        pl.LazyFrame({"k": keys})
+        .with_columns(k.cast(pl.Int64))
+        .with_columns(((k % p + p) % p).alias("r"))
+        .group_by(((k - ((k % width) + width) % width) // width).alias("bucket"))
+        .agg(
+            pl.len().cast(pl.Int64).alias("keys"),
+            k.sum().alias("key_sum"),
+            ((((r2 * r) % p) * 48271 + r2 * 16807 + r) % p).sum().alias("key_hash"),
+        )
+        .collect(engine="streaming")
+    )
+
+
+def differing_buckets(source: pl.DataFrame, known: pl.DataFrame) -> list[int]:
+    """The ranges whose key-set summaries differ between the source and the known keys. Pure."""
+    joined = source.join(known, on="bucket", how="full", suffix="_known", coalesce=True)
+    differs = pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_known")) for c in ("keys", "key_sum", "key_hash"))
+    return sorted(joined.filter(differs)["bucket"].to_list())
+
+
+def combine_buckets(summary: pl.DataFrame, change: pl.DataFrame, *, sign: int) -> pl.DataFrame:
+    """``summary`` with the summary of a set of keys added (``sign`` 1) or taken away (-1): the three
+    figures are sums, so the summary of a changed key set never needs the whole set. Pure."""
+    columns = ("keys", "key_sum", "key_hash")
+    joined = summary.join(change, on="bucket", how="full", suffix="_change", coalesce=True).fill_null(0)
+    return joined.select("bucket", *[(pl.col(c) + sign * pl.col(f"{c}_change")).alias(c) for c in columns]).filter(
+        pl.col("keys") != 0
+    )
+
+
+def bucket_schema() -> pa.Schema:
+    return pa.schema([(c, pa.int64()) for c in ("bucket", "keys", "key_sum", "key_hash")])

@@ -1,0 +1,119 @@
+"""Delta reads of the source: the SELECT of one table's changes, and the conforming of what it returns
+to the raw zone's exact schema. Pure (no connection here: see ``source.py``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tasks.core.sql import SqlFolder
+from tasks.ingest.watermark import timestamp_literal
+from tasks.schema import SOURCE_ENUM_COLUMNS, SOURCE_TEXT_CAST_TYPES, Table, quote_ident
+
+INGEST_SQL = SqlFolder("tasks.ingest")
+
+
+def delta_query(table: Table, since: datetime) -> str:
+    """The delta SELECT of one source table; identifiers come from our schema only."""
+    columns = []
+    for name, arrow_type in zip(table.schema.names, table.schema.types, strict=True):
+        quoted = quote_ident(name)
+        # ADBC returns numeric and enum columns as opaque extension types: select them as text.
+        needs_text = arrow_type in SOURCE_TEXT_CAST_TYPES or (table.name, name) in SOURCE_ENUM_COLUMNS
+        columns.append(f"source.{quoted}::text as {quoted}" if needs_text else f"source.{quoted}")
+    return INGEST_SQL.read("extract_delta").format(
+        table=quote_ident(table.name), columns=",\n    ".join(columns), watermark=timestamp_literal(since)
+    )
+
+
+# The text of a numeric that numeric(10,2) holds exactly: at most 8 integer digits and 2 decimals
+# (trailing zeros beyond them are exact too). The source's money columns are unconstrained
+# numeric in the real ToteSys dump, so anything may arrive: 1e9, 2.005, NaN.
+_EXACT_MONEY_TEXT = r"^-?[0-9]{1,8}(\.[0-9]{0,2}0*)?$"
+
+
+def conform_batch(batch: pa.RecordBatch, table: Table) -> tuple[pa.RecordBatch, pa.Table | None]:
+    """Cast one record batch read from the source to the table's exact raw-zone schema. Pure.
+
+    Returns the conformed rows and the rows that cannot be conformed (None if none): a money
+    value that numeric(10,2) cannot hold exactly (too large, more than 2 decimals, NaN). Those
+    rows keep their source text and gain ``_reason``, naming the column and value; the
+    rest of the batch flows.
+
+    Raises:
+        ValueError: a column is missing, or a value does not fit its type; names the table and column.
+    """
+    unfit = reasons = None
+    for target in table.schema:
+        if (
+            target.name in batch.schema.names
+            and pa.types.is_decimal(target.type)
+            and pa.types.is_string(batch.column(target.name).type)
+        ):
+            text = batch.column(target.name)
+            bad = pc.fill_null(pc.invert(pc.match_substring_regex(text, _EXACT_MONEY_TEXT)), False)
+            if not pc.any(bad).as_py():
+                continue  # the usual case: no reason strings built
+            reason = pc.binary_join_element_wise(
+                pa.scalar(f"{target.name} "), text, pa.scalar(f" does not fit {_decimal_sql(target.type)} exactly"), ""
+            )
+            reason = pc.if_else(bad, reason, pa.scalar(None, pa.string()))
+            reasons = reason if reasons is None else pc.coalesce(reasons, reason)
+            unfit = bad if unfit is None else pc.or_(unfit, bad)
+    rejected = None
+    if unfit is not None and reasons is not None:
+        rejected = pa.Table.from_batches([batch.filter(unfit)]).append_column("_reason", reasons.filter(unfit))
+        batch = batch.filter(pc.invert(unfit))
+    arrays = []
+    for target in table.schema:
+        if target.name not in batch.schema.names:
+            msg = f"source table {table.name} has no column {target.name!r} (schema drift)"
+            raise ValueError(msg)
+        column = batch.column(target.name)
+        try:
+            arrays.append(pc.cast(column, target.type) if column.type != target.type else column)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            msg = f"{table.name}.{target.name}: cannot read as {target.type}: {error}"
+            raise ValueError(msg) from error
+    return pa.RecordBatch.from_arrays(arrays, schema=table.schema), rejected
+
+
+def _decimal_sql(decimal: pa.Decimal128Type) -> str:
+    return f"numeric({decimal.precision},{decimal.scale})"
+
+
+def drop_known_versions(batch: pa.RecordBatch | pa.Table, table: Table, known: set[tuple[int, datetime]]) -> pa.Table:
+    """Drop rows whose (key, last_updated) was ingested by an earlier run. Pure."""
+    rows = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+    if not known or rows.num_rows == 0:
+        return rows
+    (key,) = table.key
+    known_frame = pl.DataFrame(
+        {key: [k for k, _ in known], "last_updated": [ts for _, ts in known]},
+        schema={key: pl.Int32, "last_updated": pl.Datetime("us")},
+    )
+    fresh = pl.DataFrame(rows).join(known_frame, on=[key, "last_updated"], how="anti")
+    return fresh.to_arrow().cast(rows.schema) if fresh.height else rows.slice(0, 0)
+
+
+def versions_since(batch: pa.RecordBatch | pa.Table, table: Table, since: datetime) -> set[tuple[int, datetime]]:
+    """(key, last_updated) of the rows stamped at or after ``since``. Pure."""
+    (key,) = table.key
+    stamped = batch.column("last_updated")
+    mask = pc.greater_equal(stamped, pa.scalar(since, type=stamped.type))
+    recent = batch.filter(mask)
+    return set(
+        zip(
+            recent.column(key).to_pylist(),
+            recent.column("last_updated").to_pylist(),
+            strict=True,
+        )
+    )
+
+
+def raw_quarantine_name(table: str) -> str:
+    """The raw-zone table holding a source table's rows that could not be read exactly."""
+    return f"_unreadable_{table}"

@@ -1,0 +1,54 @@
+"""Schema drift: the source's columns compared with the model before anything is read. Pure."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from tasks.schema import SOURCE_TABLES
+
+
+class SchemaDrift(RuntimeError):
+    """The source's tables no longer have the columns or types totes reads (names them all)."""
+
+
+# The PostgreSQL types (information_schema's data_type) each raw Arrow type can be read from.
+SOURCE_TYPES_FOR = (
+    (pa.types.is_int32, {"integer", "smallint"}),
+    (pa.types.is_string, {"text", "character varying", "character", "USER-DEFINED"}),
+    (pa.types.is_timestamp, {"timestamp without time zone", "timestamp with time zone"}),
+    (pa.types.is_decimal, {"numeric"}),
+    (pa.types.is_date32, {"date"}),
+    (pa.types.is_boolean, {"boolean"}),
+)
+
+
+def schema_drift(found: dict[str, dict[str, str]]) -> tuple[list[str], list[str]]:
+    """(errors, warnings) from the source's columns (table -> column -> data_type) against the model.
+
+    Errors: a table or a column totes reads is gone (dropped or renamed), or its type changed to one
+    the model cannot take. Warnings: new columns, which totes does not carry (the run goes on). Pure.
+    """
+    errors: list[str] = []
+    warnings: list[str] = []
+    for name, table in SOURCE_TABLES.items():
+        columns = found.get(name)
+        if columns is None:
+            errors.append(f"source table {name} does not exist")
+            continue
+        missing = [c for c in table.columns if c not in columns]
+        new = [c for c in columns if c not in table.columns]
+        if missing:
+            hint = f"; new column(s) there: {', '.join(new)} (renamed?)" if new else " (dropped or renamed?)"
+            errors.append(f"source table {name} lacks column(s) {', '.join(missing)}{hint}")
+        elif new:
+            warnings.append(
+                f"schema drift: source table {name} has new column(s) {', '.join(new)}, not carried into the warehouse"
+            )
+        for expected in table.schema:
+            actual = columns.get(expected.name)
+            allowed = next((types for test, types in SOURCE_TYPES_FOR if test(expected.type)), set())
+            if actual is not None and actual not in allowed:
+                errors.append(
+                    f"source column {name}.{expected.name} is {actual}, expected one of {', '.join(sorted(allowed))}"
+                )
+    return errors, warnings

@@ -1,0 +1,127 @@
+"""The delete check's I/O: the known key set kept in the raw zone, compared with the source's.
+
+The pure arithmetic (per-range summaries, which ranges differ) is in ``deletes.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+import pyarrow as pa
+
+from tasks.core.lake import RAW, Lake
+from tasks.core.manifests import FileSet, RawTableEntry
+from tasks.core.postgres import Connection
+from tasks.ingest.deletes import (
+    bucket_schema,
+    combine_buckets,
+    differing_buckets,
+    key_buckets,
+)
+from tasks.ingest.source import read_source_buckets, read_source_keys
+from tasks.schema import TIMESTAMP, Table, deleted_marks_schema
+
+
+@dataclass
+class KnownKeys:
+    """The keys of one table totes has read and not found deleted, as kept in the raw zone beside
+    each manifest: the sorted keys (``keys``) and their per-range summary (``key_summary``). The
+    summary is read every run; the keys only when they change or a range differs."""
+
+    lake: Lake
+    table: Table
+    files: list[str] | None
+    summary: pl.DataFrame
+    _keys: pl.Series | None = None
+
+    @classmethod
+    def before(cls, lake: Lake, table: Table, previous: RawTableEntry | None, width: int) -> KnownKeys:
+        """The state the previous batch left. A lake written before totes detected deletes (or
+        with another range width) has no summary: it is rebuilt once, from every raw batch's
+        files if there are no key files either."""
+        if previous and previous.key_summary is not None and previous.key_width == width:
+            summary = pl.DataFrame(lake.read_table(previous.key_summary, bucket_schema()))
+            return cls(lake, table, previous.keys, summary)
+        files: list[str]
+        if previous is None:
+            files = []
+        elif previous.keys is not None:
+            files = previous.keys
+        else:
+            files = [f for b in lake.list_batches(RAW) for f in lake.read_raw_manifest(b).files(table.name)]
+        keys = _read_keys(lake, table, files).unique().sort()
+        return cls(lake, table, None, key_buckets(keys, width), keys)
+
+    def keys(self) -> pl.Series:
+        if self._keys is None:
+            self._keys = _read_keys(self.lake, self.table, self.files or [])
+        return self._keys
+
+
+def _read_keys(lake: Lake, table: Table, files: list[str]) -> pl.Series:
+    """The key column of ``table`` in these lake files."""
+    (key,) = table.key
+    return pl.DataFrame(lake.read_table(files, pa.schema([table.schema.field(key)])))[key]
+
+
+@dataclass(frozen=True)
+class DeleteCheck:
+    """The known key set after a check (its files, summary files and range width), and the keys
+    found deleted (None if none)."""
+
+    keys: list[str] | None
+    key_summary: list[str] | None
+    key_width: int
+    deleted: FileSet | None = None
+
+
+def check_deletes(
+    connection: Connection,
+    lake: Lake,
+    table: Table,
+    *,
+    batch_id: str,
+    previous: RawTableEntry | None,
+    seen: pl.Series,
+    checked_at: datetime,
+    width: int,
+) -> DeleteCheck:
+    """Find the keys hard-deleted in the source since the last check and keep the known key set up
+    to date (the deleted keys are written to the raw zone with ``_deleted_at``).
+
+    The source's per-range summary is compared with the known one; only the ranges that differ
+    are read key by key. A known key the source no longer holds is deleted; a source key totes
+    does not know yet is a new row, which a delta reads (ignored here).
+    """
+    (key,) = table.key
+    known = KnownKeys.before(lake, table, previous, width)
+    new = seen.unique()
+    if new.len():
+        new = new.filter(~new.is_in(known.keys().implode()))
+    summary = combine_buckets(known.summary, key_buckets(new, width), sign=1)
+    gone = []
+    for bucket in differing_buckets(read_source_buckets(connection, table, width), summary):
+        low, high = bucket * width, (bucket + 1) * width
+        candidates = pl.concat([known.keys(), new]).cast(pl.Int64)
+        candidates = candidates.filter((candidates >= low) & (candidates < high))
+        gone.append(candidates.filter(~candidates.is_in(read_source_keys(connection, table, low, high).implode())))
+    deleted = pl.concat(gone).cast(pl.Int32).sort() if gone else pl.Series(key, [], pl.Int32)
+    key_files = known.files
+    summary_files = previous.key_summary if previous else None
+    deleted_files = None
+    if deleted.len():
+        marks = pa.table(
+            {key: deleted.to_arrow(), "_deleted_at": pa.array([checked_at] * deleted.len(), TIMESTAMP)},
+            schema=deleted_marks_schema(key),
+        )
+        deleted_files = FileSet(lake.write_table(RAW, f"_deleted_{table.name}", batch_id, marks), deleted.len())
+        summary = combine_buckets(summary, key_buckets(deleted, width), sign=-1)
+    if new.len() or deleted.len() or known.files is None:
+        keys = pl.concat([known.keys(), new])
+        keys = keys.filter(~keys.is_in(deleted.implode())).sort()
+        key_files = lake.write_table(RAW, f"_keys_{table.name}", batch_id, pa.table({key: keys.to_arrow()}))
+        summary_table = summary.to_arrow().cast(bucket_schema())
+        summary_files = lake.write_table(RAW, f"_key_summary_{table.name}", batch_id, summary_table)
+    return DeleteCheck(keys=key_files, key_summary=summary_files, key_width=width, deleted=deleted_files)

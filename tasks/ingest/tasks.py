@@ -1,0 +1,266 @@
+"""The ingest stage's Prefect tasks: ToteSys -> raw zone of the lake, one batch per run.
+
+A run plans its batch from the newest raw manifest, reads the source's horizon and checks its schema,
+streams each table's changes into Parquet (and checks for hard deletes), then records the manifest
+last: from that moment the batch exists and its watermarks count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.core.lake import RAW, Lake, batch_sequence, new_batch_id
+from tasks.core.manifests import FileSet, Horizon, RawManifest, RawTableEntry
+from tasks.core.postgres import DatabaseError, connect, database_error_reason
+from tasks.core.reports import RunSummary
+from tasks.core.retries import RETRY_POLICY
+from tasks.ingest.delta import drop_known_versions, raw_quarantine_name, versions_since
+from tasks.ingest.drift import SchemaDrift, schema_drift
+from tasks.ingest.known_keys import check_deletes
+from tasks.ingest.source import (
+    SourceReadFailed,
+    read_source_columns,
+    read_source_horizon,
+    stream_delta,
+)
+from tasks.ingest.watermark import complete_before, next_watermark
+from tasks.schema import SOURCE_TABLES
+from tasks.settings import load_settings, redact_url
+
+
+@dataclass(frozen=True)
+class IngestPlan:
+    """The batch an ingest run will write, and each table's entry in the newest batch before it."""
+
+    batch_id: str
+    previous: dict[str, RawTableEntry] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SchemaCheck:
+    """Schema-drift warnings of this run, and those no earlier run reported (a new column warns every
+    run, but alerts once)."""
+
+    warnings: list[str]
+    new_warnings: list[str]
+
+
+@task(name="plan-ingest-batch", cache_policy=NO_CACHE, **RETRY_POLICY)
+def plan_ingest_batch() -> IngestPlan:
+    """Read the newest ingest manifest: its watermarks are where this run's reads start."""
+    lake = Lake.from_url(load_settings().lake_url)
+    lake.require_bucket()
+    batches = lake.list_batches(RAW)
+    if not batches:
+        return IngestPlan(batch_id=new_batch_id(1))
+    newest = lake.read_raw_manifest(batches[-1])
+    return IngestPlan(batch_id=new_batch_id(batch_sequence(newest.batch_id) + 1), previous=newest.tables)
+
+
+@task(name="read-source-horizon", cache_policy=NO_CACHE, **RETRY_POLICY)
+def read_horizon() -> Horizon:
+    """Read the source's in-flight horizon, before any data is read."""
+    settings = load_settings()
+    with connect(settings.require_source_url(), purpose="source database") as connection:
+        horizon = read_source_horizon(connection)
+    logger = get_run_logger()
+    if horizon.has_hidden_sessions:
+        logger.warning(
+            "The source role cannot see other sessions in pg_stat_activity; watermarks lag %.0f s "
+            "behind the clock instead of tracking open transactions (grant it pg_read_all_stats).",
+            settings.fallback_lag_seconds,
+        )
+    logger.info(
+        "Source horizon: clock %s, oldest open transaction %s",
+        horizon.clock_at,
+        horizon.oldest_open_transaction_at or "none",
+    )
+    return horizon
+
+
+@task(name="check-source-schema", cache_policy=NO_CACHE, **RETRY_POLICY)
+def check_source_schema() -> SchemaCheck:
+    """Compare the source's tables with the model before reading: fail on a missing table, column or
+    incompatible type (nothing is read, no watermark moves); warn about new columns.
+
+    The lake keeps the last set of warnings in ``raw/_schema_drift.json``, so that a new column
+    alerts once, not every run."""
+    settings = load_settings()
+    with connect(settings.require_source_url(), purpose="source database") as connection:
+        errors, warnings = schema_drift(read_source_columns(connection))
+    logger = get_run_logger()
+    for warning in warnings:
+        logger.warning(warning)
+    if errors:
+        raise SchemaDrift("schema drift: " + "; ".join(errors))
+    lake = Lake.from_url(settings.lake_url)
+    reported_path = f"{RAW}/_schema_drift.json"
+    reported = (
+        json.loads(lake.fs.cat_file(lake.full(reported_path))) if lake.fs.exists(lake.full(reported_path)) else []
+    )
+    if sorted(warnings) != sorted(reported):
+        lake.put_whole(reported_path, json.dumps(sorted(warnings)).encode())
+    return SchemaCheck(warnings=warnings, new_warnings=[w for w in warnings if w not in reported])
+
+
+class _DeltaStream:
+    """The fresh versions of one table's delta, noting on the way what the manifest needs: rows
+    read, versions at or after the next watermark, unreadable rows, and every key seen."""
+
+    def __init__(self, previous: RawTableEntry, next_mark: datetime, key: str):
+        self.previous, self.next_mark, self.key = previous, next_mark, key
+        self.read = 0
+        self.overlap: set[tuple[int, datetime]] = set()
+        self.unfit: list[pa.Table] = []
+        self.seen_keys: list[np.ndarray] = []
+
+    def fresh(
+        self, stream: Iterator[tuple[pa.RecordBatch, pa.Table | None]], table_name: str
+    ) -> Iterator[pa.RecordBatch]:
+        table = SOURCE_TABLES[table_name]
+        for batch, rejected in stream:
+            self.read += batch.num_rows
+            self.overlap.update(versions_since(batch, table, self.next_mark))
+            if rejected is not None:
+                self.read += rejected.num_rows
+                self.overlap.update(versions_since(rejected, table, self.next_mark))
+                self.unfit.append(drop_known_versions(rejected, table, set(self.previous.overlap_keys)))
+            # A copy: the driver's batch is one allocation, and a column kept by reference would
+            # keep every column of every batch alive (the whole table, in memory, on a full load).
+            self.seen_keys.append(np.array(batch.column(self.key).to_numpy(zero_copy_only=False), copy=True))
+            yield from drop_known_versions(batch, table, set(self.previous.overlap_keys)).to_batches()
+
+    def seen(self) -> pl.Series:
+        return pl.Series(self.key, np.concatenate(self.seen_keys) if self.seen_keys else [], pl.Int32)
+
+    def rejected(self) -> pa.Table | None:
+        rejected = pa.concat_tables(self.unfit) if self.unfit else None
+        return rejected if rejected is not None and rejected.num_rows else None
+
+
+@task(
+    name="extract-table-delta",
+    task_run_name="extract-{table_name}",
+    cache_policy=NO_CACHE,
+    **RETRY_POLICY,
+)
+def extract_table_delta(
+    table_name: str, batch_id: str, previous: RawTableEntry | None, horizon: Horizon
+) -> RawTableEntry:
+    """Stream one table's new versions into the raw zone; return its manifest entry (files, next
+    watermark, known keys, deletes found, unreadable rows)."""
+    settings = load_settings()
+    lake = Lake.from_url(settings.lake_url)
+    table = SOURCE_TABLES[table_name]
+    state = previous or RawTableEntry()
+    next_mark = next_watermark(
+        state.watermark,
+        horizon,
+        safety_seconds=settings.watermark_safety_seconds,
+        fallback_lag_seconds=settings.fallback_lag_seconds,
+    )
+    (key,) = table.key
+    delta = _DeltaStream(state, next_mark, key)
+    logger = get_run_logger()
+    source_url = settings.require_source_url()
+    with connect(source_url, purpose="source database") as connection:
+        try:
+            files, rows = lake.write_batches(
+                RAW,
+                table_name,
+                batch_id,
+                table.schema,
+                delta.fresh(stream_delta(connection, table, state.watermark), table_name),
+                rows_per_file=settings.parquet_rows_per_file,
+            )
+            width = settings.delete_check_bucket_keys
+            # Width 0: delete detection is off, no key set kept (turning it on later rebuilds it once).
+            deletes = (
+                check_deletes(
+                    connection,
+                    lake,
+                    table,
+                    batch_id=batch_id,
+                    previous=previous,
+                    seen=delta.seen(),
+                    checked_at=horizon.clock_at,
+                    width=width,
+                )
+                if width
+                else None
+            )
+        except DatabaseError as error:
+            msg = (
+                f"reading source table {table_name} from the source database {redact_url(source_url)}: "
+                f"{database_error_reason(error)}"
+            )
+            raise SourceReadFailed(msg) from error
+    if deletes and deletes.deleted:
+        logger.info("%s: %d row(s) deleted in the source since the last check", table_name, deletes.deleted.rows)
+    rejected = delta.rejected()
+    unreadable = None
+    if rejected is not None:
+        # Kept in the raw zone beside the batch: the transform reports them with the other rejects.
+        unreadable = FileSet(
+            lake.write_table(RAW, raw_quarantine_name(table_name), batch_id, rejected), rejected.num_rows
+        )
+        logger.warning(
+            "%s: %d row(s) cannot be read exactly and are quarantined (first: %s)",
+            table_name,
+            rejected.num_rows,
+            rejected.column("_reason")[0],
+        )
+    logger.info(
+        "%s: read %d row(s) since %s, %d new version(s) in %d file(s); next watermark %s",
+        table_name,
+        delta.read,
+        state.watermark,
+        rows,
+        len(files),
+        next_mark,
+    )
+    return RawTableEntry(
+        data=FileSet(files, rows),
+        watermark=next_mark,
+        overlap_keys=frozenset(delta.overlap),
+        keys=deletes.keys if deletes else None,
+        key_summary=deletes.key_summary if deletes else None,
+        key_width=deletes.key_width if deletes else None,
+        deleted=deletes.deleted if deletes else None,
+        rejected=unreadable,
+    )
+
+
+@task(name="record-ingest-batch", cache_policy=NO_CACHE, **RETRY_POLICY)
+def record_ingest_batch(
+    plan: IngestPlan, tables: dict[str, RawTableEntry], horizon: Horizon, schema_check: SchemaCheck
+) -> RunSummary:
+    """Write the batch's manifest: from this moment its data is durable and its watermarks count.
+    Returns the ingest's part of the run report.
+
+    Writes nothing when no table has a new version, an unreadable row or a deleted row, so a run
+    with nothing to do leaves the lake exactly as it was.
+    """
+    logger = get_run_logger()
+    settings = load_settings()
+    if any(entry.has_changes for entry in tables.values()):
+        lake = Lake.from_url(settings.lake_url)
+        lake.write_raw_manifest(RawManifest(batch_id=plan.batch_id, tables=tables, horizon=horizon))
+        logger.info("Recorded ingest batch %s", plan.batch_id)
+    else:
+        logger.info("No new versions in any source table: nothing to record.")
+    return RunSummary(
+        ingested={name: entry.data.rows for name, entry in tables.items()},
+        source_horizon=complete_before(horizon, fallback_lag_seconds=settings.fallback_lag_seconds),
+        warnings=schema_check.warnings,
+        new_warnings=schema_check.new_warnings,
+    )

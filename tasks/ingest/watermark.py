@@ -1,0 +1,45 @@
+"""Where each delta read starts: the watermark rules that make totes miss nothing (SPEC rule 5). Pure.
+
+* reads are closed below (``last_updated >= watermark``), so rows sharing the watermark's timestamp
+  are read again; rows already ingested are recognised by (key, ``last_updated``) and dropped;
+* the next watermark never passes the *in-flight horizon*: the start of the oldest transaction still
+  open in the source when the run began. A transaction that began before a run and commits after it
+  stamps its rows no earlier than its own start, so the next run still reads them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from tasks.core.manifests import Horizon
+
+
+def complete_before(horizon: Horizon, *, fallback_lag_seconds: float) -> datetime:
+    """Every source change stamped before this time was committed when the run read the source.
+
+    When the source role cannot see other sessions' transactions, a fixed lag behind the clock
+    stands in for the oldest open transaction.
+    """
+    bound = horizon.clock_at
+    if horizon.has_hidden_sessions:
+        bound -= timedelta(seconds=fallback_lag_seconds)
+    if horizon.oldest_open_transaction_at is not None:
+        bound = min(bound, horizon.oldest_open_transaction_at)
+    return bound
+
+
+def next_watermark(
+    previous: datetime, horizon: Horizon, *, safety_seconds: float, fallback_lag_seconds: float
+) -> datetime:
+    """The watermark the run after this one starts from: never later than the in-flight horizon
+    (less a safety margin for writers' clocks), never earlier than the previous watermark."""
+    bound = complete_before(horizon, fallback_lag_seconds=fallback_lag_seconds)
+    return max(previous, bound - timedelta(seconds=safety_seconds))
+
+
+def timestamp_literal(value: datetime) -> str:
+    """A SQL literal for a naive datetime, built from the datetime's own fields (never from text)."""
+    if not isinstance(value, datetime):
+        msg = f"watermark must be a datetime, got {type(value).__name__}"
+        raise TypeError(msg)
+    return f"'{value.replace(tzinfo=None).isoformat(sep=' ', timespec='microseconds')}'"

@@ -1,0 +1,75 @@
+"""The load's SQL, built from our schema (identifiers quoted, never from data), and what its
+results say. Pure."""
+
+from __future__ import annotations
+
+from tasks.core.sql import SqlFolder
+from tasks.schema import (
+    DIMENSION_TABLES,
+    FACT_RECORD_IDS,
+    STAR_NULLABLE_COLUMNS,
+    STAR_TABLES,
+    quote_ident,
+)
+
+LOAD_SQL = SqlFolder("tasks.load")
+
+# What an inferred dimension member holds in its NOT NULL columns until the real row arrives.
+UNKNOWN_MEMBER = "Unknown"
+
+
+def staging_name(table: str) -> str:
+    return f"_totes_staged_{table}"
+
+
+def merge_statement(table: str) -> str:
+    """The merge SQL of one star table, with identifiers from our schema only."""
+    spec = STAR_TABLES[table]
+    columns = [quote_ident(c) for c in spec.columns]
+    fields = {
+        "table": quote_ident(table),
+        "staging": quote_ident(staging_name(table)),
+        "columns": ", ".join(columns),
+        "key": ", ".join(quote_ident(k) for k in spec.key),
+    }
+    if table in DIMENSION_TABLES:
+        fields["excluded_columns"] = ", ".join(f"excluded.{c}" for c in columns)
+        fields["target_columns"] = ", ".join(f"target.{c}" for c in columns)
+        return LOAD_SQL.read("upsert_dimension").format(**fields)
+    return LOAD_SQL.read("insert_new_fact_versions").format(**fields)
+
+
+def inferred_members_statement(dimension: str) -> str:
+    """The SQL inserting placeholder members for referenced ids the dimension lacks: "Unknown" in
+    every NOT NULL column, NULL in the others. Identifiers from our schema only."""
+    spec = STAR_TABLES[dimension]
+    (key,) = spec.key
+    others = [c for c in spec.columns if c != key]
+    values = ["null" if (dimension, c) in STAR_NULLABLE_COLUMNS else f"'{UNKNOWN_MEMBER}'" for c in others]
+    return LOAD_SQL.read("insert_inferred_members").format(
+        table=quote_ident(dimension),
+        key=quote_ident(key),
+        columns=", ".join(quote_ident(c) for c in others),
+        values=", ".join(values),
+    )
+
+
+def describe_inferred(inferred: dict[str, list[int]]) -> list[str]:
+    """One data-quality warning per dimension that got inferred members."""
+    return [
+        f"{dimension}: facts refer to {len(ids)} id(s) it does not hold ({', '.join(map(str, ids[:5]))}"
+        f"{', ...' if len(ids) > 5 else ''}); loaded against inferred {UNKNOWN_MEMBER!r} members, "
+        "filled in when the rows arrive"
+        for dimension, ids in inferred.items()
+    ]
+
+
+def mark_deleted_statement(table: str) -> str:
+    """The SQL marking a star table's rows whose source rows were hard-deleted (facts: the latest
+    version of each key only). Identifiers from our schema only."""
+    key = quote_ident(STAR_TABLES[table].key[0])
+    if table in FACT_RECORD_IDS:
+        return LOAD_SQL.read("mark_deleted_fact").format(
+            table=quote_ident(table), key=key, record_id=quote_ident(FACT_RECORD_IDS[table])
+        )
+    return LOAD_SQL.read("mark_deleted_dimension").format(table=quote_ident(table), key=key)

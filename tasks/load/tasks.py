@@ -1,0 +1,128 @@
+"""The load stage's Prefect tasks: star batches of the lake -> the warehouse, one transaction per
+batch, in batch order (see ``merge.py``); and the rebuild of the whole warehouse from the lake."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pyarrow as pa
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.core.lake import STAR, Lake
+from tasks.core.manifests import StarManifest
+from tasks.core.postgres import connect, roll_back
+from tasks.core.reports import RunSummary, add_counts
+from tasks.core.retries import RETRY_POLICY
+from tasks.core.warehouse import migrate_warehouse_schema, take_load_lock
+from tasks.load.merge import BatchLoad, BatchStream, load_batch, loaded_batches
+from tasks.load.statements import LOAD_SQL
+from tasks.schema import STAR_TABLES, deleted_marks_schema
+from tasks.settings import load_settings
+
+
+@task(name="migrate-warehouse", cache_policy=NO_CACHE, **RETRY_POLICY)
+def migrate_warehouse() -> None:
+    """Create or migrate the warehouse's star schema (idempotent)."""
+    settings = load_settings()
+    with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
+        migrate_warehouse_schema(connection)
+
+
+@task(name="list-unloaded-batches", cache_policy=NO_CACHE, **RETRY_POLICY)
+def list_unloaded_batches() -> list[str]:
+    """The star batches the lake has and the warehouse lacks, oldest first."""
+    settings = load_settings()
+    lake = Lake.from_url(settings.lake_url)
+    lake.require_bucket()
+    with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
+        loaded = loaded_batches(connection)
+    return [batch for batch in lake.list_batches(STAR) if batch not in loaded]
+
+
+@task(name="load-star-batch", task_run_name="load-{batch_id}", cache_policy=NO_CACHE, **RETRY_POLICY)
+def load_star_batch(batch_id: str) -> RunSummary:
+    """COPY one star batch into staging tables and merge it, all in one transaction; return the
+    load's part of the run report for it."""
+    settings = load_settings()
+    lake = Lake.from_url(settings.lake_url)
+    manifest = lake.read_star_manifest(batch_id)
+    with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
+        loaded = load_batch(
+            connection, batch_id, star_batch_streams(lake, manifest), deletions=star_batch_deletions(lake, manifest)
+        )
+    logger = get_run_logger()
+    if loaded is None:
+        logger.info("Batch %s was already loaded: skipped", batch_id)
+        return RunSummary(batches_loaded=[batch_id])
+    logger.info(
+        "Batch %s loaded: %s",
+        batch_id,
+        ", ".join(f"{name} {rows}" for name, rows in loaded.changed.items() if rows) or "no changes",
+    )
+    for table, rows in loaded.deleted.items():
+        logger.info("Batch %s: %d row(s) of %s marked deleted", batch_id, rows, table)
+    for warning in loaded.warnings:
+        logger.warning("Data quality, batch %s: %s", batch_id, warning)
+    return _summary(batch_id, loaded)
+
+
+def _summary(batch_id: str, loaded: BatchLoad) -> RunSummary:
+    return RunSummary(
+        loaded=loaded.changed,
+        deleted=loaded.deleted,
+        batches_loaded=[batch_id],
+        warnings=loaded.warnings,
+        new_warnings=loaded.warnings,
+    )
+
+
+def star_batch_streams(lake: Lake, manifest: StarManifest) -> dict[str, BatchStream]:
+    """Each star table of a batch as (schema, a function streaming its record batches file by file
+    from the lake)."""
+    return {
+        name: (STAR_TABLES[name].schema, partial(lake.iter_batches, entry.files, STAR_TABLES[name].schema))
+        for name, entry in manifest.tables.items()
+        if entry.files
+    }
+
+
+def star_batch_deletions(lake: Lake, manifest: StarManifest) -> dict[str, pa.Table]:
+    """Per star table, the keys the batch records as hard-deleted in the source (small: read whole)."""
+    return {
+        name: lake.read_table(entry.files, deleted_marks_schema(STAR_TABLES[name].key[0]))
+        for name, entry in manifest.deleted.items()
+    }
+
+
+@task(name="rebuild-warehouse", cache_policy=NO_CACHE, **RETRY_POLICY)
+def rebuild_warehouse_from_lake() -> RunSummary:
+    """Empty the star tables and load every star batch of the lake, all in one transaction."""
+    settings = load_settings()
+    lake = Lake.from_url(settings.lake_url)
+    batches = lake.list_batches(STAR)
+    logger = get_run_logger()
+    changed: dict[str, int] = {}
+    with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
+        migrate_warehouse_schema(connection)
+        try:
+            take_load_lock(connection)
+            with connection.cursor() as cursor:
+                cursor.execute(LOAD_SQL.read("truncate_star"))
+            for batch_id in batches:
+                manifest = lake.read_star_manifest(batch_id)
+                loaded = load_batch(
+                    connection,
+                    batch_id,
+                    star_batch_streams(lake, manifest),
+                    deletions=star_batch_deletions(lake, manifest),
+                    commit=False,
+                )
+                changed = add_counts(changed, loaded.changed if loaded else {})
+                logger.info("Rebuild: batch %s merged", batch_id)
+            connection.commit()
+        except BaseException:
+            roll_back(connection)
+            raise
+    logger.info("Warehouse rebuilt from %d lake batch(es)", len(batches))
+    return RunSummary(loaded=changed, batches_loaded=batches)
