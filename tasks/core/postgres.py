@@ -63,7 +63,7 @@ def database_error_reason(error: BaseException) -> str:
 
 
 @contextmanager
-def _reading(connection: Connection) -> Iterator[Cursor]:
+def read_transaction(connection: Connection) -> Iterator[Cursor]:
     """A cursor for reads in a transaction of their own, rolled back after: no snapshot or lock
     outlives the read."""
     try:
@@ -77,14 +77,14 @@ def fetch_rows(
     connection: Connection, statement: str, parameters: tuple[Any, ...] | None = None
 ) -> list[tuple[Any, ...]]:
     """The rows of one read-only statement, run in a transaction of its own."""
-    with _reading(connection) as cursor:
+    with read_transaction(connection) as cursor:
         cursor.execute(statement, parameters=parameters)
         return cursor.fetchall()
 
 
 def fetch_arrow(connection: Connection, statement: str, parameters: tuple[Any, ...] | None = None) -> pa.Table:
     """As :func:`fetch_rows`, the rows as one Arrow table."""
-    with _reading(connection) as cursor:
+    with read_transaction(connection) as cursor:
         cursor.execute(statement, parameters=parameters)
         return cursor.fetch_arrow_table()
 

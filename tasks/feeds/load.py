@@ -113,7 +113,7 @@ def load_feed_files(
             loaded = dict(cursor.fetchall())
             plan = plan_load(staged, loaded)
             if plan.empty:
-                connection.rollback()
+                roll_back(connection)
                 return result
             cursor.execute("drop table if exists pg_temp._totes_feed_incoming")
             schema = feed.file_schema

@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow as pa
 
 from tasks.core.manifests import Horizon
-from tasks.core.postgres import Connection, fetch_arrow, fetch_rows
+from tasks.core.postgres import Connection, fetch_arrow, fetch_rows, read_transaction
 from tasks.ingest.delta import INGEST_SQL, conform_batch, delta_query
 from tasks.schema import Table, quote_ident
 
@@ -42,12 +42,10 @@ def stream_delta(
 ) -> Iterator[tuple[pa.RecordBatch, pa.Table | None]]:
     """Every version of ``table`` stamped at or after ``since``, batch by batch, conformed (with the
     rows that could not be, see :func:`tasks.ingest.delta.conform_batch`)."""
-    with connection.cursor() as cursor:
+    with read_transaction(connection) as cursor:
         cursor.execute(delta_query(table, since))
-        reader = cursor.fetch_record_batch()
-        for batch in reader:
+        for batch in cursor.fetch_record_batch():
             yield conform_batch(batch, table)
-    connection.rollback()
 
 
 def read_source_buckets(connection: Connection, table: Table, width: int) -> pl.DataFrame:

@@ -152,7 +152,7 @@ def load_batch(
             cursor.execute(LOAD_SQL.read("select_loaded_batch"), parameters=(batch_id,))
             if cursor.fetchone() is not None:
                 if commit:
-                    connection.rollback()
+                    roll_back(connection)
                 return None
             for table in sorted(tables, key=lambda name: (name not in DIMENSION_TABLES, name)):
                 schema, batches = tables[table]

@@ -172,7 +172,7 @@ def test_unknown_currency_and_conflicting_keys_wait_until_they_can_load(feeds):
     feeds.run()
     assert feeds.actual() == feeds.expected()
     assert feeds.store().quarantined("exchange_rates") == {} or all(
-        record["stage"] == "load" and record["file"] != "yen.csv"
+        record.stage == "load" and record.file != "yen.csv"
         for record in feeds.store().quarantined("exchange_rates").values()
     )
 
