@@ -111,6 +111,8 @@ class RawTableEntry:
         key_width: the key range width of that summary.
         deleted: keys found hard-deleted in the source, with ``_deleted_at``.
         rejected: rows that could not be read exactly (``raw/_unreadable_<table>``), with ``_reason``.
+        unstamped_keys: the keys of the source's rows with no ``last_updated`` when the batch was
+            read (set aside once, with the rejected rows; a delta never reads them).
     """
 
     data: FileSet = field(default_factory=FileSet)
@@ -121,11 +123,13 @@ class RawTableEntry:
     key_width: int | None = None
     deleted: FileSet | None = None
     rejected: FileSet | None = None
+    unstamped_keys: frozenset[int] = frozenset()
 
-    @property
-    def has_changes(self) -> bool:
-        """True if the table brings anything to the batch: versions, unreadable rows or deletes."""
-        return bool(self.data.rows or self.rejected or self.deleted)
+    def has_changes(self, previous: RawTableEntry | None) -> bool:
+        """True if the table brings anything to the batch after ``previous``: versions, unreadable
+        rows, deletes, or another set of unstamped rows."""
+        before = previous.unstamped_keys if previous else frozenset()
+        return bool(self.data.rows or self.rejected or self.deleted or self.unstamped_keys != before)
 
     def to_json(self) -> Json:
         body: Json = {
@@ -139,6 +143,8 @@ class RawTableEntry:
             body["deleted"] = self.deleted.to_json()
         if self.rejected:
             body["rejected"] = self.rejected.to_json()
+        if self.unstamped_keys:
+            body["unstamped_keys"] = sorted(self.unstamped_keys)
         return body
 
     @classmethod
@@ -152,6 +158,7 @@ class RawTableEntry:
             key_width=data.get("key_width"),
             deleted=FileSet.from_json(data.get("deleted")),
             rejected=FileSet.from_json(data.get("rejected")),
+            unstamped_keys=frozenset(int(k) for k in data.get("unstamped_keys", [])),
         )
 
 

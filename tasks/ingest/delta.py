@@ -11,22 +11,48 @@ import pyarrow.compute as pc
 
 from tasks.core.sql import SqlFolder
 from tasks.ingest.watermark import timestamp_literal
-from tasks.schema import SOURCE_ENUM_COLUMNS, SOURCE_TEXT_CAST_TYPES, Table, quote_ident
+from tasks.schema import SOURCE_ENUM_COLUMNS, SOURCE_TEXT_CAST_TYPES, Table, quote_ident, unreadable_rows_schema
 
 INGEST_SQL = SqlFolder("tasks.ingest")
 
 
 def delta_query(table: Table, since: datetime) -> str:
     """The delta SELECT of one source table; identifiers come from our schema only."""
+    return INGEST_SQL.read("extract_delta").format(
+        table=quote_ident(table.name), columns=_select_list(table), watermark=timestamp_literal(since)
+    )
+
+
+def unstamped_query(table: Table) -> str:
+    """The SELECT of one source table's rows whose ``last_updated`` is NULL (as the delta reads)."""
+    return INGEST_SQL.read("select_unstamped_rows").format(table=quote_ident(table.name), columns=_select_list(table))
+
+
+def _select_list(table: Table) -> str:
     columns = []
     for name, arrow_type in zip(table.schema.names, table.schema.types, strict=True):
         quoted = quote_ident(name)
         # ADBC returns numeric and enum columns as opaque extension types: select them as text.
         needs_text = arrow_type in SOURCE_TEXT_CAST_TYPES or (table.name, name) in SOURCE_ENUM_COLUMNS
         columns.append(f"source.{quoted}::text as {quoted}" if needs_text else f"source.{quoted}")
-    return INGEST_SQL.read("extract_delta").format(
-        table=quote_ident(table.name), columns=",\n    ".join(columns), watermark=timestamp_literal(since)
-    )
+    return ",\n    ".join(columns)
+
+
+UNSTAMPED_REASON = "last_updated is NULL: totes cannot tell when the row changed; set last_updated to load it"
+
+
+def set_aside_unstamped(
+    rows: pa.Table, table: Table, reported: frozenset[int]
+) -> tuple[pa.Table | None, frozenset[int]]:
+    """The rows with no ``last_updated`` not reported before, with ``_reason`` and the schema of the
+    raw zone's unreadable rows (None if none); and the keys of every such row now. Pure."""
+    (key,) = table.key
+    keys = frozenset(int(k) for k in rows.column(key).to_pylist() if k is not None)
+    fresh = rows.filter(pc.invert(pc.is_in(rows.column(key), pa.array(sorted(reported), rows.schema.field(key).type))))
+    if fresh.num_rows == 0:
+        return None, keys
+    with_reason = fresh.append_column("_reason", pa.array([UNSTAMPED_REASON] * fresh.num_rows, pa.string()))
+    return with_reason.select(unreadable_rows_schema(table).names).cast(unreadable_rows_schema(table)), keys
 
 
 # The text of a numeric that numeric(10,2) holds exactly: at most 8 integer digits and 2 decimals

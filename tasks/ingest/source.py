@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from tasks.core.manifests import Horizon
 from tasks.core.postgres import Connection, fetch_arrow, fetch_rows, read_transaction
-from tasks.ingest.delta import INGEST_SQL, conform_batch, delta_query
+from tasks.ingest.delta import INGEST_SQL, conform_batch, delta_query, unstamped_query
 from tasks.schema import Table, quote_ident
 
 
@@ -46,6 +46,11 @@ def stream_delta(
         cursor.execute(delta_query(table, since))
         for batch in cursor.fetch_record_batch():
             yield conform_batch(batch, table)
+
+
+def read_unstamped_rows(connection: Connection, table: Table) -> pa.Table:
+    """The rows of ``table`` whose ``last_updated`` is NULL, as the delta selects them (money as text)."""
+    return fetch_arrow(connection, unstamped_query(table))
 
 
 def read_source_buckets(connection: Connection, table: Table, width: int) -> pl.DataFrame:

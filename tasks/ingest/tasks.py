@@ -23,17 +23,18 @@ from tasks.core.manifests import FileSet, Horizon, RawManifest, RawTableEntry
 from tasks.core.postgres import DatabaseError, connect, database_error_reason
 from tasks.core.reports import RunSummary
 from tasks.core.retries import RETRY_POLICY
-from tasks.ingest.delta import drop_known_versions, raw_quarantine_name, versions_since
+from tasks.ingest.delta import drop_known_versions, raw_quarantine_name, set_aside_unstamped, versions_since
 from tasks.ingest.drift import SchemaDrift, schema_drift
 from tasks.ingest.known_keys import check_deletes
 from tasks.ingest.source import (
     SourceReadFailed,
     read_source_columns,
     read_source_horizon,
+    read_unstamped_rows,
     stream_delta,
 )
 from tasks.ingest.watermark import complete_before, next_watermark
-from tasks.schema import SOURCE_TABLES
+from tasks.schema import SOURCE_TABLES, unreadable_rows_schema
 from tasks.settings import load_settings, redact_url
 
 
@@ -198,6 +199,9 @@ def extract_table_delta(
                 if width
                 else None
             )
+            unstamped, unstamped_keys = set_aside_unstamped(
+                read_unstamped_rows(connection, table), table, state.unstamped_keys
+            )
         except DatabaseError as error:
             msg = (
                 f"reading source table {table_name} from the source database {redact_url(source_url)}: "
@@ -206,7 +210,15 @@ def extract_table_delta(
             raise SourceReadFailed(msg) from error
     if deletes and deletes.deleted:
         logger.info("%s: %d row(s) deleted in the source since the last check", table_name, deletes.deleted.rows)
-    rejected = delta.rejected()
+    if unstamped is not None:
+        logger.warning(
+            "%s: %d row(s) have no last_updated and are quarantined until the source stamps them (%s %s)",
+            table_name,
+            unstamped.num_rows,
+            key,
+            ", ".join(str(k) for k in unstamped.column(key).to_pylist()[:5]),
+        )
+    rejected = _unreadable([t for t in (delta.rejected(), unstamped) if t is not None], table_name)
     unreadable = None
     if rejected is not None:
         # Kept in the raw zone beside the batch: the transform reports them with the other rejects.
@@ -237,7 +249,14 @@ def extract_table_delta(
         key_width=deletes.key_width if deletes else None,
         deleted=deletes.deleted if deletes else None,
         rejected=unreadable,
+        unstamped_keys=unstamped_keys,
     )
+
+
+def _unreadable(tables: list[pa.Table], table_name: str) -> pa.Table | None:
+    """The rows set aside at extract, in the raw zone's schema of unreadable rows (None if none)."""
+    schema = unreadable_rows_schema(SOURCE_TABLES[table_name])
+    return pa.concat_tables([t.select(schema.names).cast(schema) for t in tables]) if tables else None
 
 
 @task(name="record-ingest-batch", cache_policy=NO_CACHE, **RETRY_POLICY)
@@ -247,12 +266,12 @@ def record_ingest_batch(
     """Write the batch's manifest: from this moment its data is durable and its watermarks count.
     Returns the ingest's part of the run report.
 
-    Writes nothing when no table has a new version, an unreadable row or a deleted row, so a run
-    with nothing to do leaves the lake exactly as it was.
+    Writes nothing when no table has a new version, an unreadable row, a deleted row or another set
+    of rows without ``last_updated``, so a run with nothing to do leaves the lake exactly as it was.
     """
     logger = get_run_logger()
     settings = load_settings()
-    if any(entry.has_changes for entry in tables.values()):
+    if any(entry.has_changes(plan.previous.get(name)) for name, entry in tables.items()):
         lake = Lake.from_url(settings.lake_url)
         lake.write_raw_manifest(RawManifest(batch_id=plan.batch_id, tables=tables, horizon=horizon))
         logger.info("Recorded ingest batch %s", plan.batch_id)

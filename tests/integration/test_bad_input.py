@@ -155,6 +155,45 @@ def test_a_new_column_alerts_once_not_every_run(pipeline, sns_inbox, monkeypatch
     pipeline.assert_warehouse_matches_source()
 
 
+def test_rows_without_last_updated_are_named_once_and_arrive_when_stamped(pipeline, sns_inbox, monkeypatch):
+    """A delta never reads a row whose last_updated is NULL (the real dump enforces no NOT NULL):
+    each such row is quarantined and named once, not every run; stamped, it arrives."""
+    from flows.etl import totesys_etl
+    from tasks.core.lake import RAW, Lake
+
+    topic, received = sns_inbox
+    monkeypatch.setenv("TOTES_ALERT_SNS_TOPIC_ARN", topic)
+    pipeline.seed(scale=0.02)
+    pipeline.run()
+    execute(
+        pipeline.source_url,
+        "alter table design alter column last_updated drop not null",
+        "insert into design (design_id, design_name, file_location, file_name, created_at, last_updated) "
+        f"values (900001, 'Unstamped', '/designs', 'unstamped.jpg', {NOW}, null)",
+        "update design set design_name = 'Renamed without a stamp', last_updated = null where design_id = 2",
+    )
+    summary = totesys_etl()
+    text = "\n".join(summary.warnings)
+    for key in (2, 900001):
+        assert f"design_id {key}: last_updated is NULL" in text, text
+    alerts = received()
+    assert len(alerts) == 1 and "design_id 900001: last_updated is NULL" in alerts[0]["Message"], alerts
+    assert scalar(pipeline.warehouse_url, "select count(*) from dim_design where design_id = 900001") == 0
+    batches = Lake.from_url(pipeline.lake_url).list_batches(RAW)
+
+    again = totesys_etl()  # nothing changed: no new warning (so no alert) and no new batch
+    assert not any("last_updated is NULL" in w for w in again.warnings + again.new_warnings)
+    assert Lake.from_url(pipeline.lake_url).list_batches(RAW) == batches
+
+    execute(pipeline.source_url, f"update design set last_updated = {NOW} where last_updated is null")
+    pipeline.run()
+    assert (
+        scalar(pipeline.warehouse_url, "select design_name from dim_design where design_id = 2")
+        == "Renamed without a stamp"
+    )
+    pipeline.assert_warehouse_matches_source()
+
+
 PASSWORD = "Right-Pa55word"
 
 

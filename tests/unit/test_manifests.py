@@ -91,7 +91,7 @@ def test_a_table_entry_without_delete_detection_reads_and_writes_no_key_set():
     )
     assert entry.keys is None and entry.key_width is None
     assert "keys" not in entry.to_json()
-    assert entry.has_changes
+    assert entry.has_changes(None)
 
 
 def test_a_manifest_of_a_newer_format_is_refused_clearly():

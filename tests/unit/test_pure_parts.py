@@ -332,3 +332,23 @@ class TestDeletesAndInferredMembers:
             "fact_sales_order"
         )
         assert 'where target."design_id" = deleted."design_id"' in mark_deleted_statement("dim_design")
+
+
+def test_rows_without_last_updated_are_set_aside_once_with_their_reason():
+    table = SOURCE_TABLES["currency"]
+    rows = pa.table(
+        {
+            "currency_id": pa.array([7, 8], pa.int32()),
+            "currency_code": ["JPY", "CHF"],
+            "created_at": [NOW, NOW],
+            "last_updated": pa.array([None, None], pa.timestamp("us")),
+        }
+    )
+    first, keys = delta.set_aside_unstamped(rows, table, frozenset())
+    assert keys == {7, 8}
+    assert first.column("currency_id").to_pylist() == [7, 8]
+    assert first.schema.names[-1] == "_reason" and "last_updated is NULL" in first.column("_reason")[0].as_py()
+    again, keys = delta.set_aside_unstamped(rows, table, keys)
+    assert again is None and keys == {7, 8}
+    later, keys = delta.set_aside_unstamped(rows.slice(1), table, frozenset({7, 8}))
+    assert later is None and keys == {8}  # 7 was stamped: the delta reads it now
