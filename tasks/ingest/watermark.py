@@ -38,8 +38,14 @@ def next_watermark(
 
 
 def timestamp_literal(value: datetime) -> str:
-    """A SQL literal for a naive datetime, built from the datetime's own fields (never from text)."""
+    """A SQL literal for a UTC watermark, built from the datetime's own fields (never from text).
+
+    Left untyped, with an explicit ``+00``, so that PostgreSQL reads it as the compared column's
+    type: against ``timestamp with time zone`` it is that UTC instant whatever the session's
+    TimeZone; against ``timestamp without time zone`` the offset is ignored and it is the UTC wall
+    time the watermark holds.
+    """
     if not isinstance(value, datetime):
         msg = f"watermark must be a datetime, got {type(value).__name__}"
         raise TypeError(msg)
-    return f"'{value.replace(tzinfo=None).isoformat(sep=' ', timespec='microseconds')}'"
+    return f"'{value.replace(tzinfo=None).isoformat(sep=' ', timespec='microseconds')}+00'"

@@ -132,6 +132,37 @@ def test_transaction_committing_after_a_run_with_an_older_stamp_arrives(pipeline
     pipeline.assert_warehouse_matches_source()
 
 
+def test_timestamptz_audit_columns_and_a_non_utc_time_zone_miss_no_change(pipeline):
+    """A source whose audit columns are ``timestamp with time zone`` and whose database TimeZone is
+    not UTC: the watermark (UTC) must compare as the same instant, so every later change arrives."""
+    from flows.etl import totesys_etl
+    from tasks.core.lake import RAW, Lake
+
+    pipeline.seed(scale=0.02)
+    execute(
+        pipeline.source_url,
+        *(
+            f"alter table {table} alter column {column} type timestamptz using {column} at time zone 'UTC'"
+            for table in ("sales_order", "payment", "transaction", "purchase_order", "design")
+            for column in ("created_at", "last_updated")
+        ),
+        "do $$ begin execute format('alter database %I set timezone to %L', current_database(), 'America/New_York'); end $$",
+    )
+    first = totesys_etl()
+    assert first.ingested["sales_order"] == scalar(pipeline.source_url, "select count(*) from sales_order")
+
+    execute(
+        pipeline.source_url,
+        "update sales_order set units_sold = units_sold + 1, last_updated = now() where sales_order_id <= 5",
+    )
+    later = totesys_etl()
+
+    assert later.ingested["sales_order"] == 5, later.ingested
+    assert scalar(pipeline.warehouse_url, "select count(*) from fact_sales_order where sales_order_id <= 5") == 10
+    newest = Lake.from_url(pipeline.lake_url).read_raw_manifest(Lake.from_url(pipeline.lake_url).list_batches(RAW)[-1])
+    assert newest.tables["sales_order"].data.rows == 5
+
+
 def test_stopping_between_stages_then_rerunning_converges(pipeline):
     from flows.etl import ingest, transform
 

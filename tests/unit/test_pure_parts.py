@@ -129,7 +129,7 @@ class TestBatches:
         sql = delta.delta_query(SOURCE_TABLES["payment"], NOW)
         assert 'from public."payment"' in sql
         assert 'source."payment_amount"::text as "payment_amount"' in sql
-        assert "last_updated >= '2024-02-23 12:00:00.000000'::timestamp" in sql
+        assert "last_updated >= '2024-02-23 12:00:00.000000+00'" in sql
         assert 'source."transaction_type"::text' in delta.delta_query(SOURCE_TABLES["transaction"], NOW)
         with pytest.raises(TypeError):
             watermark.timestamp_literal("2024-01-01'; drop table x; --")
