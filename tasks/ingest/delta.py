@@ -3,6 +3,7 @@ to the raw zone's exact schema. Pure (no connection here: see ``source.py``)."""
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 
 import polars as pl
@@ -111,7 +112,9 @@ def _decimal_sql(decimal: pa.Decimal128Type) -> str:
     return f"numeric({decimal.precision},{decimal.scale})"
 
 
-def drop_known_versions(batch: pa.RecordBatch | pa.Table, table: Table, known: set[tuple[int, datetime]]) -> pa.Table:
+def drop_known_versions(
+    batch: pa.RecordBatch | pa.Table, table: Table, known: AbstractSet[tuple[int, datetime]]
+) -> pa.Table:
     """Drop rows whose (key, last_updated) was ingested by an earlier run. Pure."""
     rows = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     if not known or rows.num_rows == 0:

@@ -69,11 +69,11 @@ def _read_keys(lake: Lake, table: Table, files: list[str]) -> pl.Series:
 @dataclass(frozen=True)
 class DeleteCheck:
     """The known key set after a check (its files, summary files and range width), and the keys
-    found deleted (None if none)."""
+    found deleted (None if none). All None when delete detection is off."""
 
-    keys: list[str] | None
-    key_summary: list[str] | None
-    key_width: int
+    keys: list[str] | None = None
+    key_summary: list[str] | None = None
+    key_width: int | None = None
     deleted: FileSet | None = None
 
 
@@ -93,8 +93,11 @@ def check_deletes(
 
     The source's per-range summary is compared with the known one; only the ranges that differ
     are read key by key. A known key the source no longer holds is deleted; a source key totes
-    does not know yet is a new row, which a delta reads (ignored here).
+    does not know yet is a new row, which a delta reads (ignored here). Width 0 turns detection
+    off: no key set is kept (turning it on later rebuilds it once).
     """
+    if width == 0:
+        return DeleteCheck()
     (key,) = table.key
     known = KnownKeys.before(lake, table, previous, width)
     new = seen.unique()

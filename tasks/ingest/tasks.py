@@ -134,11 +134,11 @@ class _DeltaStream:
             if rejected is not None:
                 self.read += rejected.num_rows
                 self.overlap.update(versions_since(rejected, table, self.next_mark))
-                self.unfit.append(drop_known_versions(rejected, table, set(self.previous.overlap_keys)))
+                self.unfit.append(drop_known_versions(rejected, table, self.previous.overlap_keys))
             # A copy: the driver's batch is one allocation, and a column kept by reference would
             # keep every column of every batch alive (the whole table, in memory, on a full load).
             self.seen_keys.append(np.array(batch.column(self.key).to_numpy(zero_copy_only=False), copy=True))
-            yield from drop_known_versions(batch, table, set(self.previous.overlap_keys)).to_batches()
+            yield from drop_known_versions(batch, table, self.previous.overlap_keys).to_batches()
 
     def seen(self) -> pl.Series:
         return pl.Series(self.key, np.concatenate(self.seen_keys) if self.seen_keys else [], pl.Int32)
@@ -183,21 +183,15 @@ def extract_table_delta(
                 delta.fresh(stream_delta(connection, table, state.watermark), table_name),
                 rows_per_file=settings.parquet_rows_per_file,
             )
-            width = settings.delete_check_bucket_keys
-            # Width 0: delete detection is off, no key set kept (turning it on later rebuilds it once).
-            deletes = (
-                check_deletes(
-                    connection,
-                    lake,
-                    table,
-                    batch_id=batch_id,
-                    previous=previous,
-                    seen=delta.seen(),
-                    checked_at=horizon.clock_at,
-                    width=width,
-                )
-                if width
-                else None
+            deletes = check_deletes(
+                connection,
+                lake,
+                table,
+                batch_id=batch_id,
+                previous=previous,
+                seen=delta.seen(),
+                checked_at=horizon.clock_at,
+                width=settings.delete_check_bucket_keys,
             )
             unstamped, unstamped_keys = set_aside_unstamped(
                 read_unstamped_rows(connection, table), table, state.unstamped_keys
@@ -208,7 +202,7 @@ def extract_table_delta(
                 f"{database_error_reason(error)}"
             )
             raise SourceReadFailed(msg) from error
-    if deletes and deletes.deleted:
+    if deletes.deleted:
         logger.info("%s: %d row(s) deleted in the source since the last check", table_name, deletes.deleted.rows)
     if unstamped is not None:
         logger.warning(
@@ -244,10 +238,10 @@ def extract_table_delta(
         data=FileSet(files, rows),
         watermark=next_mark,
         overlap_keys=frozenset(delta.overlap),
-        keys=deletes.keys if deletes else None,
-        key_summary=deletes.key_summary if deletes else None,
-        key_width=deletes.key_width if deletes else None,
-        deleted=deletes.deleted if deletes else None,
+        keys=deletes.keys,
+        key_summary=deletes.key_summary,
+        key_width=deletes.key_width,
+        deleted=deletes.deleted,
         rejected=unreadable,
         unstamped_keys=unstamped_keys,
     )
