@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any, cast
 
 from prefect import Flow, flow, serve
@@ -11,6 +12,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from tasks.core.alerts import alert_on_failure, alert_on_warnings
 from tasks.core.concurrency import database_slots
+from tasks.core.locks import cycle_lock
 from tasks.core.reports import RunSummary, publish_run_report
 from tasks.ingest.tasks import (
     check_source_schema,
@@ -26,7 +28,7 @@ from tasks.load.tasks import (
     rebuild_warehouse_from_lake,
 )
 from tasks.schema import SOURCE_TABLES
-from tasks.settings import load_settings
+from tasks.settings import TotesSettings, load_settings
 from tasks.transform.tasks import list_pending_transforms, transform_batch
 
 
@@ -34,6 +36,12 @@ def _threads(workers: int) -> TaskRunner[PrefectFuture[Any]]:
     """A thread pool for a flow's tasks (prefect 3.8 types TaskRunner invariantly in its future type,
     so its own thread pool does not match the flow decorator's parameter without a cast)."""
     return cast(TaskRunner[PrefectFuture[Any]], ThreadPoolTaskRunner(max_workers=workers))
+
+
+def _one_cycle_at_a_time(settings: TotesSettings) -> AbstractContextManager[None]:
+    """The warehouse's ETL cycle lock: two runs at once would plan batches with one sequence number.
+    Every stage takes it (it is reentrant: the cycle's stages run inside the cycle's hold)."""
+    return cycle_lock(settings.require_warehouse_url(), "etl", wait_seconds=settings.lock_wait_seconds)
 
 
 # Source tables read at once, at most (and never more than the database's concurrency limit allows).
@@ -46,9 +54,19 @@ def ingest() -> RunSummary:
     Returns the ingest's part of the run report: rows per table, the source horizon, schema-drift
     warnings (and which of them are new)."""
     settings = load_settings()
+    with _one_cycle_at_a_time(settings):
+        return _ingest(settings)
+
+
+def _ingest(settings: TotesSettings) -> RunSummary:
     plan = plan_ingest_batch()
-    source_url = settings.require_source_url()
-    with database_slots(source_url, wanted=EXTRACT_THREADS, default_slots=settings.database_concurrency) as slots:
+    with database_slots(
+        settings.require_source_url(),
+        purpose="source database",
+        wanted=EXTRACT_THREADS,
+        default_slots=settings.database_concurrency,
+        wait_seconds=settings.lock_wait_seconds,
+    ) as slots:
         horizon = read_horizon()
         schema_check = check_source_schema()
         futures: dict[str, PrefectFuture] = {}
@@ -67,8 +85,9 @@ def ingest() -> RunSummary:
 def transform() -> RunSummary:
     """Build the star tables of every raw batch not yet transformed, in batch order."""
     summary = RunSummary()
-    for batch_id in list_pending_transforms():
-        summary = summary.then(transform_batch(batch_id))
+    with _one_cycle_at_a_time(load_settings()):
+        for batch_id in list_pending_transforms():
+            summary = summary.then(transform_batch(batch_id))
     return summary
 
 
@@ -79,11 +98,22 @@ def load() -> RunSummary:
     batches loaded, and data-quality warnings."""
     settings = load_settings()
     summary = RunSummary()
-    with database_slots(settings.require_warehouse_url(), wanted=1, default_slots=settings.database_concurrency):
+    with _one_cycle_at_a_time(settings), _warehouse_slot(settings):
         migrate_warehouse()
         for batch_id in list_unloaded_batches():
             summary = summary.then(load_star_batch(batch_id))
     return summary
+
+
+def _warehouse_slot(settings: TotesSettings) -> AbstractContextManager[int]:
+    """One connection slot of the warehouse, for the stage that loads it."""
+    return database_slots(
+        settings.require_warehouse_url(),
+        purpose="warehouse",
+        wanted=1,
+        default_slots=settings.database_concurrency,
+        wait_seconds=settings.lock_wait_seconds,
+    )
 
 
 # The cycle runs each stage's body inside its own flow run rather than as a subflow: a subflow costs
@@ -93,7 +123,8 @@ def load() -> RunSummary:
 @flow(name="totesys-etl", on_failure=[alert_on_failure], task_runner=_threads(4))
 def totesys_etl() -> RunSummary:
     """One ETL cycle: ToteSys -> lake (raw) -> lake (star) -> warehouse."""
-    summary = publish_run_report(ingest.fn().then(transform.fn()).then(load.fn()))
+    with _one_cycle_at_a_time(load_settings()):
+        summary = publish_run_report(ingest.fn().then(transform.fn()).then(load.fn()))
     alert_on_warnings("totesys-etl", summary.new_warnings)
     return summary
 
@@ -103,7 +134,13 @@ def rebuild_warehouse() -> RunSummary:
     """Rebuild the whole warehouse from the lake alone: transform what is pending, then empty the
     star tables and merge every star batch again, in one transaction (readers see the old
     warehouse until it commits)."""
-    return publish_run_report(transform.fn().then(rebuild_warehouse_from_lake()))
+    settings = load_settings()
+    # The same lock as the cycle, taken before the batches are listed: a scheduled run cannot add a
+    # batch the rebuild would miss, nor load one out of order while it rebuilds.
+    with _one_cycle_at_a_time(settings):
+        transformed = transform.fn()
+        with _warehouse_slot(settings):
+            return publish_run_report(transformed.then(rebuild_warehouse_from_lake()))
 
 
 def serve_deployments(*, interval_seconds: int) -> None:

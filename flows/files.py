@@ -6,6 +6,7 @@ from prefect import flow, get_run_logger
 
 from tasks.core.alerts import alert_on_failure
 from tasks.core.concurrency import database_slots
+from tasks.core.locks import cycle_lock
 from tasks.feeds.declarations import load_feeds
 from tasks.feeds.fetch import fetch_feed
 from tasks.feeds.load import load_feed
@@ -41,16 +42,24 @@ def totesys_files(feeds: list[str] | None = None) -> FeedsSummary:
         raise ValueError(msg)
     warehouse_url = settings.require_warehouse_url()
     summary = FeedsSummary()
-    for name in feeds or list(declared):
-        try:
-            fetched = fetch_feed(name)
-            staged = stage_feed(name, fetched.latest)
-            with database_slots(warehouse_url, wanted=1, default_slots=settings.database_concurrency):
-                loaded, refused = load_feed(name)
-            summary.feeds.append(FeedReport.of(name, fetched, staged, loaded, refused))
-        except Exception as error:  # noqa: BLE001 - one failing feed must not stop the others
-            summary.feeds.append(FeedReport(feed=name, error=scrub(f"{type(error).__name__}: {error}", settings)))
-            logger.error("Feed %s failed: %s", name, summary.feeds[-1].error)
+    # One files cycle at a time: two would fetch, stage and load the same files against each other.
+    with cycle_lock(warehouse_url, "files", wait_seconds=settings.lock_wait_seconds):
+        for name in feeds or list(declared):
+            try:
+                fetched = fetch_feed(name)
+                staged = stage_feed(name, fetched.latest)
+                with database_slots(
+                    warehouse_url,
+                    purpose="warehouse",
+                    wanted=1,
+                    default_slots=settings.database_concurrency,
+                    wait_seconds=settings.lock_wait_seconds,
+                ):
+                    loaded, refused = load_feed(name)
+                summary.feeds.append(FeedReport.of(name, fetched, staged, loaded, refused))
+            except Exception as error:  # noqa: BLE001 - one failing feed must not stop the others
+                summary.feeds.append(FeedReport(feed=name, error=scrub(f"{type(error).__name__}: {error}", settings)))
+                logger.error("Feed %s failed: %s", name, summary.feeds[-1].error)
     publish_feeds_report(summary)
     if summary.problems:
         raise FeedFilesRefused(summary)

@@ -73,7 +73,10 @@ class TotesSettings(BaseSettings):
             ``pg_stat_activity`` (grant it ``pg_read_all_stats`` to avoid this).
         database_concurrency: the slots of each database's Prefect global concurrency limit
             (``totes-db-<host>-<port>-<db>``), created with this many if absent: at most this many
-            totes connections work on one database at once, across all runs and workers.
+            totes connections work on one database at once, across all runs and workers (under
+            Prefect's temporary local API: this many advisory-lock slots on the database itself).
+        lock_wait_seconds: how long a run waits for another run's cycle lock, or for a database's
+            connection slots, before it gives up with a message naming the holder.
         delete_check_bucket_keys: the width of the key ranges whose key sets are compared (as count,
             sum and hash) between the source and the lake to find hard-deleted rows; only ranges
             that differ are read key by key. 0 turns delete detection off (it costs each run a scan
@@ -106,6 +109,7 @@ class TotesSettings(BaseSettings):
     fallback_lag_seconds: float = Field(default=900.0, ge=0)
     database_concurrency: int = Field(default=4, ge=1)
     delete_check_bucket_keys: int = Field(default=10_000, ge=0)
+    lock_wait_seconds: float = Field(default=1800.0, ge=0)
     source_url_secret: str | None = None
     warehouse_url_secret: str | None = None
     source_url_block: str | None = None

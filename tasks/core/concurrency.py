@@ -1,12 +1,20 @@
-"""One Prefect global concurrency limit per database: every totes run, on every worker, takes its
-connections' slots from it, so together they never swamp a database."""
+"""Connection slots per database: every totes run, on every worker, takes its connections' slots
+from one limit per database, so together they never swamp it. The limit is a Prefect global
+concurrency limit when runs use a Prefect server or Cloud, advisory locks on the database itself
+under Prefect's temporary local API (see :func:`database_slots`)."""
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from urllib.parse import parse_qs, urlsplit
+
+from tasks.core.locks import LockNotTaken, database_slots_held_by_database, run_logger
+
+_FIRST_WAIT_SECONDS = 5.0
+_REPORT_EVERY_SECONDS = 30.0
 
 _UNSAFE_IN_LIMIT_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -38,18 +46,72 @@ def _limit_slots(name: str, default_slots: int) -> int:
             return default_slots
 
 
+def _temporary_api() -> bool:
+    """True when runs use Prefect's temporary local API (no ``PREFECT_API_URL``): it never expires a
+    dead holder's leases, so its global concurrency limits would stay taken for good."""
+    from prefect.settings import get_current_settings
+
+    return not get_current_settings().api.url
+
+
 @contextmanager
-def database_slots(url: str, *, wanted: int, default_slots: int) -> Iterator[int]:
-    """Hold up to ``wanted`` slots of the database's Prefect global concurrency limit for a stage;
-    yield how many were taken: the stage opens at most that many connections at once.
+def database_slots(url: str, *, purpose: str, wanted: int, default_slots: int, wait_seconds: float) -> Iterator[int]:
+    """Hold up to ``wanted`` connection slots of a database for a stage; yield how many were taken:
+    the stage opens at most that many connections at once. A run that waits for slots says so in
+    its log, naming what it waits for.
+
+    With a Prefect server or Prefect Cloud the slots are the database's global concurrency limit
+    (visible and tunable in Prefect), leased for a minute at a time: a killed holder's slots come
+    back when its lease expires. Prefect's temporary local API never expires leases, so without
+    ``PREFECT_API_URL`` the slots are advisory locks on the database itself, which go with the
+    holder's connection.
 
     Slots are taken once per stage, not per task: with Prefect's own server, concurrent slot
     requests are answered "retry in 2 s", which would add seconds to every run.
-    """
-    from prefect.concurrency.sync import concurrency
 
+    Raises:
+        LockNotTaken: no slot came free within ``wait_seconds``.
+    """
+    if _temporary_api():
+        with database_slots_held_by_database(
+            url, purpose=purpose, wanted=wanted, slots=default_slots, wait_seconds=wait_seconds
+        ) as taken:
+            yield taken
+        return
     name = database_limit_name(url)
     slots = max(1, min(wanted, _limit_slots(name, default_slots)))
-    # The shortest lease Prefect grants: a run killed outright frees its slots within about a minute.
-    with concurrency(name, occupy=slots, strict=False, lease_duration=60):
+    with ExitStack() as held:
+        _take_limit_slots(held, name, slots, wait_seconds=wait_seconds)
         yield slots
+
+
+def _take_limit_slots(held: ExitStack, name: str, slots: int, *, wait_seconds: float) -> None:
+    """Take ``slots`` of the global concurrency limit ``name`` into ``held``, logging while it waits."""
+    from prefect.concurrency.sync import concurrency
+
+    started = time.monotonic()
+    timeout = _FIRST_WAIT_SECONDS
+    while True:
+        try:
+            # The shortest lease Prefect grants: a run killed outright frees its slots in about a minute.
+            held.enter_context(
+                concurrency(name, occupy=slots, strict=False, lease_duration=60, timeout_seconds=timeout)
+            )
+        except TimeoutError:
+            waited = time.monotonic() - started
+            if waited >= wait_seconds:
+                msg = (
+                    f"{slots} slot(s) of the Prefect global concurrency limit {name!r} did not come free "
+                    f"in {waited:.0f} s (TOTES_LOCK_WAIT_SECONDS sets how long to wait)"
+                )
+                raise LockNotTaken(msg) from None
+            run_logger().warning(
+                "Waiting for %d slot(s) of the Prefect global concurrency limit %r (%.0f s so far): %s",
+                slots,
+                name,
+                waited,
+                "other runs hold them; a killed run's slots come back when its one-minute lease expires",
+            )
+            timeout = min(_REPORT_EVERY_SECONDS, max(1.0, wait_seconds - waited))
+        else:
+            return

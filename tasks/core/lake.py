@@ -136,12 +136,12 @@ class Lake:
     def write_manifest(self, zone: str, batch_id: str, manifest: dict) -> str:
         """Create the manifest of a batch; fails if it exists (the lake is never overwritten)."""
         relative = self.manifest_path(zone, batch_id)
-        target = self.full(relative)
-        if self.fs.exists(target):
-            msg = f"lake manifest {relative} already exists; another totes run may be writing"
-            raise LakeError(msg)
         body = json.dumps(manifest, indent=1, sort_keys=True, default=str).encode()
-        self.put_whole(relative, body, create_only=True)
+        try:
+            self.put_whole(relative, body, create_only=True)
+        except FileExistsError as error:
+            msg = f"lake manifest {relative} already exists; another totes run may be writing"
+            raise LakeError(msg) from error
         return relative
 
     def read_raw_manifest(self, batch_id: str) -> RawManifest:
@@ -157,7 +157,12 @@ class Lake:
         return self.write_manifest(STAR, manifest.batch_id, manifest.to_json())
 
     def put_whole(self, relative: str, body: bytes, *, create_only: bool = False) -> None:
-        """Write an object so that readers see it absent or whole, never half written."""
+        """Write an object so that readers see it absent or whole, never half written.
+
+        Raises:
+            FileExistsError: ``create_only`` and the object exists (checked atomically with the write:
+                a link on a local folder, a conditional PUT, ``If-None-Match: *``, on S3).
+        """
         target = self.full(relative)
         if self.is_local:
             # Rename is atomic on a local filesystem, so a crash never leaves half a file.
@@ -168,13 +173,29 @@ class Lake:
                 handle.flush()
                 os.fsync(handle.fileno())
             if create_only:
-                os.link(temporary, target)  # fails if target appeared meanwhile
-                os.unlink(temporary)
+                try:
+                    os.link(temporary, target)  # fails if target appeared meanwhile
+                finally:
+                    os.unlink(temporary)
             else:
                 os.replace(temporary, target)
+        elif create_only:
+            self._create_object(target, body)
         else:
             # An S3 PUT is atomic: the object is either absent or whole.
             self.fs.pipe_file(target, body)
+
+    def _create_object(self, target: str, body: bytes) -> None:
+        """PUT an S3 object only if none exists under its key: S3 itself refuses the second of two
+        writers (HTTP 412), so two runs can never both believe they created one manifest."""
+        bucket, key = target.split("/", 1)
+        try:
+            self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+        except OSError as error:
+            if "PreconditionFailed" in str(error) or "412" in str(error):
+                raise FileExistsError(target) from error
+            raise
+        self.fs.invalidate_cache(target)
 
     # --- Parquet ---------------------------------------------------------------------------
 

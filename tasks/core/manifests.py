@@ -256,12 +256,17 @@ class StarManifest:
 
 @dataclass(frozen=True)
 class FetchedFile:
-    """What the fetch step last saw of a file and which raw version holds that content."""
+    """What the fetch step last saw of a file and which raw version holds that content.
+
+    ``recheck``: the file was modified so shortly before that fetch that a rewrite within the same
+    second (same size, same mtime: SFTP mtimes have one-second resolution) would look unchanged, so
+    the next fetch downloads it again and lets the content hash decide."""
 
     size: int
     mtime: int
     sha256: str
     version: str
+    recheck: bool = False
 
 
 @dataclass(frozen=True)

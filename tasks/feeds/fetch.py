@@ -17,7 +17,7 @@ from tasks.core.manifests import FetchedFile
 from tasks.core.retries import RETRY_POLICY
 from tasks.feeds.declarations import declared_feed
 from tasks.feeds.parsing import FeedFileError, check_file_name, content_hash
-from tasks.feeds.plans import files_to_download, settled_files
+from tasks.feeds.plans import files_to_download, settled_files, too_recent_to_trust
 from tasks.feeds.sftp import SftpSource
 from tasks.feeds.store import FeedStore
 from tasks.settings import TotesSettings, load_settings
@@ -63,7 +63,8 @@ def fetch_feed(feed_name: str) -> FetchResult:
                 result.refused.append(remote.name)
                 continue
             listing.append(remote)
-        listing, waiting = settled_files(listing, seen, now=int(time.time()), min_age_seconds=feed.min_age_seconds)
+        now = int(time.time())
+        listing, waiting = settled_files(listing, seen, now=now, min_age_seconds=feed.min_age_seconds)
         if waiting:
             logger.info(
                 "Feed %s: %s modified less than %d s ago, left for a later run",
@@ -71,9 +72,9 @@ def fetch_feed(feed_name: str) -> FetchResult:
                 ", ".join(r.name for r in waiting),
                 feed.min_age_seconds,
             )
-        changed = files_to_download(listing, seen)
+        changed = files_to_download(listing, seen, settling={remote.name for remote in waiting})
         logger.info(
-            "Feed %s: %d file(s) on %s/%s, %d with a new size or mtime",
+            "Feed %s: %d file(s) on %s/%s, %d new, with a new size or mtime, or seen too soon after a change",
             feed.name,
             len(listing),
             sftp.where,
@@ -93,7 +94,13 @@ def fetch_feed(feed_name: str) -> FetchResult:
                 )
                 result.new_versions.append(remote.name)
                 logger.info("Feed %s: %s -> raw version %s (%d bytes)", feed.name, remote.name, version, len(data))
-            seen[remote.name] = FetchedFile(size=remote.size, mtime=remote.mtime, sha256=sha256, version=version)
+            seen[remote.name] = FetchedFile(
+                size=remote.size,
+                mtime=remote.mtime,
+                sha256=sha256,
+                version=version,
+                recheck=too_recent_to_trust(remote.mtime, now=now),
+            )
     # The state is a cache, written after the raw versions it describes: a crash before this line
     # makes the next fetch download again and find the same hashes.
     current = {remote.name: seen[remote.name] for remote in listing}

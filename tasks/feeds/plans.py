@@ -3,7 +3,7 @@ to load. Pure: listings and states in, plans out."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from tasks.core.manifests import FetchedFile
@@ -35,13 +35,29 @@ def settled_files(
     return ready, waiting
 
 
-def files_to_download(listing: Iterable[RemoteFile], seen: dict[str, FetchedFile]) -> list[RemoteFile]:
-    """Files whose size or mtime differ from what the last fetch saw (or that it never saw). Their
-    content hash then decides whether they really changed."""
+# A file modified less than this long before a fetch saw it is downloaded again by the next fetch:
+# SFTP mtimes have one-second resolution, so a same-size rewrite within the same second keeps size
+# and mtime; and the server's clock may run behind ours, so "the same second" is judged generously.
+MTIME_TRUST_SECONDS = 60
+
+
+def too_recent_to_trust(mtime: int, *, now: int) -> bool:
+    """Whether a file's size and mtime, listed at ``now``, could hide a rewrite yet to come."""
+    return now - mtime < MTIME_TRUST_SECONDS
+
+
+def files_to_download(
+    listing: Iterable[RemoteFile], seen: dict[str, FetchedFile], *, settling: Collection[str] = ()
+) -> list[RemoteFile]:
+    """Files whose size or mtime differ from what the last fetch saw (or that it never saw), and those
+    it saw too soon after their modification to trust, unless they are ``settling`` (being written
+    now: rechecked once they settle). Their content hash then decides whether they really changed."""
     return [
         remote
         for remote in listing
-        if (known := seen.get(remote.name)) is None or (known.size, known.mtime) != (remote.size, remote.mtime)
+        if (known := seen.get(remote.name)) is None
+        or (known.recheck and remote.name not in settling)
+        or (known.size, known.mtime) != (remote.size, remote.mtime)
     ]
 
 

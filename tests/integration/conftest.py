@@ -114,9 +114,10 @@ class Pipeline:
         self.checkpoint()
         return totesys_etl()
 
-    def run_cli(self, *args: str, env: dict[str, str] | None = None, **popen: object) -> subprocess.Popen:
-        """``totes <args>`` in a child process with this pipeline's settings."""
-        child_env = dict(os.environ) | (env or {})
+    def run_cli(self, *args: str, env: dict[str, str | None] | None = None, **popen: object) -> subprocess.Popen:
+        """``totes <args>`` in a child process with this pipeline's settings (``env`` adds variables;
+        one set to None is removed)."""
+        child_env = {name: value for name, value in (dict(os.environ) | (env or {})).items() if value is not None}
         return subprocess.Popen(
             [sys.executable, "-m", "flows.cli", *args],
             env=child_env,

@@ -11,17 +11,21 @@ random fraction of a second after the line that starts that stage. The random se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
+import signal
 import subprocess
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 
+from tasks.core.lake import Lake, batch_sequence
 from tests.integration.conftest import Feeds, rates_file
 
 # Where to aim a kill: (command, stage, the log line after which the stage runs, the longest delay
@@ -40,15 +44,22 @@ TARGETS = (
 
 
 def kill_after(child: subprocess.Popen, trigger: str, delay: float) -> bool:
-    """Read the child's log until ``trigger``, wait ``delay`` s, SIGKILL it. False if it ended first."""
+    """Read the child's log until ``trigger``, wait ``delay`` s, SIGKILL it. False if it ended first.
+
+    The totes process alone is killed, as the OOM killer would; then its session, where Prefect's
+    temporary local API (a child process that outlives it and holds the log pipe) still runs."""
+    killed = False
     for line in child.stderr:
         if trigger in line:
             time.sleep(delay)
             child.kill()
-            child.communicate(timeout=60)
-            return child.returncode == -9
-    child.wait(timeout=60)
-    return False
+            child.wait(timeout=60)
+            killed = child.returncode == -9
+            break
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.communicate(timeout=60)
+    return killed
 
 
 def change_feed_files(feeds: Feeds, rng: random.Random, day: int) -> None:
@@ -69,16 +80,19 @@ def change_feed_files(feeds: Feeds, rng: random.Random, day: int) -> None:
 
 @pytest.mark.chaos
 def test_sigkill_at_random_moments_then_rerun_converges(
-    pipeline, sftp_server, versioned_files_url, prefect_api, monkeypatch
+    pipeline, sftp_server, versioned_files_url, prefect_api, monkeypatch, tmp_path
 ):
     kills_wanted = int(os.environ.get("TOTES_CHAOS_KILLS", "6"))
     seed = int(os.environ.get("TOTES_CHAOS_SEED", str(random.SystemRandom().randrange(10**6))))
     print(f"chaos: {kills_wanted} kills, seed {seed} (TOTES_CHAOS_SEED={seed} replays it)")
     rng = random.Random(seed)
-    # A killed run keeps its concurrency slots until their lease expires (a minute): give the
-    # databases more slots than the kills can strand, so that waiting for leases does not dominate.
+    # The test's Prefect API is a temporary one, which never expires a killed run's leases on its
+    # global concurrency limits: give the databases more slots than the kills can strand.
     monkeypatch.setenv("TOTES_DATABASE_CONCURRENCY", str(4 * kills_wanted + 8))
-    env = {"PREFECT_API_URL": prefect_api, "TOTES_DATABASE_CONCURRENCY": str(4 * kills_wanted + 8)}
+    env: dict[str, str | None] = {"PREFECT_API_URL": prefect_api}
+    # As a new user runs it: no PREFECT_API_URL, so each run starts Prefect's temporary local API
+    # (and the connection slots are advisory locks on the databases), with the default two slots.
+    local = {"PREFECT_API_URL": None, "PREFECT_HOME": str(tmp_path / "prefect-home"), "TOTES_DATABASE_CONCURRENCY": "2"}
     feeds = Feeds(sftp_server.root, versioned_files_url, pipeline.warehouse_url)
     pipeline.seed(scale=0.05)
 
@@ -99,11 +113,12 @@ def test_sigkill_at_random_moments_then_rerun_converges(
         pipeline.churn(orders=rng.randint(5, 40))
         change_feed_files(feeds, rng, day)
         command, stage, trigger, longest = rng.choice(TARGETS)
+        mode = rng.choice(["server", "local"])
         versions = pipeline.source_versions() if command == "run" else None
-        child = pipeline.run_cli(command, env=env)
+        child = pipeline.run_cli(command, env=env if mode == "server" else local, start_new_session=True)
         killed = kill_after(child, trigger, rng.uniform(0, longest))
         if killed:
-            hits[f"{command}: {stage}"] += 1
+            hits[f"{command}: {stage} ({mode} API)"] += 1
         else:
             finished += 1
         # A killed run may or may not have read the versions; a run that finished did read them.
@@ -116,7 +131,16 @@ def test_sigkill_at_random_moments_then_rerun_converges(
         f"{finished} runs finished before their kill"
     )
 
+    # Two runs at once, one on each API (a schedule tick and a manual run): they take turns.
+    pipeline.checkpoint()
+    both = [pipeline.run_cli("run", env=env), pipeline.run_cli("run", env=local)]
+    with ThreadPoolExecutor(2) as readers:  # read both logs at once: a full pipe would stall a run
+        logs = list(readers.map(lambda child: child.communicate(timeout=600)[1], both))
+    for child, err in zip(both, logs, strict=True):
+        assert child.returncode == 0, f"concurrent totes run failed:\n{err[-3000:]}"
     complete("run")
     complete("files")
+    sequences = [batch_sequence(batch) for batch in Lake.from_url(pipeline.lake_url).list_batches("raw")]
+    assert sequences == list(range(1, len(sequences) + 1)), f"batch sequence numbers repeat or skip: {sequences}"
     pipeline.assert_warehouse_matches_source()
     assert feeds.actual() == feeds.expected(), "the exchange rates differ from the files on the SFTP server"

@@ -107,6 +107,27 @@ def test_new_amended_resent_and_removed_files_converge(feeds):
     assert len(store.raw_versions("exchange_rates", "rates-2024-02-w1.csv")) == 2
 
 
+def test_a_same_size_rewrite_within_the_same_second_is_loaded(feeds):
+    """A partner corrects a rate (1.16880000 -> 1.16890000) within the second it uploaded the file:
+    same size, same mtime (SFTP mtimes have one-second resolution). The fetch that saw the first
+    content saw it too soon to trust its mtime, so the next run downloads the file again and loads
+    the correction."""
+    path = feeds.folder / "rates-2024-03-w1.csv"
+    uploaded = int(time.time())
+    path.write_bytes(rates_file(date(2024, 3, 1), 7, RATES | {"USD": Decimal("1.16880000")}))
+    os.utime(path, (uploaded, uploaded))
+    feeds.run()
+    assert feeds.actual() == feeds.expected()
+
+    corrected = rates_file(date(2024, 3, 1), 7, RATES | {"USD": Decimal("1.16890000")})
+    assert len(corrected) == path.stat().st_size
+    path.write_bytes(corrected)
+    os.utime(path, (uploaded, uploaded))  # the same second
+    feeds.run()
+    assert feeds.actual() == feeds.expected(), "the same-second correction was not loaded"
+    assert len(feeds.store().raw_versions("exchange_rates", path.name)) == 2
+
+
 def test_malformed_files_are_quarantined_alerted_once_and_the_rest_loads(feeds, sns_inbox, monkeypatch):
     from flows.files import FeedFilesRefused
 

@@ -16,11 +16,13 @@ from tasks.core.manifests import FetchedFile
 from tasks.feeds.declarations import FeedConfigError, load_feeds
 from tasks.feeds.parsing import FeedFileError, parse_feed_file
 from tasks.feeds.plans import (
+    MTIME_TRUST_SECONDS,
     RemoteFile,
     files_to_download,
     plan_load,
     plan_staging,
     settled_files,
+    too_recent_to_trust,
 )
 from tasks.sandbox.sample_feeds import exchange_rates_csv
 
@@ -213,6 +215,18 @@ def test_only_files_with_a_new_size_or_mtime_are_downloaded():
     seen = {"a.csv": FetchedFile(10, 100, "h", "v1"), "b.csv": FetchedFile(10, 100, "h", "v1")}
     listing = [RemoteFile("a.csv", 10, 100), RemoteFile("b.csv", 10, 101), RemoteFile("c.csv", 1, 1)]
     assert [r.name for r in files_to_download(listing, seen)] == ["b.csv", "c.csv"]
+
+
+def test_a_file_seen_too_soon_after_a_change_is_downloaded_again_unless_it_is_being_written():
+    seen = {
+        "fresh.csv": FetchedFile(10, 100, "h", "v1", recheck=True),
+        "settled.csv": FetchedFile(10, 100, "h", "v1"),
+        "writing.csv": FetchedFile(10, 100, "h", "v1", recheck=True),
+    }
+    listing = [RemoteFile(name, 10, 100) for name in seen]
+    assert [r.name for r in files_to_download(listing, seen, settling={"writing.csv"})] == ["fresh.csv"]
+    assert too_recent_to_trust(100, now=100 + MTIME_TRUST_SECONDS - 1)
+    assert not too_recent_to_trust(100, now=100 + MTIME_TRUST_SECONDS)
 
 
 def test_files_still_being_written_wait_and_keep_their_last_seen_version():

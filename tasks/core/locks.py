@@ -1,0 +1,223 @@
+"""Locks that die with their holder: PostgreSQL session-level advisory locks, held on a connection
+of their own for as long as the work they guard.
+
+A process that is killed (SIGKILL, OOM, a closed laptop) loses its connections, and the server
+releases their locks at once: nothing a dead run held can wedge the runs after it, whatever Prefect
+API (a server, Prefect Cloud, the temporary local one, none) the runs use.
+
+- The **cycle lock** makes one ETL cycle (or one files cycle) at a time write a lake and its
+  warehouse: two runs would otherwise plan batches with the same sequence number.
+- **Database slots** bound the connections all totes runs open on one database at once, where
+  Prefect's global concurrency limits cannot (see :mod:`tasks.core.concurrency`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Literal
+
+from tasks.core.postgres import Connection, DatabaseError, connect, database_error_reason, execute_for_one, roll_back
+from tasks.core.sql import SqlFolder
+from tasks.settings import redact_url
+
+CORE_SQL = SqlFolder("tasks.core")
+
+# The two-int4 advisory key space is apart from the bigint one of the load lock. "tote" in ASCII.
+TOTES_LOCK_CLASS = 0x746F7465
+Cycle = Literal["etl", "files"]
+_CYCLE_KEYS: dict[Cycle, int] = {"etl": 1, "files": 2}
+_FIRST_SLOT_KEY = 1000
+
+# How often a waiting run tries again, and how often it says in its log that it still waits.
+_POLL_SECONDS = 1.0
+_REPORT_EVERY_SECONDS = 30.0
+
+
+class LockNotTaken(RuntimeError):
+    """Another totes run held a lock for longer than this run was willing to wait."""
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The flow or task run's logger (lines reach the Prefect UI), else the module's."""
+    try:
+        from prefect import get_run_logger
+
+        return get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a Prefect run there is no run logger
+        return logging.getLogger("totes.locks")
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds an advisory lock, as the server sees it."""
+
+    pid: int
+    application: str
+    since: str
+
+    def describe(self) -> str:
+        return f"{self.application or 'an unnamed session'} (server pid {self.pid}, connected since {self.since})"
+
+
+def _holders(connection: Connection, key: int) -> list[Holder]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(CORE_SQL.read("read_lock_holders"), parameters=(TOTES_LOCK_CLASS, key))
+            rows = cursor.fetchall()
+    finally:
+        roll_back(connection)
+    return [Holder(pid=int(pid), application=str(app or ""), since=str(since)) for pid, app, since in rows]
+
+
+def _describe_holders(connection: Connection, keys: list[int]) -> str:
+    holders = sorted({holder.describe() for key in keys for holder in _holders(connection, key)})
+    return "held by " + "; ".join(holders) if holders else "held by a session this role cannot see"
+
+
+def _try_lock(connection: Connection, key: int) -> bool:
+    with connection.cursor() as cursor:
+        (taken,) = execute_for_one(cursor, "select pg_try_advisory_lock($1::int4, $2::int4)", (TOTES_LOCK_CLASS, key))
+    # A session-level lock outlives the transaction that took it: end that transaction, so the
+    # connection waits idle (no snapshot held) while the work it guards runs.
+    connection.commit()
+    return bool(taken)
+
+
+def _holding_connection(url: str, purpose: str, role: str) -> Connection:
+    connection = connect(url, purpose=purpose)
+    with connection.cursor() as cursor:
+        # Named so that a waiting run can say who holds the lock (host and process id).
+        cursor.execute(f"set application_name = '{_application_name(role)}'")
+    connection.commit()
+    return connection
+
+
+def _application_name(role: str) -> str:
+    host = "".join(c for c in socket.gethostname() if c.isalnum() or c in ".-")[:30]
+    return f"totes {role} on {host} pid {os.getpid()}"
+
+
+def _wait_for(
+    take: Callable[[], bool], describe: Callable[[], str], *, what: str, wait_seconds: float, refusal: str
+) -> None:
+    """Call ``take`` until it succeeds, saying in the log what the run waits for (at once, then every
+    30 s); raise :class:`LockNotTaken` with ``refusal`` after ``wait_seconds``."""
+    if take():
+        return
+    started = time.monotonic()
+    reported = started
+    run_logger().warning("Waiting for %s: %s", what, describe())
+    while not take():
+        waited = time.monotonic() - started
+        if waited >= wait_seconds:
+            msg = (
+                f"{refusal} (gave up after {waited:.0f} s; TOTES_LOCK_WAIT_SECONDS sets how long to wait): {describe()}"
+            )
+            raise LockNotTaken(msg)
+        if time.monotonic() - reported >= _REPORT_EVERY_SECONDS:
+            reported = time.monotonic()
+            run_logger().warning("Still waiting (%.0f s) for %s: %s", waited, what, describe())
+        time.sleep(_POLL_SECONDS)
+    run_logger().info("Took %s after %.1f s", what, time.monotonic() - started)
+
+
+# Cycle locks this process holds, and how many times: the ETL cycle runs its stages' bodies in
+# its own flow run, and each stage takes the lock too when it runs alone.
+_held: dict[tuple[str, Cycle], int] = {}
+_held_guard = threading.Lock()
+
+
+@contextmanager
+def cycle_lock(warehouse_url: str, cycle: Cycle, *, wait_seconds: float) -> Iterator[None]:
+    """Hold the warehouse's lock of ``cycle`` ("etl" or "files") while the block runs.
+
+    Another run holding it is waited for (the log names it) for up to ``wait_seconds``. The lock is
+    reentrant within a process.
+
+    Raises:
+        LockNotTaken: the other run held it longer; the message names it.
+        ConnectionFailed: the warehouse cannot be reached.
+    """
+    entry = (warehouse_url, cycle)
+    with _held_guard:
+        if _held.get(entry):
+            _held[entry] += 1
+            reentered = True
+        else:
+            reentered = False
+    if reentered:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[entry] -= 1
+        return
+    key = _CYCLE_KEYS[cycle]
+    connection = _holding_connection(warehouse_url, "warehouse", f"{cycle} cycle")
+    try:
+        _wait_for(
+            lambda: _try_lock(connection, key),
+            lambda: _describe_holders(connection, [key]),
+            what=f"the {cycle} cycle lock of the warehouse {redact_url(warehouse_url)} (another totes run is in its cycle)",
+            wait_seconds=wait_seconds,
+            refusal=f"another totes {cycle} cycle is running on the warehouse {redact_url(warehouse_url)}",
+        )
+        with _held_guard:
+            _held[entry] = 1
+        try:
+            yield
+        finally:
+            with _held_guard:
+                del _held[entry]
+    finally:
+        _close(connection)
+
+
+def _close(connection: Connection) -> None:
+    """Close a lock connection: its locks go with it (on the server, with the session)."""
+    with suppress(DatabaseError):
+        connection.close()
+
+
+@contextmanager
+def database_slots_held_by_database(
+    url: str, *, purpose: str, wanted: int, slots: int, wait_seconds: float
+) -> Iterator[int]:
+    """Hold up to ``wanted`` of the ``slots`` connection slots of a database, as advisory locks on
+    that database; yield how many were taken (at least one, waited for if none is free)."""
+    connection = _holding_connection(url, purpose, "slots")
+    taken: list[int] = []
+
+    def take() -> bool:
+        for slot in range(slots):
+            if len(taken) >= wanted:
+                break
+            if _try_lock(connection, _FIRST_SLOT_KEY + slot):
+                taken.append(slot)
+        return bool(taken)
+
+    try:
+        try:
+            _wait_for(
+                take,
+                lambda: (
+                    f"all {slots} slots are "
+                    + _describe_holders(connection, [_FIRST_SLOT_KEY + s for s in range(slots)])
+                ),
+                what=f"a connection slot of the {purpose} {redact_url(url)} (TOTES_DATABASE_CONCURRENCY={slots})",
+                wait_seconds=wait_seconds,
+                refusal=f"no connection slot of the {purpose} {redact_url(url)} came free",
+            )
+        except DatabaseError as error:
+            msg = f"cannot take a connection slot of the {purpose} {redact_url(url)}: {database_error_reason(error)}"
+            raise LockNotTaken(msg) from error
+        yield len(taken)
+    finally:
+        _close(connection)

@@ -1,0 +1,130 @@
+"""One writer at a time, crash-proof: concurrent runs wait for each other's cycle lock, a killed run
+leaves nothing that wedges the next, and two writers can never both create one lake manifest."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from tasks.core.lake import Lake, LakeError, batch_sequence
+from tasks.core.postgres import connect
+
+
+def test_two_writers_of_one_manifest_on_s3_one_wins(s3_lake_url, monkeypatch):
+    """Eight writers PUT one manifest at the same moment: exactly one creates it (a check followed by
+    a PUT lets several through), the others are refused by S3 itself."""
+    outcomes: Counter[str] = Counter()
+    start = threading.Barrier(8)
+
+    def write(writer: int) -> None:
+        lake = Lake.from_url(s3_lake_url)
+        start.wait()
+        try:
+            lake.write_manifest("raw", "00000001-20240101T000000Z", {"writer": writer})
+            outcomes["created"] += 1
+        except LakeError:
+            outcomes["refused"] += 1
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == Counter(created=1, refused=7)
+
+
+def _raw_sequences(lake_url: str) -> list[int]:
+    lake = Lake.from_url(lake_url)
+    return [batch_sequence(batch) for batch in lake.list_batches("raw")]
+
+
+def test_two_runs_at_once_take_turns_and_the_warehouse_matches_the_source(pipeline, prefect_api):
+    """A schedule tick and a manual run at once: the second waits for the first's cycle lock (and
+    says so, naming the first), then runs; batches get distinct, consecutive sequence numbers.
+
+    The test holds the warehouse's load lock for a moment, so that the first run is still in its
+    cycle when the second starts (the order is made sure, not left to process start-up times)."""
+    pipeline.seed(scale=0.05)
+    pipeline.checkpoint()
+    env = {"PREFECT_API_URL": prefect_api}
+    with connect(pipeline.warehouse_url) as blocker:
+        with blocker.cursor() as cursor:
+            cursor.execute("select pg_advisory_lock(500086105459)")  # the load lock (tasks/core/sql)
+        blocker.commit()
+        first = pipeline.run_cli("run", env=env)
+        first_log = lines_until(first, "[list-pending-transforms-")  # then it loads: blocked
+        second = pipeline.run_cli("run", env=env)
+        second_log = lines_until(second, "Waiting for the etl cycle lock")
+    first_out = first.communicate(timeout=600)
+    second_out = second.communicate(timeout=600)
+    assert first.returncode == 0, first_out[1][-3000:]
+    assert second.returncode == 0, second_out[1][-3000:]
+    assert "held by totes etl cycle on" in second_log[-1]
+    assert "Waiting for" not in "".join(first_log) + first_out[1]
+    sequences = _raw_sequences(pipeline.lake_url)
+    assert sequences == list(range(1, len(sequences) + 1)), sequences
+    pipeline.assert_warehouse_matches_source()
+
+
+def lines_until(child: subprocess.Popen, trigger: str) -> list[str]:
+    """The child's log lines up to the first that contains ``trigger`` (fails if it never comes)."""
+    seen = []
+    for line in child.stderr:
+        seen.append(line)
+        if trigger in line:
+            return seen
+    child.wait(timeout=60)
+    pytest.fail(f"the run ended ({child.returncode}) without logging {trigger!r}:\n" + "".join(seen)[-3000:])
+
+
+@pytest.mark.parametrize("kill_after", ["[read-source-horizon-", "[migrate-warehouse-"])
+def test_a_killed_run_does_not_wedge_the_next_under_the_temporary_local_api(pipeline, tmp_path, kill_after):
+    """``totes run`` without PREFECT_API_URL (Prefect's temporary local API, as a new user runs it),
+    killed with SIGKILL while it holds the cycle lock and a database's connection slots: the next
+    run neither waits for the dead one nor hangs, and the warehouse converges."""
+    pipeline.seed(scale=0.02)
+    env = {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": None, "TOTES_DATABASE_CONCURRENCY": "1"}
+    child = pipeline.run_cli("run", env=env, start_new_session=True)
+    lines_until(child, kill_after)
+    time.sleep(0.2)
+    child.kill()  # the totes process alone, as the OOM killer would
+    child.wait(timeout=60)
+    # Its temporary Prefect server outlives it (and holds the log pipe): end that one too.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.communicate(timeout=60)
+    assert child.returncode == -9, "the run ended before it could be killed"
+
+    pipeline.checkpoint()
+    rerun = pipeline.run_cli("run", env=env)
+    try:
+        _, err = rerun.communicate(timeout=240)
+    except Exception:
+        rerun.kill()
+        raise
+    assert rerun.returncode == 0, err[-3000:]
+    assert "Waiting for" not in err
+    pipeline.assert_warehouse_matches_source()
+
+
+def test_a_run_that_cannot_get_the_lock_in_time_names_the_holder(pipeline, prefect_api, monkeypatch):
+    """With TOTES_LOCK_WAIT_SECONDS=0 a run that finds the cycle running exits with one clear line
+    naming who holds the lock, and touches nothing."""
+    from tasks.core.locks import cycle_lock
+
+    pipeline.seed(scale=0.02)
+    with cycle_lock(pipeline.warehouse_url, "etl", wait_seconds=0):
+        child = pipeline.run_cli("run", env={"PREFECT_API_URL": prefect_api, "TOTES_LOCK_WAIT_SECONDS": "0"})
+        _, err = child.communicate(timeout=300)
+    assert child.returncode != 0
+    assert "another totes etl cycle is running on the warehouse" in err
+    assert "held by totes etl cycle on" in err
+    assert "Traceback" not in err
+    assert Lake.from_url(pipeline.lake_url).list_batches("raw") == [], "nothing may be planned without the lock"
