@@ -62,6 +62,11 @@ class TotesSettings(BaseSettings):
     Attributes:
         source_url: ToteSys, the operational PostgreSQL database (``TOTES_SOURCE_URL``).
         warehouse_url: the star-schema PostgreSQL warehouse (``TOTES_WAREHOUSE_URL``).
+        source_primary_url: when ``source_url`` is a hot standby: a read-only connection to its
+            primary, where the in-flight horizon is read (``TOTES_SOURCE_PRIMARY_URL``). A standby
+            without it is refused.
+        replica_wait_seconds: how long a run waits for a standby source to replay up to the
+            primary's position at the horizon before it gives up, reading nothing.
         lake_url: a local folder, ``file://`` URL or ``s3://bucket/prefix`` (``TOTES_LAKE_URL``).
             S3-compatible endpoints come from the standard ``AWS_ENDPOINT_URL`` and credentials
             from the standard AWS variables.
@@ -103,6 +108,8 @@ class TotesSettings(BaseSettings):
 
     source_url: SecretStr | None = None
     warehouse_url: SecretStr | None = None
+    source_primary_url: SecretStr | None = None
+    replica_wait_seconds: float = Field(default=300.0, ge=0)
     lake_url: str = ".totes/lake"
     parquet_rows_per_file: int = Field(default=100_000, ge=1)
     watermark_safety_seconds: float = Field(default=1.0, ge=0)
@@ -130,6 +137,11 @@ class TotesSettings(BaseSettings):
     @classmethod
     def _sftp_is_sftp(cls, value: SecretStr | None) -> SecretStr | None:
         return _check_sftp_url(value)
+
+    @field_validator("source_primary_url")
+    @classmethod
+    def _primary_is_postgres(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_postgres_url(value, variable="TOTES_SOURCE_PRIMARY_URL")
 
     @field_validator("source_url")
     @classmethod
@@ -167,7 +179,7 @@ class TotesSettings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every password in the settings, to scrub from messages that leave the process."""
         found = []
-        for url in (self.source_url, self.warehouse_url, self.sftp_url):
+        for url in (self.source_url, self.source_primary_url, self.warehouse_url, self.sftp_url):
             if url is not None:
                 password = urlsplit(url.get_secret_value()).password
                 if password:

@@ -77,22 +77,27 @@ class Horizon:
     clock_at: datetime
     oldest_open_transaction_at: datetime | None
     has_hidden_sessions: bool = False
+    # A prepared (two-phase) transaction began at some unknown time before it was prepared.
+    oldest_prepared_transaction_at: datetime | None = None
 
     def to_json(self) -> Json:
         oldest = self.oldest_open_transaction_at
+        prepared = self.oldest_prepared_transaction_at
         return {
             "clock_at": self.clock_at.isoformat(),
             "oldest_open_transaction_at": oldest.isoformat() if oldest else None,
-        }
+        } | ({"oldest_prepared_transaction_at": prepared.isoformat()} if prepared else {})
 
     @classmethod
     def from_json(cls, data: Json | None) -> Horizon | None:
         if not data:
             return None
         oldest = data.get("oldest_open_transaction_at")
+        prepared = data.get("oldest_prepared_transaction_at")
         return cls(
             clock_at=datetime.fromisoformat(data["clock_at"]),
             oldest_open_transaction_at=datetime.fromisoformat(oldest) if oldest else None,
+            oldest_prepared_transaction_at=datetime.fromisoformat(prepared) if prepared else None,
         )
 
 

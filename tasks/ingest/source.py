@@ -3,7 +3,9 @@ one table as a stream of record batches, and the key summaries of the delete che
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
@@ -27,14 +29,53 @@ def read_source_columns(connection: Connection) -> dict[str, dict[str, str]]:
     return found
 
 
-def read_source_horizon(connection: Connection) -> Horizon:
-    """The source's clock and the start of its oldest open transaction, read before any data."""
-    ((clock_at, oldest_open, has_hidden),) = fetch_rows(connection, INGEST_SQL.read("read_source_horizon"))
-    return Horizon(
+class SourceIsStandby(RuntimeError):
+    """The source is a standby and totes cannot take a safe horizon from its primary."""
+
+
+@dataclass(frozen=True)
+class HorizonReading:
+    """The horizon as one server saw it, and what kind of server it is."""
+
+    horizon: Horizon
+    is_standby: bool
+    wal_position: str | None  # the primary's WAL insert position when it was read
+
+
+def read_source_horizon(connection: Connection) -> HorizonReading:
+    """The server's clock, its oldest open and prepared transactions, read before any data."""
+    ((clock_at, oldest_open, has_hidden, oldest_prepared, is_standby, wal_position),) = fetch_rows(
+        connection, INGEST_SQL.read("read_source_horizon")
+    )
+    horizon = Horizon(
         clock_at=_naive(clock_at),
         oldest_open_transaction_at=_naive(oldest_open) if oldest_open else None,
         has_hidden_sessions=bool(has_hidden),
+        oldest_prepared_transaction_at=_naive(oldest_prepared) if oldest_prepared else None,
     )
+    return HorizonReading(horizon=horizon, is_standby=bool(is_standby), wal_position=wal_position)
+
+
+def wait_for_replay(standby: Connection, wal_position: str, *, wait_seconds: float) -> float:
+    """Wait until the standby has replayed the primary's WAL up to ``wal_position`` (then it shows
+    every transaction the primary had committed); return the seconds waited.
+
+    Raises:
+        SourceIsStandby: replay did not get there within ``wait_seconds``.
+    """
+    started = time.monotonic()
+    while True:
+        ((has_replayed, replayed),) = fetch_rows(standby, INGEST_SQL.read("read_replay_position"), (wal_position,))
+        waited = time.monotonic() - started
+        if has_replayed:
+            return waited
+        if waited >= wait_seconds:
+            msg = (
+                f"the source standby has replayed the primary's WAL only to {replayed}, short of {wal_position} "
+                f"after {waited:.0f} s: reading it now would miss committed rows; nothing was read"
+            )
+            raise SourceIsStandby(msg)
+        time.sleep(0.2)
 
 
 def stream_delta(

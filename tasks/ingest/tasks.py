@@ -20,22 +20,25 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.core.lake import RAW, Lake, batch_sequence, new_batch_id
 from tasks.core.manifests import FileSet, Horizon, RawManifest, RawTableEntry
-from tasks.core.postgres import DatabaseError, connect, database_error_reason
+from tasks.core.postgres import Connection, DatabaseError, connect, database_error_reason
 from tasks.core.reports import RunSummary
 from tasks.core.retries import RETRY_POLICY
 from tasks.ingest.delta import drop_known_versions, raw_quarantine_name, set_aside_unstamped, versions_since
 from tasks.ingest.drift import SchemaDrift, schema_drift
 from tasks.ingest.known_keys import check_deletes
 from tasks.ingest.source import (
+    HorizonReading,
+    SourceIsStandby,
     SourceReadFailed,
     read_source_columns,
     read_source_horizon,
     read_unstamped_rows,
     stream_delta,
+    wait_for_replay,
 )
 from tasks.ingest.watermark import complete_before, next_watermark
 from tasks.schema import SOURCE_TABLES, unreadable_rows_schema
-from tasks.settings import load_settings, redact_url
+from tasks.settings import TotesSettings, load_settings, redact_url
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,12 @@ def plan_ingest_batch() -> IngestPlan:
 def read_horizon() -> Horizon:
     """Read the source's in-flight horizon, before any data is read."""
     settings = load_settings()
-    with connect(settings.require_source_url(), purpose="source database") as connection:
-        horizon = read_source_horizon(connection)
     logger = get_run_logger()
+    with connect(settings.require_source_url(), purpose="source database") as connection:
+        reading = read_source_horizon(connection)
+        if reading.is_standby:
+            reading = _read_horizon_from_primary(settings, connection)
+    horizon = reading.horizon
     if horizon.has_hidden_sessions:
         logger.warning(
             "The source role cannot see other sessions in pg_stat_activity; watermarks lag %.0f s "
@@ -86,6 +92,37 @@ def read_horizon() -> Horizon:
         horizon.oldest_open_transaction_at or "none",
     )
     return horizon
+
+
+def _read_horizon_from_primary(settings: TotesSettings, standby: Connection) -> HorizonReading:
+    """A standby's pg_stat_activity cannot see transactions open on the primary, and its clock runs
+    ahead of what it has replayed: take the horizon from the primary, then let the standby replay
+    past the primary's WAL position at that moment before any data is read from it.
+
+    Raises:
+        SourceIsStandby: no primary connection is configured, it is a standby too, or replay lags
+            longer than TOTES_REPLICA_WAIT_SECONDS.
+    """
+    if settings.source_primary_url is None:
+        msg = (
+            "the source database is a standby (pg_is_in_recovery() is true): its pg_stat_activity cannot see "
+            "transactions open on the primary, and its replay may lag, so reading it alone would lose rows. "
+            "Set TOTES_SOURCE_PRIMARY_URL to a (read-only) connection to the primary, or point TOTES_SOURCE_URL "
+            "at the primary; nothing was read"
+        )
+        raise SourceIsStandby(msg)
+    with connect(settings.source_primary_url.get_secret_value(), purpose="source's primary database") as primary:
+        reading = read_source_horizon(primary)
+    if reading.is_standby or reading.wal_position is None:
+        msg = "TOTES_SOURCE_PRIMARY_URL points at a standby too, not at the primary; nothing was read"
+        raise SourceIsStandby(msg)
+    waited = wait_for_replay(standby, reading.wal_position, wait_seconds=settings.replica_wait_seconds)
+    get_run_logger().info(
+        "The source is a standby: horizon taken from the primary at WAL %s; the standby replayed past it in %.1f s",
+        reading.wal_position,
+        waited,
+    )
+    return reading
 
 
 @task(name="check-source-schema", cache_policy=NO_CACHE, **RETRY_POLICY)

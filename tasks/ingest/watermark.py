@@ -18,13 +18,17 @@ def complete_before(horizon: Horizon, *, fallback_lag_seconds: float) -> datetim
     """Every source change stamped before this time was committed when the run read the source.
 
     When the source role cannot see other sessions' transactions, a fixed lag behind the clock
-    stands in for the oldest open transaction.
+    stands in for the oldest open transaction; a prepared transaction, whose start the server no
+    longer knows, is taken to have begun that same lag before it was prepared.
     """
+    lag = timedelta(seconds=fallback_lag_seconds)
     bound = horizon.clock_at
     if horizon.has_hidden_sessions:
-        bound -= timedelta(seconds=fallback_lag_seconds)
+        bound -= lag
     if horizon.oldest_open_transaction_at is not None:
         bound = min(bound, horizon.oldest_open_transaction_at)
+    if horizon.oldest_prepared_transaction_at is not None:
+        bound = min(bound, horizon.oldest_prepared_transaction_at - lag)
     return bound
 
 

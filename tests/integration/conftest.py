@@ -21,6 +21,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -29,7 +30,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tasks.core.postgres import connect
+from tasks.core.postgres import Connection, connect
 from tasks.schema import DIMENSION_TABLES, FACT_TABLES, STAR_TABLES, quote_ident
 
 EXPECTED = Path(__file__).with_name("expected")
@@ -63,6 +64,36 @@ def warehouse_query(table: str) -> str:
     columns = ", ".join(quote_ident(c) for c in STAR_TABLES[table].columns)
     undeleted = " where _deleted_at is null" if table in DIMENSION_TABLES and table != "dim_date" else ""
     return f"select {columns} from {quote_ident(table)}{undeleted}"
+
+
+# A sales order that a late writer inserts, stamped with its transaction's start (now()).
+LATE_UNITS = 77777
+_LATE_ORDER = (
+    "insert into sales_order (design_id, staff_id, counterparty_id, units_sold, unit_price, "
+    "currency_id, agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id, "
+    "created_at, last_updated) "
+    f"values (1, 1, 1, {LATE_UNITS}, 3.33, 1, '2024-03-01', '2024-03-02', 1, "
+    "(now() at time zone 'UTC'), (now() at time zone 'UTC'))"
+)
+
+
+@contextmanager
+def late_writer(source_url: str, *, stamped_seconds_ago: float = 2.0) -> Iterator[Connection]:
+    """A writer that has begun a transaction, inserted a sales order stamped with its start, and not
+    committed yet (the block commits it); ``stamped_seconds_ago`` puts the stamp well behind the
+    clock, past the watermark's 1 s safety margin."""
+    writer = connect(source_url)
+    try:
+        with writer.cursor() as cursor:
+            cursor.execute(_LATE_ORDER)
+        time.sleep(stamped_seconds_ago)
+        yield writer
+    finally:
+        writer.close()
+
+
+def late_orders_loaded(warehouse_url: str) -> object:
+    return scalar(warehouse_url, f"select count(*) from fact_sales_order where units_sold = {LATE_UNITS}")
 
 
 class Pipeline:

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from tasks.core.lake import RAW, STAR, Lake
-from tests.integration.conftest import execute, scalar
+from tests.integration.conftest import execute, late_orders_loaded, late_writer, scalar
 
 
 def lake_objects(pipeline) -> list[str]:
@@ -104,31 +104,18 @@ def test_transaction_committing_after_a_run_with_an_older_stamp_arrives(pipeline
     Meanwhile newer rows commit and are ingested, so a watermark taken from max(last_updated) would
     already be past the late row when it becomes visible.
     """
-    from tasks.core.postgres import connect
-
     pipeline.seed(scale=0.02)
     pipeline.run()
 
-    late_writer = connect(pipeline.source_url)
-    with late_writer.cursor() as cursor:
-        cursor.execute(
-            "insert into sales_order (design_id, staff_id, counterparty_id, units_sold, unit_price, "
-            "currency_id, agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id, "
-            "created_at, last_updated) "
-            "values (1, 1, 1, 77777, 3.33, 1, '2024-03-01', '2024-03-02', 1, "
-            "(now() at time zone 'UTC'), (now() at time zone 'UTC'))"
-        )
-    try:
+    with late_writer(pipeline.source_url) as writer:
         pipeline.churn(orders=5)  # newer rows, committed while the late writer is still open
         pipeline.run()
-        assert scalar(pipeline.warehouse_url, "select count(*) from fact_sales_order where units_sold = 77777") == 0
-        late_writer.commit()
-    finally:
-        late_writer.close()
+        assert late_orders_loaded(pipeline.warehouse_url) == 0
+        writer.commit()
 
     pipeline.run()
 
-    assert scalar(pipeline.warehouse_url, "select count(*) from fact_sales_order where units_sold = 77777") == 1
+    assert late_orders_loaded(pipeline.warehouse_url) == 1
     pipeline.assert_warehouse_matches_source()
 
 

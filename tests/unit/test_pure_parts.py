@@ -40,6 +40,16 @@ class TestNextWatermark:
             == started
         )
 
+    def test_a_prepared_transaction_holds_the_watermark_a_fixed_lag_before_its_preparation(self):
+        prepared = NOW - timedelta(minutes=2)
+        horizon = manifests.Horizon(
+            clock_at=NOW, oldest_open_transaction_at=None, oldest_prepared_transaction_at=prepared
+        )
+        assert watermark.next_watermark(
+            datetime(2024, 1, 1), horizon, safety_seconds=0, fallback_lag_seconds=600
+        ) == prepared - timedelta(seconds=600)
+        assert manifests.Horizon.from_json(horizon.to_json()) == horizon
+
     def test_hidden_sessions_fall_back_to_a_fixed_lag(self):
         assert watermark.next_watermark(
             datetime(2024, 1, 1), self.horizon(hidden=True), safety_seconds=0, fallback_lag_seconds=600
