@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -126,6 +127,56 @@ def drop_known_versions(
     )
     fresh = pl.DataFrame(rows).join(known_frame, on=[key, "last_updated"], how="anti")
     return fresh.to_arrow().cast(rows.schema) if fresh.height else rows.slice(0, 0)
+
+
+def shared_versions(keys: np.ndarray, stamps: np.ndarray) -> np.ndarray:
+    """Positions, in read order, of the rows whose (key, ``last_updated``) another row of the same
+    read has too: exact repeats, or different rows under one version, which a source without a
+    primary key can hold. Empty (after one sort of the keys) when every key is read once. Pure."""
+    if keys.size < 2:
+        return np.empty(0, np.int64)
+    sorted_keys = np.sort(keys)
+    if not (sorted_keys[1:] == sorted_keys[:-1]).any():
+        return np.empty(0, np.int64)
+    order = np.lexsort((stamps, keys))  # by key, then stamp
+    ordered_keys, ordered_stamps = keys[order], stamps[order]
+    same = (ordered_keys[1:] == ordered_keys[:-1]) & (ordered_stamps[1:] == ordered_stamps[:-1])
+    shared = np.zeros(keys.size, dtype=bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    return np.sort(order[shared]).astype(np.int64)
+
+
+def split_shared_versions(rows: pa.Table, positions: np.ndarray, table: Table) -> tuple[np.ndarray, pa.Table | None]:
+    """Decide what to do with rows that share a version (``rows``, read at ``positions``), as the
+    transform does within one file, but across the whole batch. Pure.
+
+    Returns the positions to leave out of the raw zone and the rows to quarantine (None if none):
+    an exact repeat is kept once (its later copies left out); different rows under one version are
+    all quarantined, as ``N different rows share <key> K and last_updated T``: which is true cannot
+    be told."""
+    (key,) = table.key
+    version = [key, "last_updated"]
+    frame = pl.DataFrame(rows).with_columns(pl.Series("_position", positions))
+    distinct = frame.unique(subset=table.columns, keep="first", maintain_order=True)
+    distinct = distinct.with_columns(pl.len().over(version).alias("_contents"))
+    conflicting = distinct.filter(pl.col("_contents") > 1)
+    kept_once = distinct.filter(pl.col("_contents") == 1)["_position"].to_numpy()
+    leave_out = np.setdiff1d(positions, kept_once)
+    if conflicting.height == 0:
+        return leave_out, None
+    reasons = conflicting.select(
+        pl.format(
+            "{} different rows share {} {} and last_updated {}",
+            pl.col("_contents"),
+            pl.lit(key),
+            pl.col(key),
+            pl.col("last_updated"),
+        ).alias("_reason")
+    )
+    # The quarantined rows as read (Arrow, exact money), found by their position among ``rows``.
+    picked = rows.take(pa.array(np.searchsorted(positions, conflicting["_position"].to_numpy())))
+    return leave_out, picked.append_column("_reason", reasons.to_series().to_arrow().cast(pa.string()))
 
 
 def versions_since(batch: pa.RecordBatch | pa.Table, table: Table, since: datetime) -> set[tuple[int, datetime]]:

@@ -15,6 +15,7 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -23,7 +24,14 @@ from tasks.core.manifests import FileSet, Horizon, RawManifest, RawTableEntry
 from tasks.core.postgres import Connection, DatabaseError, connect, database_error_reason
 from tasks.core.reports import RunSummary
 from tasks.core.retries import RETRY_POLICY
-from tasks.ingest.delta import drop_known_versions, raw_quarantine_name, set_aside_unstamped, versions_since
+from tasks.ingest.delta import (
+    drop_known_versions,
+    raw_quarantine_name,
+    set_aside_unstamped,
+    shared_versions,
+    split_shared_versions,
+    versions_since,
+)
 from tasks.ingest.drift import SchemaDrift, schema_drift
 from tasks.ingest.known_keys import check_deletes
 from tasks.ingest.source import (
@@ -37,7 +45,7 @@ from tasks.ingest.source import (
     wait_for_replay,
 )
 from tasks.ingest.watermark import complete_before, next_watermark
-from tasks.schema import SOURCE_TABLES, unreadable_rows_schema
+from tasks.schema import SOURCE_TABLES, Table, unreadable_rows_schema
 from tasks.settings import TotesSettings, load_settings, redact_url
 
 
@@ -160,6 +168,10 @@ class _DeltaStream:
         self.overlap: set[tuple[int, datetime]] = set()
         self.unfit: list[pa.Table] = []
         self.seen_keys: list[np.ndarray] = []
+        # (key, last_updated) of each row written, in order: a source without a primary key can
+        # hold one version twice, which no later stage could load.
+        self.written_keys: list[np.ndarray] = []
+        self.written_stamps: list[np.ndarray] = []
 
     def fresh(
         self, stream: Iterator[tuple[pa.RecordBatch, pa.Table | None]], table_name: str
@@ -175,7 +187,12 @@ class _DeltaStream:
             # A copy: the driver's batch is one allocation, and a column kept by reference would
             # keep every column of every batch alive (the whole table, in memory, on a full load).
             self.seen_keys.append(np.array(batch.column(self.key).to_numpy(zero_copy_only=False), copy=True))
-            yield from drop_known_versions(batch, table, self.previous.overlap_keys).to_batches()
+            fresh = drop_known_versions(batch, table, self.previous.overlap_keys)
+            self.written_keys.append(np.array(fresh.column(self.key).to_numpy(), copy=True))
+            self.written_stamps.append(
+                np.array(pc.cast(fresh.column("last_updated"), pa.int64()).to_numpy(), copy=True)
+            )
+            yield from fresh.to_batches()
 
     def seen(self) -> pl.Series:
         return pl.Series(self.key, np.concatenate(self.seen_keys) if self.seen_keys else [], pl.Int32)
@@ -183,6 +200,39 @@ class _DeltaStream:
     def rejected(self) -> pa.Table | None:
         rejected = pa.concat_tables(self.unfit) if self.unfit else None
         return rejected if rejected is not None and rejected.num_rows else None
+
+    def shared(self) -> np.ndarray:
+        """Positions of the written rows that share their version with another (usually none)."""
+        if not self.written_keys:
+            return np.empty(0, np.int64)
+        return shared_versions(np.concatenate(self.written_keys), np.concatenate(self.written_stamps))
+
+
+def _resolve_shared_versions(
+    lake: Lake, table: Table, batch_id: str, files: list[str], shared: np.ndarray, *, rows_per_file: int
+) -> tuple[list[str], int, pa.Table | None]:
+    """Rewrite a table's new raw files without repeated and conflicting versions (see
+    :func:`split_shared_versions`); return the new files, their rows and the rows quarantined. The
+    first files are never named by a manifest, so every reader ignores them."""
+
+    def rows_at(wanted: np.ndarray) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        offset = 0
+        for batch in lake.iter_batches(files, table.schema):
+            hit = np.isin(np.arange(offset, offset + batch.num_rows), wanted)
+            offset += batch.num_rows
+            yield batch, hit
+
+    members = pa.Table.from_batches([batch.filter(pa.array(hit)) for batch, hit in rows_at(shared)], table.schema)
+    leave_out, quarantined = split_shared_versions(members, shared, table)
+    new_files, rows = lake.write_batches(
+        RAW,
+        table.name,
+        batch_id,
+        table.schema,
+        (batch.filter(pa.array(~hit)) for batch, hit in rows_at(leave_out)),
+        rows_per_file=rows_per_file,
+    )
+    return new_files, rows, quarantined
 
 
 @task(
@@ -208,6 +258,7 @@ def extract_table_delta(
     )
     (key,) = table.key
     delta = _DeltaStream(state, next_mark, key)
+    repeated: pa.Table | None = None
     logger = get_run_logger()
     source_url = settings.require_source_url()
     with connect(source_url, purpose="source database") as connection:
@@ -220,6 +271,20 @@ def extract_table_delta(
                 delta.fresh(stream_delta(connection, table, state.watermark), table_name),
                 rows_per_file=settings.parquet_rows_per_file,
             )
+            shared = delta.shared()
+            if shared.size:
+                read_rows = rows
+                files, rows, repeated = _resolve_shared_versions(
+                    lake, table, batch_id, files, shared, rows_per_file=settings.parquet_rows_per_file
+                )
+                logger.warning(
+                    "%s: %d row(s) share their (%s, last_updated) with another row of this read (the source does "
+                    "not enforce its primary key): exact repeats kept once, different rows quarantined; %d left out",
+                    table_name,
+                    shared.size,
+                    key,
+                    read_rows - rows,
+                )
             deletes = check_deletes(
                 connection,
                 lake,
@@ -249,7 +314,7 @@ def extract_table_delta(
             key,
             ", ".join(str(k) for k in unstamped.column(key).to_pylist()[:5]),
         )
-    rejected = _unreadable([t for t in (delta.rejected(), unstamped) if t is not None], table_name)
+    rejected = _unreadable([t for t in (delta.rejected(), unstamped, repeated) if t is not None], table_name)
     unreadable = None
     if rejected is not None:
         # Kept in the raw zone beside the batch: the transform reports them with the other rejects.

@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from pydantic import ValidationError
@@ -362,3 +363,30 @@ def test_rows_without_last_updated_are_set_aside_once_with_their_reason():
     assert again is None and keys == {7, 8}
     later, keys = delta.set_aside_unstamped(rows.slice(1), table, frozenset({7, 8}))
     assert later is None and keys == {8}  # 7 was stamped: the delta reads it now
+
+
+def test_shared_versions_are_every_read_of_a_key_and_stamp_read_more_than_once():
+    keys = np.array([5, 1, 5, 2, 5, 1], dtype=np.int32)
+    stamps = np.array([10, 10, 10, 10, 11, 10], dtype=np.int64)
+    # key 5 at 10 read at 0 and 2, key 1 at 10 at 1 and 5; key 5 at 11 is another version.
+    assert delta.shared_versions(keys, stamps).tolist() == [0, 1, 2, 5]
+    assert delta.shared_versions(np.array([3, 1, 2], dtype=np.int32), np.array([1, 1, 1])).tolist() == []
+    assert delta.shared_versions(np.array([], dtype=np.int32), np.array([], dtype=np.int64)).tolist() == []
+
+
+def test_exact_repeats_are_kept_once_and_different_rows_under_one_version_are_all_quarantined():
+    table = SOURCE_TABLES["currency"]
+    stamp = datetime(2024, 1, 1)
+    rows = pa.Table.from_pylist(
+        [
+            {"currency_id": 1, "currency_code": "GBP", "created_at": stamp, "last_updated": stamp},
+            {"currency_id": 2, "currency_code": "USD", "created_at": stamp, "last_updated": stamp},
+            {"currency_id": 1, "currency_code": "GBP", "created_at": stamp, "last_updated": stamp},
+            {"currency_id": 2, "currency_code": "EUR", "created_at": stamp, "last_updated": stamp},
+        ],
+        schema=table.schema,
+    )
+    leave_out, quarantined = delta.split_shared_versions(rows, np.array([3, 4, 8, 9]), table)
+    assert leave_out.tolist() == [4, 8, 9]  # the repeat of currency 1, and both rows of currency 2
+    assert quarantined.column("currency_code").to_pylist() == ["USD", "EUR"]
+    assert quarantined.column("_reason").to_pylist()[0].startswith("2 different rows share currency_id 2 and")
