@@ -109,7 +109,7 @@ def _warehouse_slot(settings: TotesSettings) -> AbstractContextManager[int]:
     """One connection slot of the warehouse, for the stage that loads it."""
     return database_slots(
         settings.require_warehouse_url(),
-        purpose="warehouse",
+        purpose="warehouse database",
         wanted=1,
         default_slots=settings.database_concurrency,
         wait_seconds=settings.lock_wait_seconds,

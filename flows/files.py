@@ -50,7 +50,7 @@ def totesys_files(feeds: list[str] | None = None) -> FeedsSummary:
                 staged = stage_feed(name, fetched.latest)
                 with database_slots(
                     warehouse_url,
-                    purpose="warehouse",
+                    purpose="warehouse database",
                     wanted=1,
                     default_slots=settings.database_concurrency,
                     wait_seconds=settings.lock_wait_seconds,

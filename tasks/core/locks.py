@@ -160,7 +160,7 @@ def cycle_lock(warehouse_url: str, cycle: Cycle, *, wait_seconds: float) -> Iter
                 _held[entry] -= 1
         return
     key = _CYCLE_KEYS[cycle]
-    connection = _holding_connection(warehouse_url, "warehouse", f"{cycle} cycle")
+    connection = _holding_connection(warehouse_url, "warehouse database", f"{cycle} cycle")
     try:
         _wait_for(
             lambda: _try_lock(connection, key),

@@ -25,6 +25,14 @@ def delta_query(table: Table, since: datetime) -> str:
     )
 
 
+def range_query(table: Table) -> str:
+    """The SELECT of one source table's stamped rows with a key in [$1, $2)."""
+    (key,) = table.key
+    return INGEST_SQL.read("select_rows_in_range").format(
+        table=quote_ident(table.name), key=quote_ident(key), columns=_select_list(table)
+    )
+
+
 def unstamped_query(table: Table) -> str:
     """The SELECT of one source table's rows whose ``last_updated`` is NULL (as the delta reads)."""
     return INGEST_SQL.read("select_unstamped_rows").format(table=quote_ident(table.name), columns=_select_list(table))

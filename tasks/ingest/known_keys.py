@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tasks.core.lake import RAW, Lake
 from tasks.core.manifests import FileSet, RawTableEntry
@@ -20,7 +22,7 @@ from tasks.ingest.deletes import (
     differing_buckets,
     key_buckets,
 )
-from tasks.ingest.source import read_source_buckets, read_source_keys
+from tasks.ingest.source import read_rows_in_range, read_source_buckets, read_source_keys
 from tasks.schema import TIMESTAMP, Table, deleted_marks_schema
 
 
@@ -75,6 +77,10 @@ class DeleteCheck:
     key_summary: list[str] | None = None
     key_width: int | None = None
     deleted: FileSet | None = None
+    # Rows of keys the source holds and the lake did not know, read by range (None if none), and
+    # those of them that could not be read exactly.
+    arrived: pa.Table | None = None
+    arrived_unfit: pa.Table | None = None
 
 
 def check_deletes(
@@ -105,11 +111,29 @@ def check_deletes(
         new = new.filter(~new.is_in(known.keys().implode()))
     summary = combine_buckets(known.summary, key_buckets(new, width), sign=1)
     gone = []
+    arrived: list[pa.Table] = []
+    unfit: list[pa.Table] = []
     for bucket in differing_buckets(read_source_buckets(connection, table, width), summary):
         low, high = bucket * width, (bucket + 1) * width
         candidates = pl.concat([known.keys(), new]).cast(pl.Int64)
         candidates = candidates.filter((candidates >= low) & (candidates < high))
-        gone.append(candidates.filter(~candidates.is_in(read_source_keys(connection, table, low, high).implode())))
+        in_source = read_source_keys(connection, table, low, high)
+        gone.append(candidates.filter(~candidates.is_in(in_source.implode())))
+        if in_source.filter(~in_source.is_in(candidates.implode())).len():
+            unknown = in_source.filter(~in_source.is_in(candidates.implode()))
+            for rows, rejected in read_rows_in_range(connection, table, low, high):
+                rows_table = pa.Table.from_batches([rows])
+                arrived.append(rows_table.filter(pc.is_in(rows_table.column(key), unknown.cast(pl.Int32).to_arrow())))
+                if rejected is not None:
+                    unfit.append(rejected.filter(pc.is_in(rejected.column(key), unknown.cast(pl.Int32).to_arrow())))
+    arrived_rows = pa.concat_tables(arrived) if arrived else None
+    unfit_rows = pa.concat_tables(unfit) if unfit else None
+    # Unfit rows' keys count as known too, as the delta's do: they are reported once, not every run.
+    came_tables = [t for t in (arrived_rows, unfit_rows) if t is not None and t.num_rows]
+    if came_tables:
+        came = pl.Series(key, np.concatenate([t.column(key).to_numpy() for t in came_tables]), pl.Int32)
+        summary = combine_buckets(summary, key_buckets(came, width), sign=1)
+        new = pl.concat([new, came])
     deleted = pl.concat(gone).cast(pl.Int32).sort() if gone else pl.Series(key, [], pl.Int32)
     key_files = known.files
     summary_files = previous.key_summary if previous else None
@@ -127,4 +151,11 @@ def check_deletes(
         key_files = lake.write_table(RAW, f"_keys_{table.name}", batch_id, pa.table({key: keys.to_arrow()}))
         summary_table = summary.to_arrow().cast(bucket_schema())
         summary_files = lake.write_table(RAW, f"_key_summary_{table.name}", batch_id, summary_table)
-    return DeleteCheck(keys=key_files, key_summary=summary_files, key_width=width, deleted=deleted_files)
+    return DeleteCheck(
+        keys=key_files,
+        key_summary=summary_files,
+        key_width=width,
+        deleted=deleted_files,
+        arrived=arrived_rows if arrived_rows is not None and arrived_rows.num_rows else None,
+        arrived_unfit=unfit_rows if unfit_rows is not None and unfit_rows.num_rows else None,
+    )

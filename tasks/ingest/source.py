@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from tasks.core.manifests import Horizon
 from tasks.core.postgres import Connection, fetch_arrow, fetch_rows, read_transaction
-from tasks.ingest.delta import INGEST_SQL, conform_batch, delta_query, unstamped_query
+from tasks.ingest.delta import INGEST_SQL, conform_batch, delta_query, range_query, unstamped_query
 from tasks.schema import Table, quote_ident
 
 
@@ -87,6 +87,14 @@ def stream_delta(
         cursor.execute(delta_query(table, since))
         for batch in cursor.fetch_record_batch():
             yield conform_batch(batch, table)
+
+
+def read_rows_in_range(
+    connection: Connection, table: Table, low: int, high: int
+) -> Iterator[tuple[pa.RecordBatch, pa.Table | None]]:
+    """The stamped rows of ``table`` with a key in [low, high), conformed as the delta's are."""
+    for batch in fetch_arrow(connection, range_query(table), (low, high)).to_batches():
+        yield conform_batch(batch, table)
 
 
 def read_unstamped_rows(connection: Connection, table: Table) -> pa.Table:

@@ -306,6 +306,19 @@ def extract_table_delta(
             raise SourceReadFailed(msg) from error
     if deletes.deleted:
         logger.info("%s: %d row(s) deleted in the source since the last check", table_name, deletes.deleted.rows)
+    if deletes.arrived is not None:
+        # Rows no delta could read (stamped before the watermark): versions of this batch too.
+        files += lake.write_table(RAW, table_name, batch_id, deletes.arrived)
+        rows += deletes.arrived.num_rows
+        delta.overlap.update(versions_since(deletes.arrived, table, next_mark))
+        logger.warning(
+            "%s: %d row(s) the source holds and the lake did not, stamped before the watermark (restored, "
+            "imported or inserted again): read by key (%s %s)",
+            table_name,
+            deletes.arrived.num_rows,
+            key,
+            ", ".join(str(k) for k in deletes.arrived.column(key).to_pylist()[:5]),
+        )
     if unstamped is not None:
         logger.warning(
             "%s: %d row(s) have no last_updated and are quarantined until the source stamps them (%s %s)",
@@ -314,7 +327,9 @@ def extract_table_delta(
             key,
             ", ".join(str(k) for k in unstamped.column(key).to_pylist()[:5]),
         )
-    rejected = _unreadable([t for t in (delta.rejected(), unstamped, repeated) if t is not None], table_name)
+    rejected = _unreadable(
+        [t for t in (delta.rejected(), unstamped, repeated, deletes.arrived_unfit) if t is not None], table_name
+    )
     unreadable = None
     if rejected is not None:
         # Kept in the raw zone beside the batch: the transform reports them with the other rejects.

@@ -31,10 +31,10 @@ def merge_statement(table: str) -> str:
         "staging": quote_ident(staging_name(table)),
         "columns": ", ".join(columns),
         "key": ", ".join(quote_ident(k) for k in spec.key),
+        "excluded_columns": ", ".join(f"excluded.{c}" for c in columns),
+        "target_columns": ", ".join(f"target.{c}" for c in columns),
     }
     if table in DIMENSION_TABLES:
-        fields["excluded_columns"] = ", ".join(f"excluded.{c}" for c in columns)
-        fields["target_columns"] = ", ".join(f"target.{c}" for c in columns)
         return LOAD_SQL.read("upsert_dimension").format(**fields)
     return LOAD_SQL.read("insert_new_fact_versions").format(**fields)
 

@@ -117,6 +117,46 @@ def test_hard_deletes_are_marked_never_removed_and_a_key_that_returns_is_current
     assert pipeline.snapshot() == before
 
 
+def test_rows_arriving_with_old_stamps_are_read_and_a_deleted_row_inserted_again_is_current(pipeline, monkeypatch):
+    """Rows no delta can read, because they are stamped before the watermark: a historical import (a
+    design and an order with 2022 stamps), and a cancelled order inserted again with its original
+    stamps (a restore). The key-range check finds keys the source holds and the lake does not, and
+    reads them; the order inserted again is current, no longer marked deleted."""
+    monkeypatch.setenv("TOTES_DELETE_CHECK_BUCKET_KEYS", "50")
+    pipeline.seed(scale=0.02)
+    pipeline.run()
+    url = pipeline.warehouse_url
+    order = scalar(pipeline.source_url, "select min(sales_order_id) from sales_order")
+    execute(
+        pipeline.source_url,
+        "set session_replication_role = replica",  # a real ToteSys has no foreign keys
+        f"create table saved_order as select * from sales_order where sales_order_id = {order}",
+        f"delete from sales_order where sales_order_id = {order}",
+    )
+    pipeline.run()
+    assert scalar(url, LATEST_VERSION_IS_MARKED, order) is True
+
+    execute(
+        pipeline.source_url,
+        "set session_replication_role = replica",
+        "insert into sales_order select * from saved_order",
+        "drop table saved_order",
+        "insert into design (design_id, design_name, file_location, file_name, created_at, last_updated) "
+        "values (9001, 'Imported', '/designs', 'imported.jpg', '2022-01-01 10:00', '2022-01-01 10:00')",
+        "insert into sales_order (sales_order_id, design_id, staff_id, counterparty_id, units_sold, unit_price, "
+        "currency_id, agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id, created_at, last_updated) "
+        "select 9001, 9001, staff_id, counterparty_id, 12, 3.50, currency_id, agreed_delivery_date, "
+        "agreed_payment_date, agreed_delivery_location_id, '2022-01-01 10:00', '2022-01-01 10:00' "
+        f"from sales_order where sales_order_id = {order}",
+    )
+    summary = pipeline.run()
+    assert summary.ingested.get("sales_order") == 2 and summary.ingested.get("design") == 1, summary.ingested
+    assert scalar(url, LATEST_VERSION_IS_MARKED, order) is False, "the order inserted again is still marked deleted"
+    assert scalar(url, "select design_name from dim_design where design_id = 9001") == "Imported"
+    assert scalar(url, "select count(*) from current_fact_sales_order where sales_order_id in ($1, 9001)", order) == 2
+    pipeline.assert_warehouse_matches_source()
+
+
 def test_the_source_and_the_lake_summarise_equal_key_sets_identically(databases):
     """select_key_buckets.sql and key_buckets agree on every range of a real table (otherwise every
     run would read every key: correct, but not cheap)."""
