@@ -25,7 +25,6 @@ from tasks.transform.builders import (
     build_row_wise,
     describe_rejections,
     empty_source_frame,
-    latest_versions,
     referenced_date_range,
     split_invalid_rows,
     split_orphans,
@@ -184,11 +183,21 @@ def build_batch(frames: BatchFrames, carried: CarriedState) -> Generator[BatchPa
 def _join_history(
     carried: CarriedState, small: dict[str, pl.DataFrame], deleted_keys: dict[str, pl.Series]
 ) -> dict[str, pl.DataFrame]:
-    """The latest row of each key of the join-state tables after this batch."""
+    """The latest row of each key of the join-state tables after this batch: the one read last (this
+    batch's before the carried state, then by ``last_updated``). A writer whose transaction began
+    earlier and committed later stamps a newer value with an older time (``now()`` is its start):
+    the larger stamp is not the newer row."""
     history = {}
     for name in JOIN_STATE_TABLES:
         key = SOURCE_TABLES[name].key[0]
-        history[name] = latest_versions(pl.concat([carried.rows(name), small[name]]), key)
+        observed = pl.concat(
+            [carried.rows(name).with_columns(_observed=pl.lit(0)), small[name].with_columns(_observed=pl.lit(1))]
+        )
+        history[name] = (
+            observed.sort([key, "_observed", "last_updated"])
+            .unique(subset=[key], keep="last", maintain_order=True)
+            .drop("_observed")
+        )
         if name in CHILD_STATE_TABLES and name in deleted_keys:
             history[name] = history[name].filter(~pl.col(key).is_in(deleted_keys[name].implode()))
     return history

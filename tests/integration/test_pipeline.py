@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import pytest
 
@@ -406,4 +407,55 @@ def test_batches_loaded_again_into_a_warehouse_that_holds_them_duplicate_nothing
     assert reloaded.batches_loaded and sum(reloaded.loaded.values()) == 0, reloaded.loaded
     after = pipeline.snapshot()
     assert {t: rows for t, rows in after.items() if t != "_totes_loaded_batch"} == before
+    pipeline.assert_warehouse_matches_source()
+
+
+def test_a_row_stamped_backwards_by_an_older_transaction_is_the_current_one(pipeline):
+    """A writer's transaction (A) begins; another (B) updates an address and a payment and commits;
+    a run reads B's rows (the watermark stays before A's start). Then A updates the same rows,
+    stamped with its start (now()), older than B's stamp, and commits. The newest rows are A's, read
+    last: dim_location, dim_counterparty (through the join state) and current_fact_payment show them,
+    not the rows with the larger stamp."""
+    from tasks.core.postgres import connect
+
+    pipeline.seed(scale=0.02)
+    pipeline.run()
+    source = pipeline.source_url
+    address = scalar(source, "select legal_address_id from counterparty order by counterparty_id limit 1")
+    payment = scalar(source, "select min(payment_id) from payment")
+
+    def stamp(city: str, amount: str) -> list[str]:
+        now = "(now() at time zone 'UTC')"
+        return [
+            f"update address set city = '{city}', last_updated = {now} where address_id = {address}",
+            f"update payment set payment_amount = {amount}, last_updated = {now} where payment_id = {payment}",
+        ]
+
+    older = connect(source)
+    try:
+        with older.cursor() as cursor:
+            cursor.execute("select pg_current_xact_id()")  # A's transaction begins: now() is fixed
+        time.sleep(1.5)
+        execute(source, *stamp("B city", "111.11"))
+        pipeline.run()
+        with older.cursor() as cursor:
+            for statement in stamp("A city", "222.22"):
+                cursor.execute(statement)
+        older.commit()
+    finally:
+        older.close()
+    assert scalar(source, f"select city from address where address_id = {address}") == "A city"
+
+    pipeline.run()
+    url = pipeline.warehouse_url
+    assert scalar(url, f"select city from dim_location where location_id = {address}") == "A city"
+    assert (
+        scalar(
+            url,
+            "select counterparty_legal_city from dim_counterparty where counterparty_id = "
+            "(select min(counterparty_id) from dim_counterparty where counterparty_legal_city in ('A city', 'B city'))",
+        )
+        == "A city"
+    )
+    assert str(scalar(url, f"select payment_amount from current_fact_payment where payment_id = {payment}")) == "222.22"
     pipeline.assert_warehouse_matches_source()

@@ -237,3 +237,35 @@ if not exists (
 end if;
 end
 $$;
+
+-- The current version of a fact is the one observed last (batch order, then last_updated), not the
+-- largest stamp: a writer whose transaction began earlier and committed later stamps a newer row
+-- with an older time. Applied once (the views' text is the sentinel), for the reason above.
+do $$
+begin
+if not exists (
+    select from pg_views
+    where schemaname = 'public' and viewname = 'current_fact_payment' and definition like '%_batch_id DESC%'
+) then
+    create or replace view current_fact_sales_order as
+    select * from (
+        select distinct on (sales_order_id) * from fact_sales_order
+        order by sales_order_id, _batch_id desc, last_updated_date desc, last_updated_time desc, sales_record_id desc
+    ) as latest
+    where _deleted_at is null;
+    create or replace view current_fact_purchase_order as
+    select * from (
+        select distinct on (purchase_order_id) * from fact_purchase_order
+        order by purchase_order_id, _batch_id desc, last_updated_date desc, last_updated_time desc,
+            purchase_record_id desc
+    ) as latest
+    where _deleted_at is null;
+    create or replace view current_fact_payment as
+    select * from (
+        select distinct on (payment_id) * from fact_payment
+        order by payment_id, _batch_id desc, last_updated_date desc, last_updated_time desc, payment_record_id desc
+    ) as latest
+    where _deleted_at is null;
+end if;
+end
+$$;
