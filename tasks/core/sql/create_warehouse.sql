@@ -207,26 +207,8 @@ if not exists (
     alter table dim_transaction add column if not exists _deleted_at timestamptz;
     alter table dim_transaction add column if not exists _inferred boolean not null default false;
 
-    -- The current, undeleted state: the latest version of each fact key that is not deleted, and each
-    -- dimension row that is not deleted (inferred members included: facts join to them).
-    create or replace view current_fact_sales_order as
-    select * from (
-        select distinct on (sales_order_id) * from fact_sales_order
-        order by sales_order_id, last_updated_date desc, last_updated_time desc, sales_record_id desc
-    ) as latest
-    where _deleted_at is null;
-    create or replace view current_fact_purchase_order as
-    select * from (
-        select distinct on (purchase_order_id) * from fact_purchase_order
-        order by purchase_order_id, last_updated_date desc, last_updated_time desc, purchase_record_id desc
-    ) as latest
-    where _deleted_at is null;
-    create or replace view current_fact_payment as
-    select * from (
-        select distinct on (payment_id) * from fact_payment
-        order by payment_id, last_updated_date desc, last_updated_time desc, payment_record_id desc
-    ) as latest
-    where _deleted_at is null;
+    -- The current, undeleted state of the dimensions: each row that is not deleted (inferred members
+    -- included: facts join to them). The facts' current views follow below.
     create or replace view current_dim_staff as select * from dim_staff where _deleted_at is null;
     create or replace view current_dim_location as select * from dim_location where _deleted_at is null;
     create or replace view current_dim_design as select * from dim_design where _deleted_at is null;
@@ -242,30 +224,24 @@ $$;
 -- largest stamp: a writer whose transaction began earlier and committed later stamps a newer row
 -- with an older time. Applied once (the views' text is the sentinel), for the reason above.
 do $$
+declare
+    fact text[];
 begin
 if not exists (
     select from pg_views
     where schemaname = 'public' and viewname = 'current_fact_payment' and definition like '%_batch_id DESC%'
 ) then
-    create or replace view current_fact_sales_order as
-    select * from (
-        select distinct on (sales_order_id) * from fact_sales_order
-        order by sales_order_id, _batch_id desc, last_updated_date desc, last_updated_time desc, sales_record_id desc
-    ) as latest
-    where _deleted_at is null;
-    create or replace view current_fact_purchase_order as
-    select * from (
-        select distinct on (purchase_order_id) * from fact_purchase_order
-        order by purchase_order_id, _batch_id desc, last_updated_date desc, last_updated_time desc,
-            purchase_record_id desc
-    ) as latest
-    where _deleted_at is null;
-    create or replace view current_fact_payment as
-    select * from (
-        select distinct on (payment_id) * from fact_payment
-        order by payment_id, _batch_id desc, last_updated_date desc, last_updated_time desc, payment_record_id desc
-    ) as latest
-    where _deleted_at is null;
+    foreach fact slice 1 in array array[
+        ['sales_order', 'sales_record_id'], ['purchase_order', 'purchase_record_id'], ['payment', 'payment_record_id']
+    ] loop
+        execute format(
+            'create or replace view %I as select * from ('
+            ' select distinct on (%I) * from %I'
+            ' order by %I, _batch_id desc, last_updated_date desc, last_updated_time desc, %I desc'
+            ') as latest where _deleted_at is null',
+            'current_fact_' || fact[1], fact[1] || '_id', 'fact_' || fact[1], fact[1] || '_id', fact[2]
+        );
+    end loop;
 end if;
 end
 $$;
