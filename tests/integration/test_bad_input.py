@@ -275,9 +275,8 @@ def test_bad_credentials_hosts_databases_tables_and_buckets_fail_clearly_alert_a
         assert "wrong-password" not in json.dumps(alerts) and PASSWORD not in json.dumps(alerts)
         assert pipeline.snapshot() == snapshot, f"{variable}: the warehouse changed"
         lake.fs.invalidate_cache()
-        if variable == "TOTES_WAREHOUSE_URL":  # a warehouse failure comes after ingest: its batch waits in the lake
-            assert len(lake.list_batches(RAW)) == len(raw_batches) + 1
-            raw_batches = lake.list_batches(RAW)
+        # The cycle lock is taken on the warehouse before anything is read: a bad warehouse setting
+        # stops the run before ingest too.
         assert lake.list_batches(RAW) == raw_batches, f"{variable}: a watermark moved"
 
     pipeline.run()

@@ -12,68 +12,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.integration.conftest import Pipeline
-
-PREFECT = str(Path(sys.executable).with_name("prefect"))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for(predicate, *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def prefect_server(tmp_path_factory) -> str:
-    """A real Prefect server process on 127.0.0.1 with its own home and database, per test: a
-    served deployment must not inherit the pull steps of a prefect.yaml deployment of the same name."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false")
-    env.pop("PREFECT_API_URL", None)
-    server = subprocess.Popen(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        _wait_for(lambda: _healthy(url), timeout=90, what="prefect server start")
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+from tests.integration.conftest import PREFECT, Pipeline, wait_for
 
 
 def prefect(api_url: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
@@ -164,7 +112,7 @@ def test_totes_serve_runs_triggered_deployments(prefect_server, deployed_pipelin
         "serve", "--interval", "3600", env={"PREFECT_API_URL": prefect_server}, start_new_session=True
     )
     try:
-        _wait_for(
+        wait_for(
             lambda: (
                 registered_since(prefect_server, "totesys-etl/totesys-etl", started)
                 and registered_since(prefect_server, "rebuild-warehouse/totesys-rebuild", started)
@@ -173,7 +121,7 @@ def test_totes_serve_runs_triggered_deployments(prefect_server, deployed_pipelin
             what="totes serve to register its deployments",
         )
         flow_run_id = run_deployment(prefect_server, "totesys-etl/totesys-etl")
-        _wait_for(
+        wait_for(
             lambda: flow_run_state(prefect_server, flow_run_id) in {"COMPLETED", "FAILED", "CRASHED"},
             timeout=300,
             what="the served flow run",

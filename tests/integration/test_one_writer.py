@@ -128,3 +128,29 @@ def test_a_run_that_cannot_get_the_lock_in_time_names_the_holder(pipeline, prefe
     assert last.startswith("totes run: failed: LockNotTaken: another totes etl cycle is running on the warehouse"), last
     assert "held by totes etl cycle on" in last
     assert Lake.from_url(pipeline.lake_url).list_batches("raw") == [], "nothing may be planned without the lock"
+
+
+@pytest.fixture
+def quick_lease_expiry(monkeypatch):
+    """The Prefect server started next revokes expired leases every second (default: 15 s)."""
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS", "1")
+
+
+def test_a_killed_run_s_slots_come_back_with_a_prefect_server(pipeline, quick_lease_expiry, prefect_server):
+    """With a real Prefect server (``prefect server start``), the slots are the database's global
+    concurrency limit. A run killed while it holds the source's only slot leaves it taken until its
+    one-minute lease expires: the next run says what it waits for, then takes it and completes."""
+    pipeline.seed(scale=0.02)
+    env = {"PREFECT_API_URL": prefect_server, "TOTES_DATABASE_CONCURRENCY": "1"}
+    child = pipeline.run_cli("run", env=env)
+    lines_until(child, "[read-source-horizon-")
+    child.kill()
+    child.communicate(timeout=60)
+
+    pipeline.checkpoint()
+    rerun = pipeline.run_cli("run", env=env)
+    waiting = lines_until(rerun, "Waiting for 1 slot(s) of the Prefect global concurrency limit")
+    assert "totes-db-" in waiting[-1]
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err[-3000:]
+    pipeline.assert_warehouse_matches_source()
