@@ -108,8 +108,10 @@ class RawTableEntry:
     Attributes:
         data: the new versions read (``raw/<table>/batch=<id>/``).
         watermark: where the next delta read of this table starts (closed below: ``>=``).
-        overlap_keys: the versions (key, last_updated) already read at or after ``watermark``: the
-            next read sees them again and drops them.
+        overlap_keys: the versions (key, last_updated, content digest) already read at or after
+            ``watermark``: the next read sees them again and drops them, unless their content differs
+            (a second write under the same stamp). The digest is "" in lakes written before it was
+            kept: such a version is dropped on its key and stamp alone.
         keys: the files of every key totes knows and has not found deleted (None: not kept, e.g.
             delete detection off, or a lake older than it).
         key_summary: the per-range summary of those keys (see ``tasks/ingest/deletes.py``).
@@ -122,7 +124,7 @@ class RawTableEntry:
 
     data: FileSet = field(default_factory=FileSet)
     watermark: datetime = BEGINNING_OF_TIME
-    overlap_keys: frozenset[tuple[int, datetime]] = frozenset()
+    overlap_keys: frozenset[tuple[int, datetime, str]] = frozenset()
     keys: list[str] | None = None
     key_summary: list[str] | None = None
     key_width: int | None = None
@@ -140,7 +142,7 @@ class RawTableEntry:
         body: Json = {
             **self.data.to_json(),
             "watermark": self.watermark.isoformat(),
-            "overlap_keys": sorted([key, ts.isoformat()] for key, ts in self.overlap_keys),
+            "overlap_keys": sorted([key, ts.isoformat(), digest] for key, ts, digest in self.overlap_keys),
         }
         if self.key_width is not None:
             body |= {"keys": self.keys, "key_summary": self.key_summary, "key_width": self.key_width}
@@ -157,7 +159,10 @@ class RawTableEntry:
         return cls(
             data=FileSet.from_json(data) or FileSet(),
             watermark=datetime.fromisoformat(data["watermark"]) if data.get("watermark") else BEGINNING_OF_TIME,
-            overlap_keys=frozenset((int(k), datetime.fromisoformat(ts)) for k, ts in data.get("overlap_keys", [])),
+            overlap_keys=frozenset(
+                (int(entry[0]), datetime.fromisoformat(entry[1]), entry[2] if len(entry) > 2 else "")
+                for entry in data.get("overlap_keys", [])
+            ),
             keys=data.get("keys"),
             key_summary=data.get("key_summary"),
             key_width=data.get("key_width"),

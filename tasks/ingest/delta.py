@@ -3,6 +3,7 @@ to the raw zone's exact schema. Pure (no connection here: see ``source.py``)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Set as AbstractSet
 from datetime import datetime
 
@@ -121,20 +122,37 @@ def _decimal_sql(decimal: pa.Decimal128Type) -> str:
     return f"numeric({decimal.precision},{decimal.scale})"
 
 
+def row_digests(rows: pa.Table) -> list[str]:
+    """A digest of each row's content as read, to tell two writes under one version apart. Pure."""
+    return [hashlib.blake2b(repr(tuple(row.values())).encode(), digest_size=12).hexdigest() for row in rows.to_pylist()]
+
+
 def drop_known_versions(
-    batch: pa.RecordBatch | pa.Table, table: Table, known: AbstractSet[tuple[int, datetime]]
+    batch: pa.RecordBatch | pa.Table, table: Table, known: AbstractSet[tuple[int, datetime, str]]
 ) -> pa.Table:
-    """Drop rows whose (key, last_updated) was ingested by an earlier run. Pure."""
+    """Drop rows whose version (key, last_updated) an earlier run read with the same content (or,
+    for a version recorded without a digest, at all). A row whose content differs under a known
+    version is a second write with the same stamp: it is kept, a newer observation. Pure."""
     rows = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     if not known or rows.num_rows == 0:
         return rows
     (key,) = table.key
     known_frame = pl.DataFrame(
-        {key: [k for k, _ in known], "last_updated": [ts for _, ts in known]},
-        schema={key: pl.Int32, "last_updated": pl.Datetime("us")},
+        {
+            key: [k for k, _, _ in known],
+            "last_updated": [ts for _, ts, _ in known],
+            "_digest": [digest for _, _, digest in known],
+        },
+        schema={key: pl.Int32, "last_updated": pl.Datetime("us"), "_digest": pl.String},
     )
-    fresh = pl.DataFrame(rows).join(known_frame, on=[key, "last_updated"], how="anti")
-    return fresh.to_arrow().cast(rows.schema) if fresh.height else rows.slice(0, 0)
+    positions = pl.DataFrame({key: rows.column(key).to_numpy(), "last_updated": rows.column("last_updated")})
+    matched = positions.with_row_index("_row").join(known_frame, on=[key, "last_updated"], how="inner")
+    if matched.height == 0:
+        return rows
+    digests = row_digests(rows.take(pa.array(matched["_row"].to_numpy())))
+    same = [recorded in ("", digest) for recorded, digest in zip(matched["_digest"], digests, strict=True)]
+    known_rows = matched["_row"].filter(pl.Series(same)).to_numpy()
+    return rows.filter(pa.array(~np.isin(np.arange(rows.num_rows), known_rows)))
 
 
 def shared_versions(keys: np.ndarray, stamps: np.ndarray) -> np.ndarray:
@@ -187,16 +205,18 @@ def split_shared_versions(rows: pa.Table, positions: np.ndarray, table: Table) -
     return leave_out, picked.append_column("_reason", reasons.to_series().to_arrow().cast(pa.string()))
 
 
-def versions_since(batch: pa.RecordBatch | pa.Table, table: Table, since: datetime) -> set[tuple[int, datetime]]:
-    """(key, last_updated) of the rows stamped at or after ``since``. Pure."""
+def versions_since(batch: pa.RecordBatch | pa.Table, table: Table, since: datetime) -> set[tuple[int, datetime, str]]:
+    """(key, last_updated, content digest) of the rows stamped at or after ``since``. Pure."""
     (key,) = table.key
     stamped = batch.column("last_updated")
     mask = pc.greater_equal(stamped, pa.scalar(since, type=stamped.type))
     recent = batch.filter(mask)
+    recent_table = recent if isinstance(recent, pa.Table) else pa.Table.from_batches([recent])
     return set(
         zip(
             recent.column(key).to_pylist(),
             recent.column("last_updated").to_pylist(),
+            row_digests(recent_table),
             strict=True,
         )
     )

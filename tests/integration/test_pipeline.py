@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import Counter
 
 import pytest
 
 from tasks.core.lake import RAW, STAR, Lake
-from tests.integration.conftest import execute, late_orders_loaded, late_writer, scalar
+from tests.integration.conftest import execute, late_orders_loaded, late_writer, rows_as_text, scalar
 
 
 def lake_objects(pipeline) -> list[str]:
@@ -459,3 +460,35 @@ def test_a_row_stamped_backwards_by_an_older_transaction_is_the_current_one(pipe
     )
     assert str(scalar(url, f"select payment_amount from current_fact_payment where payment_id = {payment}")) == "222.22"
     pipeline.assert_warehouse_matches_source()
+
+
+def test_a_second_write_under_the_same_stamp_is_not_dropped_as_known(pipeline):
+    """Two transactions write one payment with the same last_updated (a client that sets the stamp
+    itself): a run reads the first; the next re-reads the version (it is at or after the watermark,
+    held back by a transaction still open) and finds other content: it arrives and replaces the
+    first write's row, where before it was dropped as a version already read."""
+    from tasks.core.postgres import connect
+
+    pipeline.seed(scale=0.02)
+    pipeline.run()
+    source, url = pipeline.source_url, pipeline.warehouse_url
+    payment = scalar(source, "select min(payment_id) from payment")
+    holder = connect(source)  # an open transaction holds the watermark before the writes
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("select pg_current_xact_id()")
+        stamp = scalar(source, "select (clock_timestamp() at time zone 'UTC')::timestamp(3)::text")
+        write = f"update payment set payment_amount = {{}}, last_updated = '{stamp}' where payment_id = {payment}"
+        execute(source, write.format("1.11"))
+        pipeline.run()
+        execute(source, write.format("2.22"))
+        pipeline.run()
+    finally:
+        holder.close()
+    amounts = rows_as_text(
+        url,
+        f"select payment_amount from fact_payment where payment_id = {payment} and "
+        f"(last_updated_date + last_updated_time) = '{stamp}'::timestamp",
+    )
+    assert amounts == Counter({"(2.22)": 1}), amounts
+    assert str(scalar(url, f"select payment_amount from current_fact_payment where payment_id = {payment}")) == "2.22"

@@ -73,9 +73,20 @@ class TestBatches:
                 {"currency_id": 2, "currency_code": "USD", "created_at": NOW, "last_updated": NOW},
             ]
         )
-        kept = delta.drop_known_versions(batch, SOURCE_TABLES["currency"], {(1, NOW)})
+        kept = delta.drop_known_versions(batch, SOURCE_TABLES["currency"], {(1, NOW, "")})
         assert kept.column("currency_id").to_pylist() == [2]
         assert kept.schema == SOURCE_TABLES["currency"].schema
+
+    def test_a_second_write_under_a_known_version_is_kept_and_the_same_content_dropped(self):
+        gbp = {"currency_id": 1, "currency_code": "GBP", "created_at": NOW, "last_updated": NOW}
+        (_, _, digest) = next(iter(delta.versions_since(currency_batch([gbp]), SOURCE_TABLES["currency"], NOW)))
+        known = {(1, NOW, digest)}
+        same = delta.drop_known_versions(currency_batch([gbp]), SOURCE_TABLES["currency"], known)
+        assert same.num_rows == 0
+        rewritten = delta.drop_known_versions(
+            currency_batch([gbp | {"currency_code": "GBX"}]), SOURCE_TABLES["currency"], known
+        )
+        assert rewritten.column("currency_code").to_pylist() == ["GBX"]
 
     def test_versions_since_collects_the_overlap(self):
         earlier = NOW - timedelta(seconds=5)
@@ -85,10 +96,10 @@ class TestBatches:
                 {"currency_id": 2, "currency_code": "USD", "created_at": NOW, "last_updated": NOW},
             ]
         )
-        assert delta.versions_since(batch, SOURCE_TABLES["currency"], NOW) == {(2, NOW)}
+        assert {(k, ts) for k, ts, _ in delta.versions_since(batch, SOURCE_TABLES["currency"], NOW)} == {(2, NOW)}
 
     def test_watermark_state_round_trips_through_json(self):
-        state = manifests.RawTableEntry(watermark=NOW, overlap_keys=frozenset({(3, NOW)}))
+        state = manifests.RawTableEntry(watermark=NOW, overlap_keys=frozenset({(3, NOW, "a1b2"), (4, NOW, "")}))
         assert manifests.RawTableEntry.from_json(state.to_json()) == state
         assert manifests.RawTableEntry().watermark == manifests.BEGINNING_OF_TIME
 
@@ -339,8 +350,9 @@ class TestDeletesAndInferredMembers:
         sql = inferred_members_statement("dim_location")
         assert 'insert into public."dim_location" ("location_id", "address_line_1", "address_line_2"' in sql
         assert "select referenced.id, 'Unknown', null, null, 'Unknown'" in sql
-        assert 'order by fact."sales_order_id", fact.last_updated_date desc' in mark_deleted_statement(
-            "fact_sales_order"
+        assert (
+            'order by fact."sales_order_id", fact._batch_id desc, fact.last_updated_date desc'
+            in mark_deleted_statement("fact_sales_order")
         )
         assert 'where target."design_id" = deleted."design_id"' in mark_deleted_statement("dim_design")
 
