@@ -27,8 +27,10 @@ $(INSTALLED): pyproject.toml requirements-dev.lock | $(VENV)/bin/python
 demo: $(DEMO_INSTALLED)
 	$(BIN)/totes demo
 
+# Two workers (pytest-xdist): the integration tests mostly wait on servers and child processes, and
+# each worker starts its own PostgreSQL, S3 server and Prefect API.
 test: $(INSTALLED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 unit: $(INSTALLED)
 	$(BIN)/python -m pytest -m unit

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -161,7 +162,13 @@ class _RunLogFormatter(logging.Formatter):
         return super().format(record)
 
 
+# Prefect's temporary local API (no PREFECT_API_URL) gives its server 20 s to start; a busy laptop or
+# CI runner can take longer, and the run then fails before it begins. Set before Prefect is imported.
+_TEMPORARY_API_STARTUP_SECONDS = "90"
+
+
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", _TEMPORARY_API_STARTUP_SECONDS)
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(_RunLogFormatter("%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s"))

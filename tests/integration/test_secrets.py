@@ -109,21 +109,25 @@ def everything_the_api_holds_about_runs() -> str:
 def test_no_password_in_output_tracebacks_logs_artifacts_parameters_or_parquet_after_a_failed_run(
     databases, s3_lake_url, prefect_api, monkeypatch
 ):
-    """`totes run` with passwords in both URLs, made to fail in its last stage (the warehouse
-    database does not exist) after ingest and transform wrote the lake: the passwords are nowhere."""
+    """`totes run` with passwords in both URLs: once through (ingest, transform and load write the
+    lake and the warehouse), then made to fail (the warehouse database does not exist, so the run
+    stops at its first step, the cycle lock): the passwords are nowhere."""
     pipeline = Pipeline(databases.source_url, databases.warehouse_url, s3_lake_url, monkeypatch)
     pipeline.seed(scale=0.02)
-    missing_warehouse = with_password(databases.warehouse_url, WAREHOUSE_PASSWORD).replace("/warehouse_", "/gone_")
-    child = pipeline.run_cli(
-        "run",
-        env={
-            "TOTES_SOURCE_URL": with_password(databases.source_url, SOURCE_PASSWORD),
-            "TOTES_WAREHOUSE_URL": missing_warehouse,
-            "PREFECT_API_URL": prefect_api,
-            "PREFECT_LOGGING_LEVEL": "DEBUG",
-        },
-    )
+    source_with_password = with_password(databases.source_url, SOURCE_PASSWORD)
+    warehouse_with_password = with_password(databases.warehouse_url, WAREHOUSE_PASSWORD)
+    settings = {
+        "TOTES_SOURCE_URL": source_with_password,
+        "PREFECT_API_URL": prefect_api,
+        "PREFECT_LOGGING_LEVEL": "DEBUG",
+    }
+    first = pipeline.run_cli("run", env=settings | {"TOTES_WAREHOUSE_URL": warehouse_with_password})
+    first_out, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err[-2000:]
+    missing_warehouse = warehouse_with_password.replace("/warehouse_", "/gone_")
+    child = pipeline.run_cli("run", env=settings | {"TOTES_WAREHOUSE_URL": missing_warehouse})
     out, err = child.communicate(timeout=300)
+    out, err = first_out + out, first_err + err
     assert child.returncode == 1, err[-2000:]
     assert "does not exist" in err and "***" in err  # the cause is named, the password masked
     assert "Traceback" in err  # Prefect logged the failed task's traceback: it is checked too
