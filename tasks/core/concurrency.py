@@ -6,15 +6,14 @@ under Prefect's temporary local API (see :func:`database_slots`)."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from urllib.parse import parse_qs, urlsplit
 
-from tasks.core.locks import LockNotTaken, database_slots_held_by_database, run_logger
+from tasks.core.locks import database_slots_held_by_database, wait_for
 
-_FIRST_WAIT_SECONDS = 5.0
-_REPORT_EVERY_SECONDS = 30.0
+# How long one attempt at the limit's slots waits (Prefect's server answers "retry in 2 s").
+_ATTEMPT_SECONDS = 5.0
 
 _UNSAFE_IN_LIMIT_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -70,7 +69,7 @@ def database_slots(url: str, *, purpose: str, wanted: int, default_slots: int, w
     requests are answered "retry in 2 s", which would add seconds to every run.
 
     Raises:
-        LockNotTaken: no slot came free within ``wait_seconds``.
+        tasks.core.locks.LockNotTaken: no slot came free within ``wait_seconds``.
     """
     if _temporary_api():
         with database_slots_held_by_database(
@@ -86,32 +85,24 @@ def database_slots(url: str, *, purpose: str, wanted: int, default_slots: int, w
 
 
 def _take_limit_slots(held: ExitStack, name: str, slots: int, *, wait_seconds: float) -> None:
-    """Take ``slots`` of the global concurrency limit ``name`` into ``held``, logging while it waits."""
+    """Take ``slots`` of the global concurrency limit ``name`` into ``held``, saying in the log what
+    the run waits for (the same wait as for the database-held slots and the cycle lock)."""
     from prefect.concurrency.sync import concurrency
 
-    started = time.monotonic()
-    timeout = _FIRST_WAIT_SECONDS
-    while True:
+    def take() -> bool:
         try:
             # The shortest lease Prefect grants: a run killed outright frees its slots in about a minute.
             held.enter_context(
-                concurrency(name, occupy=slots, strict=False, lease_duration=60, timeout_seconds=timeout)
+                concurrency(name, occupy=slots, strict=False, lease_duration=60, timeout_seconds=_ATTEMPT_SECONDS)
             )
         except TimeoutError:
-            waited = time.monotonic() - started
-            if waited >= wait_seconds:
-                msg = (
-                    f"{slots} slot(s) of the Prefect global concurrency limit {name!r} did not come free "
-                    f"in {waited:.0f} s (TOTES_LOCK_WAIT_SECONDS sets how long to wait)"
-                )
-                raise LockNotTaken(msg) from None
-            run_logger().warning(
-                "Waiting for %d slot(s) of the Prefect global concurrency limit %r (%.0f s so far): %s",
-                slots,
-                name,
-                waited,
-                "other runs hold them; a killed run's slots come back when its one-minute lease expires",
-            )
-            timeout = min(_REPORT_EVERY_SECONDS, max(1.0, wait_seconds - waited))
-        else:
-            return
+            return False
+        return True
+
+    wait_for(
+        take,
+        lambda: "other runs hold them; a killed run's slots come back when its one-minute lease expires",
+        what=f"{slots} slot(s) of the Prefect global concurrency limit {name!r}",
+        wait_seconds=wait_seconds,
+        refusal=f"{slots} slot(s) of the Prefect global concurrency limit {name!r} did not come free",
+    )

@@ -83,7 +83,7 @@ def _describe_holders(connection: Connection, keys: list[int]) -> str:
 
 def _try_lock(connection: Connection, key: int) -> bool:
     with connection.cursor() as cursor:
-        (taken,) = execute_for_one(cursor, "select pg_try_advisory_lock($1::int4, $2::int4)", (TOTES_LOCK_CLASS, key))
+        (taken,) = execute_for_one(cursor, CORE_SQL.read("try_advisory_lock"), (TOTES_LOCK_CLASS, key))
     # A session-level lock outlives the transaction that took it: end that transaction, so the
     # connection waits idle (no snapshot held) while the work it guards runs.
     connection.commit()
@@ -104,7 +104,7 @@ def _application_name(role: str) -> str:
     return f"totes {role} on {host} pid {os.getpid()}"
 
 
-def _wait_for(
+def wait_for(
     take: Callable[[], bool], describe: Callable[[], str], *, what: str, wait_seconds: float, refusal: str
 ) -> None:
     """Call ``take`` until it succeeds, saying in the log what the run waits for (at once, then every
@@ -162,7 +162,7 @@ def cycle_lock(warehouse_url: str, cycle: Cycle, *, wait_seconds: float) -> Iter
     key = _CYCLE_KEYS[cycle]
     connection = _holding_connection(warehouse_url, "warehouse database", f"{cycle} cycle")
     try:
-        _wait_for(
+        wait_for(
             lambda: _try_lock(connection, key),
             lambda: _describe_holders(connection, [key]),
             what=f"the {cycle} cycle lock of the warehouse {redact_url(warehouse_url)} (another totes run is in its cycle)",
@@ -205,7 +205,7 @@ def database_slots_held_by_database(
 
     try:
         try:
-            _wait_for(
+            wait_for(
                 take,
                 lambda: (
                     f"all {slots} slots are "

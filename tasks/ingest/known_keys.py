@@ -119,13 +119,12 @@ def check_deletes(
         candidates = candidates.filter((candidates >= low) & (candidates < high))
         in_source = read_source_keys(connection, table, low, high)
         gone.append(candidates.filter(~candidates.is_in(in_source.implode())))
-        if in_source.filter(~in_source.is_in(candidates.implode())).len():
-            unknown = in_source.filter(~in_source.is_in(candidates.implode()))
+        unknown = in_source.filter(~in_source.is_in(candidates.implode())).cast(pl.Int32).to_arrow()
+        if len(unknown):
             for rows, rejected in read_rows_in_range(connection, table, low, high):
-                rows_table = pa.Table.from_batches([rows])
-                arrived.append(rows_table.filter(pc.is_in(rows_table.column(key), unknown.cast(pl.Int32).to_arrow())))
+                arrived.append(pa.Table.from_batches([rows]).filter(pc.is_in(rows.column(key), unknown)))
                 if rejected is not None:
-                    unfit.append(rejected.filter(pc.is_in(rejected.column(key), unknown.cast(pl.Int32).to_arrow())))
+                    unfit.append(rejected.filter(pc.is_in(rejected.column(key), unknown)))
     arrived_rows = pa.concat_tables(arrived) if arrived else None
     unfit_rows = pa.concat_tables(unfit) if unfit else None
     # Unfit rows' keys count as known too, as the delta's do: they are reported once, not every run.
