@@ -30,7 +30,7 @@ demo: $(DEMO_INSTALLED)
 # Two workers (pytest-xdist): the integration tests mostly wait on servers and child processes, and
 # each worker starts its own PostgreSQL, S3 server and Prefect API.
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --durations=25
 
 unit: $(INSTALLED)
 	$(BIN)/python -m pytest -m unit

@@ -5,7 +5,8 @@ fresh warehouse database:
 
 (a) ``totes run``, full load (lake in a fresh local folder, a running Prefect server);
     then a no-op ``totes run`` (nothing changed), the same with Prefect's ephemeral API, and
-(b) ``totes churn`` touching about 0.1 % of the rows, then ``totes run`` (incremental);
+(b) ``totes churn`` touching about 0.1 % of the rows, then ``totes run`` (incremental), then
+    ``totes reconcile`` (the deep pass, comparing every row's content; rows = source rows compared);
 (c) the baseline (bench/baseline.py): pg8000 -> JSON -> pandas -> row-by-row INSERT, capped;
 (d) the physical limit (bench/physical_limit.py): COPY (SELECT ...) TO STDOUT -> COPY FROM STDIN.
 
@@ -233,6 +234,17 @@ def bench_scale(scale: float, server_url: str, admin_url: str, insert_seconds: f
         warehouse_rows_added=warehouse_rows(urls["totes"]) - before,
     )
 
+    # The deep pass on a source in step with the lake: its recurring cost (one hash of every row
+    # on the server, per-range sums compared with the lake's, nothing read again).
+    seconds, rss, out = run_child(totes("reconcile"), env)
+    record(
+        "(e) totes reconcile, deep pass",
+        seconds,
+        source_rows,
+        rss,
+        f"content of all {source_rows} source rows compared; {ingested_rows(out)} read again",
+    )
+
     return results
 
 
@@ -304,6 +316,13 @@ def targets(results: list[Measurement]) -> list[str]:
                 f"- … {full.peak_rss_mib / ten.peak_rss_mib:.2f} × its scale-10 figure of "
                 f"{ten.peak_rss_mib:.0f} MiB (target ≤ 1.3)."
             )
+    deep = by.get((top, "(e) totes reconcile, deep pass"))
+    noop_at_top = by.get((top, "no-op totes run"))
+    if deep and noop_at_top:
+        lines.append(
+            f"- Deep pass (`totes reconcile`) at scale {top:g}: {deep.seconds:.1f} s, against {noop_at_top.seconds:.1f} s "
+            f"for a no-op run: {deep.seconds - noop_at_top.seconds:.1f} s to hash and compare {deep.rows:,} rows."
+        )
     noop = [m for m in results if m.variant.startswith("no-op")]
     if noop:
         lines.append(

@@ -1,4 +1,4 @@
-"""The ``totes`` command: run, files, seed, churn, serve, demo.
+"""The ``totes`` command: run, reconcile, files, seed, churn, serve, demo.
 
 Exit status 0 on success; 1 with a one-line reason on stderr when the work fails; 2 for bad usage.
 """
@@ -31,16 +31,16 @@ def _one_line(error: BaseException, settings: TotesSettings | None) -> str:
     return scrub(text, settings)
 
 
-def command_run(_: argparse.Namespace) -> int:
+def command_run(args: argparse.Namespace) -> int:
     from flows.etl import totesys_etl
 
     settings = load_settings()
     settings.require_source_url()
     settings.require_warehouse_url()
     started = time.perf_counter()
-    summary = totesys_etl()
+    summary = totesys_etl(reconcile=args.command == "reconcile")
     print(summary.as_text())
-    print(f"totes run: done in {time.perf_counter() - started:.1f} s")
+    print(f"totes {args.command}: done in {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="one ETL cycle: ingest, transform, load")
     run.set_defaults(handler=command_run)
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="one ETL cycle that also compares every source row's content with the lake's (the deep pass): "
+        "changes made without a new last_updated arrive too",
+    )
+    reconcile.set_defaults(handler=command_run)
 
     files = commands.add_parser(
         "files", help="one file-feeds cycle: SFTP -> versioned raw zone -> staging -> warehouse"

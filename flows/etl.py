@@ -13,12 +13,14 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from tasks.core.alerts import alert_on_failure, alert_on_warnings
 from tasks.core.concurrency import database_slots
 from tasks.core.locks import cycle_lock
+from tasks.core.manifests import RawTableEntry
 from tasks.core.reports import RunSummary, publish_run_report
 from tasks.ingest.tasks import (
     check_source_schema,
     extract_table_delta,
     plan_ingest_batch,
     read_horizon,
+    read_missed_changes_task,
     record_ingest_batch,
 )
 from tasks.load.tasks import (
@@ -27,7 +29,7 @@ from tasks.load.tasks import (
     migrate_warehouse,
     rebuild_warehouse_from_lake,
 )
-from tasks.schema import SOURCE_TABLES
+from tasks.schema import SOURCE_TABLES, references_of
 from tasks.settings import TotesSettings, load_settings
 from tasks.transform.tasks import list_pending_transforms, transform_batch
 
@@ -49,16 +51,17 @@ EXTRACT_THREADS = 4
 
 
 @flow(name="ingest", on_failure=[alert_on_failure], task_runner=_threads(EXTRACT_THREADS))
-def ingest() -> RunSummary:
+def ingest(reconcile: bool = False) -> RunSummary:
     """Pull every source table's new versions into the raw zone and record them as one batch.
-    Returns the ingest's part of the run report: rows per table, the source horizon, schema-drift
-    warnings (and which of them are new)."""
+    With ``reconcile``, also compare every row's content with what the lake last observed and read
+    the rows that differ (the deep pass). Returns the ingest's part of the run report: rows per
+    table, the source horizon, schema-drift warnings (and which of them are new)."""
     settings = load_settings()
     with _one_cycle_at_a_time(settings):
-        return _ingest(settings)
+        return _ingest(settings, reconcile=reconcile)
 
 
-def _ingest(settings: TotesSettings) -> RunSummary:
+def _ingest(settings: TotesSettings, *, reconcile: bool) -> RunSummary:
     plan = plan_ingest_batch()
     with database_slots(
         settings.require_source_url(),
@@ -77,8 +80,32 @@ def _ingest(settings: TotesSettings) -> RunSummary:
             futures[name] = extract_table_delta.submit(name, plan.batch_id, plan.previous.get(name), horizon)
             in_flight.append(futures[name])
         wait(list(futures.values()))
-    tables = {name: future.result() for name, future in futures.items()}
+        tables = {name: future.result() for name, future in futures.items()}
+        tables = _read_missed_changes(plan.batch_id, tables, slots=slots, deep=reconcile)
     return record_ingest_batch(plan, tables, horizon, schema_check)
+
+
+def _read_missed_changes(
+    batch_id: str, tables: dict[str, RawTableEntry], *, slots: int, deep: bool
+) -> dict[str, RawTableEntry]:
+    """After every table's delta: read again the children of parent keys found deleted or changed in
+    this batch (every run), and with ``deep`` every row whose content the lake does not hold."""
+    futures: dict[str, PrefectFuture] = {}
+    in_flight: list[PrefectFuture] = []
+    for name in SOURCE_TABLES:
+        parents_deleted = {
+            reference.column: marks
+            for reference in references_of(name)
+            if (marks := tables[reference.parent].deleted) is not None
+        }
+        if not parents_deleted and not deep:
+            continue
+        if len(in_flight) >= slots:
+            in_flight.remove(next(as_completed(in_flight)))
+        futures[name] = read_missed_changes_task.submit(name, batch_id, tables[name], parents_deleted, deep=deep)
+        in_flight.append(futures[name])
+    wait(list(futures.values()))
+    return tables | {name: future.result() for name, future in futures.items()}
 
 
 @flow(name="transform", on_failure=[alert_on_failure])
@@ -121,10 +148,12 @@ def _warehouse_slot(settings: TotesSettings) -> AbstractContextManager[int]:
 # and the fixed cost is paid on every schedule tick. The stages stay flows of their own for the
 # one-stage deployments.
 @flow(name="totesys-etl", on_failure=[alert_on_failure], task_runner=_threads(4))
-def totesys_etl() -> RunSummary:
-    """One ETL cycle: ToteSys -> lake (raw) -> lake (star) -> warehouse."""
+def totesys_etl(reconcile: bool = False) -> RunSummary:
+    """One ETL cycle: ToteSys -> lake (raw) -> lake (star) -> warehouse. With ``reconcile``, the
+    ingest also compares every row's content with the lake's (``totes reconcile``, the
+    ``totesys-reconcile`` deployment): changes that bypassed ``last_updated`` arrive too."""
     with _one_cycle_at_a_time(load_settings()):
-        summary = publish_run_report(ingest.fn().then(transform.fn()).then(load.fn()))
+        summary = publish_run_report(ingest.fn(reconcile=reconcile).then(transform.fn()).then(load.fn()))
     alert_on_warnings("totesys-etl", summary.new_warnings)
     return summary
 
@@ -150,6 +179,7 @@ def serve_deployments(*, interval_seconds: int) -> None:
 
     serve(
         _deployment(totesys_etl, name="totesys-etl", interval=interval_seconds),
+        _deployment(totesys_etl, name="totesys-reconcile", cron=RECONCILE_CRON, parameters={"reconcile": True}),
         _deployment(ingest, name="totesys-ingest"),
         _deployment(transform, name="totesys-transform"),
         _deployment(load, name="totesys-load"),
@@ -158,7 +188,21 @@ def serve_deployments(*, interval_seconds: int) -> None:
     )
 
 
-def _deployment(served: Flow[..., Any], *, name: str, interval: int | None = None) -> RunnerDeployment:
+# The deep pass, daily at 02:30 UTC (it waits for the cycle lock like any run).
+RECONCILE_CRON = "30 2 * * *"
+
+
+def _deployment(
+    served: Flow[..., Any],
+    *,
+    name: str,
+    interval: int | None = None,
+    cron: str | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> RunnerDeployment:
     """A served deployment of ``served`` that never runs twice at once."""
     # to_deployment is sync_compatible: called from sync code it returns the deployment itself.
-    return cast(RunnerDeployment, served.to_deployment(name=name, interval=interval, concurrency_limit=1))
+    deployment = served.to_deployment(
+        name=name, interval=interval, cron=cron, parameters=parameters or {}, concurrency_limit=1
+    )
+    return cast(RunnerDeployment, deployment)

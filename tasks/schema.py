@@ -405,6 +405,47 @@ DELETES_MARK: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A foreign key of the source: ``child.column`` holds a key of ``parent``."""
+
+    child: str
+    column: str
+    parent: str
+
+
+# The source's foreign keys (SPEC section 1). All are ON UPDATE CASCADE, and transaction's two order
+# keys ON DELETE SET NULL: when a parent key is deleted or changes, PostgreSQL rewrites the child
+# rows without touching their last_updated, so no delta sees it.
+SOURCE_REFERENCES: tuple[Reference, ...] = tuple(
+    Reference(child, column, parent)
+    for child, column, parent in [
+        ("counterparty", "legal_address_id", "address"),
+        ("staff", "department_id", "department"),
+        ("sales_order", "design_id", "design"),
+        ("sales_order", "staff_id", "staff"),
+        ("sales_order", "counterparty_id", "counterparty"),
+        ("sales_order", "currency_id", "currency"),
+        ("sales_order", "agreed_delivery_location_id", "address"),
+        ("purchase_order", "staff_id", "staff"),
+        ("purchase_order", "counterparty_id", "counterparty"),
+        ("purchase_order", "currency_id", "currency"),
+        ("purchase_order", "agreed_delivery_location_id", "address"),
+        ("transaction", "sales_order_id", "sales_order"),
+        ("transaction", "purchase_order_id", "purchase_order"),
+        ("payment", "transaction_id", "transaction"),
+        ("payment", "counterparty_id", "counterparty"),
+        ("payment", "currency_id", "currency"),
+        ("payment", "payment_type_id", "payment_type"),
+    ]
+)
+
+
+def references_of(child: str) -> tuple[Reference, ...]:
+    """The foreign keys of one source table."""
+    return tuple(r for r in SOURCE_REFERENCES if r.child == child)
+
+
 def deleted_marks_schema(key: str) -> pa.Schema:
     """The lake's record of hard-deleted rows: each key, and when totes found it gone."""
     return pa.schema([(key, pa.int32()), ("_deleted_at", TIMESTAMP)])

@@ -120,6 +120,9 @@ class RawTableEntry:
         rejected: rows that could not be read exactly (``raw/_unreadable_<table>``), with ``_reason``.
         unstamped_keys: the keys of the source's rows with no ``last_updated`` when the batch was
             read (set aside once, with the rejected rows; a delta never reads them).
+        content: the files of the content index, in order: per key the source's hash and foreign
+            keys of the row last observed, a later file overriding an earlier one (see
+            ``tasks/ingest/content.py``). None in lakes older than it.
     """
 
     data: FileSet = field(default_factory=FileSet)
@@ -131,6 +134,7 @@ class RawTableEntry:
     deleted: FileSet | None = None
     rejected: FileSet | None = None
     unstamped_keys: frozenset[int] = frozenset()
+    content: list[str] | None = None
 
     def has_changes(self, previous: RawTableEntry | None) -> bool:
         """True if the table brings anything to the batch after ``previous``: versions, unreadable
@@ -152,6 +156,8 @@ class RawTableEntry:
             body["rejected"] = self.rejected.to_json()
         if self.unstamped_keys:
             body["unstamped_keys"] = sorted(self.unstamped_keys)
+        if self.content is not None:
+            body["content"] = self.content
         return body
 
     @classmethod
@@ -169,6 +175,7 @@ class RawTableEntry:
             deleted=FileSet.from_json(data.get("deleted")),
             rejected=FileSet.from_json(data.get("rejected")),
             unstamped_keys=frozenset(int(k) for k in data.get("unstamped_keys", [])),
+            content=data.get("content"),
         )
 
 

@@ -36,17 +36,20 @@ def key_buckets(keys: pl.Series, width: int) -> pl.DataFrame:
     )
 
 
-def differing_buckets(source: pl.DataFrame, known: pl.DataFrame) -> list[int]:
-    """The ranges whose key-set summaries differ between the source and the known keys. Pure."""
+KEY_SUMMARY = ("keys", "key_sum", "key_hash")
+
+
+def differing_buckets(source: pl.DataFrame, known: pl.DataFrame, figures: tuple[str, ...] = KEY_SUMMARY) -> list[int]:
+    """The ranges whose summaries (``figures`` per range) differ between the source and the lake. Pure."""
     joined = source.join(known, on="bucket", how="full", suffix="_known", coalesce=True)
-    differs = pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_known")) for c in ("keys", "key_sum", "key_hash"))
+    differs = pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_known")) for c in figures)
     return sorted(joined.filter(differs)["bucket"].to_list())
 
 
 def combine_buckets(summary: pl.DataFrame, change: pl.DataFrame, *, sign: int) -> pl.DataFrame:
     """``summary`` with the summary of a set of keys added (``sign`` 1) or taken away (-1): the three
     figures are sums, so the summary of a changed key set never needs the whole set. Pure."""
-    columns = ("keys", "key_sum", "key_hash")
+    columns = KEY_SUMMARY
     joined = summary.join(change, on="bucket", how="full", suffix="_change", coalesce=True).fill_null(0)
     return joined.select("bucket", *[(pl.col(c) + sign * pl.col(f"{c}_change")).alias(c) for c in columns]).filter(
         pl.col("keys") != 0

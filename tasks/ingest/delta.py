@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.core.sql import SqlFolder
+from tasks.ingest.content import CONTENT_HASH
 from tasks.ingest.watermark import timestamp_literal
 from tasks.schema import SOURCE_ENUM_COLUMNS, SOURCE_TEXT_CAST_TYPES, Table, quote_ident, unreadable_rows_schema
 
@@ -34,6 +35,22 @@ def range_query(table: Table) -> str:
     )
 
 
+def by_key_query(table: Table) -> str:
+    """The SELECT of one source table's stamped rows whose key is in $1, an integer array as text."""
+    (key,) = table.key
+    return INGEST_SQL.read("select_rows_by_key").format(
+        table=quote_ident(table.name), key=quote_ident(key), columns=_select_list(table)
+    )
+
+
+def content_buckets_query(table: Table, width: int) -> str:
+    """The source's per-range summary of ``table``'s row hashes (see ``content.py``)."""
+    (key,) = table.key
+    return INGEST_SQL.read("select_content_buckets").format(
+        table=quote_ident(table.name), key=quote_ident(key), width=int(width), content=_content_hash(table)
+    )
+
+
 def unstamped_query(table: Table) -> str:
     """The SELECT of one source table's rows whose ``last_updated`` is NULL (as the delta reads)."""
     return INGEST_SQL.read("select_unstamped_rows").format(table=quote_ident(table.name), columns=_select_list(table))
@@ -46,7 +63,15 @@ def _select_list(table: Table) -> str:
         # ADBC returns numeric and enum columns as opaque extension types: select them as text.
         needs_text = arrow_type in SOURCE_TEXT_CAST_TYPES or (table.name, name) in SOURCE_ENUM_COLUMNS
         columns.append(f"source.{quoted}::text as {quoted}" if needs_text else f"source.{quoted}")
+    columns.append(f"{_content_hash(table)} as {quote_ident(CONTENT_HASH)}")
     return ",\n    ".join(columns)
+
+
+def _content_hash(table: Table) -> str:
+    """The server's 64-bit hash of a row's model columns as text (the session's DateStyle and
+    TimeZone are pinned, see ``source.connect_source``, so the text is the same on every read)."""
+    row = ", ".join(f"source.{quote_ident(name)}" for name in table.schema.names)
+    return f"hashtextextended(row({row})::text, 0)"
 
 
 UNSTAMPED_REASON = "last_updated is NULL: totes cannot tell when the row changed; set last_updated to load it"

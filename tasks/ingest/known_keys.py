@@ -5,17 +5,17 @@ The pure arithmetic (per-range summaries, which ranges differ) is in ``deletes.p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tasks.core.lake import RAW, Lake
 from tasks.core.manifests import FileSet, RawTableEntry
 from tasks.core.postgres import Connection
+from tasks.ingest.content import tombstones
 from tasks.ingest.deletes import (
     bucket_schema,
     combine_buckets,
@@ -81,6 +81,8 @@ class DeleteCheck:
     # those of them that could not be read exactly.
     arrived: pa.Table | None = None
     arrived_unfit: pa.Table | None = None
+    # Content index rows: the keys found deleted (null hash), and the rows that arrived.
+    index: list[pa.Table] = field(default_factory=list)
 
 
 def check_deletes(
@@ -111,6 +113,7 @@ def check_deletes(
         new = new.filter(~new.is_in(known.keys().implode()))
     summary = combine_buckets(known.summary, key_buckets(new, width), sign=1)
     gone = []
+    index: list[pa.Table] = []
     arrived: list[pa.Table] = []
     unfit: list[pa.Table] = []
     for bucket in differing_buckets(read_source_buckets(connection, table, width), summary):
@@ -121,10 +124,12 @@ def check_deletes(
         gone.append(candidates.filter(~candidates.is_in(in_source.implode())))
         unknown = in_source.filter(~in_source.is_in(candidates.implode())).cast(pl.Int32).to_arrow()
         if len(unknown):
-            for rows, rejected in read_rows_in_range(connection, table, low, high):
-                arrived.append(pa.Table.from_batches([rows]).filter(pc.is_in(rows.column(key), unknown)))
-                if rejected is not None:
-                    unfit.append(rejected.filter(pc.is_in(rejected.column(key), unknown)))
+            for read in read_rows_in_range(connection, table, low, high):
+                came_in = read.only(unknown, key)
+                arrived.append(pa.Table.from_batches([came_in.rows]))
+                index.append(came_in.index)
+                if came_in.rejected is not None:
+                    unfit.append(came_in.rejected)
     arrived_rows = pa.concat_tables(arrived) if arrived else None
     unfit_rows = pa.concat_tables(unfit) if unfit else None
     # Unfit rows' keys count as known too, as the delta's do: they are reported once, not every run.
@@ -138,6 +143,7 @@ def check_deletes(
     summary_files = previous.key_summary if previous else None
     deleted_files = None
     if deleted.len():
+        index.insert(0, tombstones(deleted, table))
         marks = pa.table(
             {key: deleted.to_arrow(), "_deleted_at": pa.array([checked_at] * deleted.len(), TIMESTAMP)},
             schema=deleted_marks_schema(key),
@@ -157,4 +163,5 @@ def check_deletes(
         deleted=deleted_files,
         arrived=arrived_rows if arrived_rows is not None and arrived_rows.num_rows else None,
         arrived_unfit=unfit_rows if unfit_rows is not None and unfit_rows.num_rows else None,
+        index=index,
     )

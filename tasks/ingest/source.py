@@ -10,10 +10,20 @@ from datetime import datetime
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tasks.core.manifests import Horizon
-from tasks.core.postgres import Connection, fetch_arrow, fetch_rows, read_transaction
-from tasks.ingest.delta import INGEST_SQL, conform_batch, delta_query, range_query, unstamped_query
+from tasks.core.postgres import Connection, connect, fetch_arrow, fetch_rows, read_transaction
+from tasks.ingest.content import index_rows
+from tasks.ingest.delta import (
+    INGEST_SQL,
+    by_key_query,
+    conform_batch,
+    content_buckets_query,
+    delta_query,
+    range_query,
+    unstamped_query,
+)
 from tasks.schema import Table, quote_ident
 
 
@@ -78,23 +88,68 @@ def wait_for_replay(standby: Connection, wal_position: str, *, wait_seconds: flo
         time.sleep(0.2)
 
 
-def stream_delta(
-    connection: Connection, table: Table, since: datetime
-) -> Iterator[tuple[pa.RecordBatch, pa.Table | None]]:
-    """Every version of ``table`` stamped at or after ``since``, batch by batch, conformed (with the
-    rows that could not be, see :func:`tasks.ingest.delta.conform_batch`)."""
+def connect_source(url: str, *, purpose: str = "source database") -> Connection:
+    """A connection to the source whose rows print as text the same way on every run (every read
+    hashes each row's text; see ``content.py``)."""
+    connection = connect(url, purpose=purpose)
+    with connection.cursor() as cursor:
+        cursor.execute(INGEST_SQL.read("pin_session_settings"))
+        cursor.fetchall()
+    connection.commit()
+    return connection
+
+
+@dataclass(frozen=True)
+class SourceRows:
+    """Rows read from the source: those conformed to the raw zone's schema, those that could not be
+    (with ``_reason``, see :func:`tasks.ingest.delta.conform_batch`), and the content index rows of
+    both (key, foreign keys, the server's hash of the row)."""
+
+    rows: pa.RecordBatch
+    rejected: pa.Table | None
+    index: pa.Table
+
+    @classmethod
+    def read(cls, batch: pa.RecordBatch, table: Table) -> SourceRows:
+        rows, rejected = conform_batch(batch, table)
+        return cls(rows, rejected, index_rows(batch, table))
+
+    def only(self, keys: pa.Array, key: str) -> SourceRows:
+        """These rows restricted to the given keys."""
+        rejected = self.rejected.filter(pc.is_in(self.rejected.column(key), keys)) if self.rejected else None
+        return SourceRows(
+            self.rows.filter(pc.is_in(self.rows.column(key), keys)),
+            rejected,
+            self.index.filter(pc.is_in(self.index.column(key), keys)),
+        )
+
+
+def stream_delta(connection: Connection, table: Table, since: datetime) -> Iterator[SourceRows]:
+    """Every version of ``table`` stamped at or after ``since``, batch by batch."""
     with read_transaction(connection) as cursor:
         cursor.execute(delta_query(table, since))
         for batch in cursor.fetch_record_batch():
-            yield conform_batch(batch, table)
+            yield SourceRows.read(batch, table)
 
 
-def read_rows_in_range(
-    connection: Connection, table: Table, low: int, high: int
-) -> Iterator[tuple[pa.RecordBatch, pa.Table | None]]:
-    """The stamped rows of ``table`` with a key in [low, high), conformed as the delta's are."""
+def read_rows_in_range(connection: Connection, table: Table, low: int, high: int) -> Iterator[SourceRows]:
+    """The stamped rows of ``table`` with a key in [low, high), read as the delta's are."""
     for batch in fetch_arrow(connection, range_query(table), (low, high)).to_batches():
-        yield conform_batch(batch, table)
+        yield SourceRows.read(batch, table)
+
+
+def read_rows_by_key(connection: Connection, table: Table, keys: list[int]) -> Iterator[SourceRows]:
+    """The stamped rows of ``table`` with one of these keys, read as the delta's are."""
+    if not keys:
+        return
+    wanted = "{" + ",".join(str(int(k)) for k in keys) + "}"
+    for batch in fetch_arrow(connection, by_key_query(table), (wanted,)).to_batches():
+        yield SourceRows.read(batch, table)
+
+
+def read_content_buckets(connection: Connection, table: Table, width: int) -> pl.DataFrame:
+    """The source's per-range summary of ``table``'s row hashes (select_content_buckets.sql)."""
+    return pl.DataFrame(fetch_arrow(connection, content_buckets_query(table, width))).cast(pl.Int64)
 
 
 def read_unstamped_rows(connection: Connection, table: Table) -> pa.Table:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -24,6 +24,7 @@ from tasks.core.manifests import FileSet, Horizon, RawManifest, RawTableEntry
 from tasks.core.postgres import Connection, DatabaseError, connect, database_error_reason
 from tasks.core.reports import RunSummary
 from tasks.core.retries import RETRY_POLICY
+from tasks.ingest.content import children_of
 from tasks.ingest.delta import (
     drop_known_versions,
     raw_quarantine_name,
@@ -34,10 +35,13 @@ from tasks.ingest.delta import (
 )
 from tasks.ingest.drift import SchemaDrift, schema_drift
 from tasks.ingest.known_keys import check_deletes
+from tasks.ingest.reconcile import MissedChanges, read_index, read_missed_changes, write_index
 from tasks.ingest.source import (
     HorizonReading,
     SourceIsStandby,
     SourceReadFailed,
+    SourceRows,
+    connect_source,
     read_source_columns,
     read_source_horizon,
     read_unstamped_rows,
@@ -45,7 +49,7 @@ from tasks.ingest.source import (
     wait_for_replay,
 )
 from tasks.ingest.watermark import complete_before, next_watermark
-from tasks.schema import SOURCE_TABLES, Table, unreadable_rows_schema
+from tasks.schema import SOURCE_TABLES, Table, deleted_marks_schema, references_of, unreadable_rows_schema
 from tasks.settings import TotesSettings, load_settings, redact_url
 
 
@@ -172,12 +176,14 @@ class _DeltaStream:
         # hold one version twice, which no later stage could load.
         self.written_keys: list[np.ndarray] = []
         self.written_stamps: list[np.ndarray] = []
+        # The content index rows of every row read (see content.py).
+        self.index: list[pa.Table] = []
 
-    def fresh(
-        self, stream: Iterator[tuple[pa.RecordBatch, pa.Table | None]], table_name: str
-    ) -> Iterator[pa.RecordBatch]:
+    def fresh(self, stream: Iterator[SourceRows], table_name: str) -> Iterator[pa.RecordBatch]:
         table = SOURCE_TABLES[table_name]
-        for batch, rejected in stream:
+        for read in stream:
+            batch, rejected = read.rows, read.rejected
+            self.index.append(read.index)
             self.read += batch.num_rows
             self.overlap.update(versions_since(batch, table, self.next_mark))
             if rejected is not None:
@@ -261,7 +267,7 @@ def extract_table_delta(
     repeated: pa.Table | None = None
     logger = get_run_logger()
     source_url = settings.require_source_url()
-    with connect(source_url, purpose="source database") as connection:
+    with connect_source(source_url) as connection:
         try:
             files, rows = lake.write_batches(
                 RAW,
@@ -351,7 +357,7 @@ def extract_table_delta(
         len(files),
         next_mark,
     )
-    return RawTableEntry(
+    entry = RawTableEntry(
         data=FileSet(files, rows),
         watermark=next_mark,
         overlap_keys=frozenset(delta.overlap),
@@ -361,6 +367,123 @@ def extract_table_delta(
         deleted=deletes.deleted,
         rejected=unreadable,
         unstamped_keys=unstamped_keys,
+        content=state.content,
+    )
+    if not entry.has_changes(previous):
+        return entry
+    # Kept only when the batch is recorded: the rows a run reads and drops as known are in the index.
+    content = write_index(lake, table, batch_id, state.content, [*delta.index, *deletes.index])
+    return replace(entry, content=content)
+
+
+@task(
+    name="read-missed-changes",
+    task_run_name="read-missed-changes-{table_name}",
+    cache_policy=NO_CACHE,
+    **RETRY_POLICY,
+)
+def read_missed_changes_task(
+    table_name: str, batch_id: str, entry: RawTableEntry, parents_deleted: dict[str, FileSet], *, deep: bool
+) -> RawTableEntry:
+    """Read again the rows of one table that changed without a new ``last_updated``, and add them to
+    its entry in this batch: the children the lake last saw referencing a parent key found deleted
+    in this batch (``parents_deleted``: per foreign-key column, the parent's delete marks), and with
+    ``deep``, every row whose content differs from what the lake last observed."""
+    settings = load_settings()
+    lake = Lake.from_url(settings.lake_url)
+    table = SOURCE_TABLES[table_name]
+    (key,) = table.key
+    index = read_index(lake, table, entry.content)
+    gone = {
+        column: pl.Series(lake.read_table(marks.files, deleted_marks_schema(_parent_key(table_name, column))).column(0))
+        for column, marks in parents_deleted.items()
+    }
+    children = children_of(index, key, gone)
+    width = (settings.delete_check_bucket_keys or DEEP_PASS_BUCKET_KEYS) if deep else None
+    source_url = settings.require_source_url()
+    with connect_source(source_url) as connection:
+        try:
+            missed = read_missed_changes(connection, table, index, children=children, width=width)
+        except DatabaseError as error:
+            msg = (
+                f"reading source table {table_name} again from the source database {redact_url(source_url)}: "
+                f"{database_error_reason(error)}"
+            )
+            raise SourceReadFailed(msg) from error
+    changed = missed.rows.num_rows + (missed.rejected.num_rows if missed.rejected is not None else 0)
+    logger = get_run_logger()
+    if deep:
+        logger.info(
+            "%s: deep pass compared every row's content: %d key range(s) differed, %d row(s) changed without a new "
+            "last_updated",
+            table_name,
+            missed.ranges_differing,
+            changed,
+        )
+    if children:
+        logger.info(
+            "%s: %d row(s) referenced a parent key deleted or changed in the source; read again, %d of them changed",
+            table_name,
+            len(children),
+            changed,
+        )
+    if not changed and not missed.index:
+        return entry
+    return _carry(lake, table, batch_id, entry, missed, rows_per_file=settings.parquet_rows_per_file)
+
+
+# The key range width of the deep pass when the delete check is off (its width is used otherwise).
+DEEP_PASS_BUCKET_KEYS = 10_000
+
+
+def _parent_key(table_name: str, column: str) -> str:
+    (reference,) = [r for r in references_of(table_name) if r.column == column]
+    (key,) = SOURCE_TABLES[reference.parent].key
+    return key
+
+
+def _carry(
+    lake: Lake, table: Table, batch_id: str, entry: RawTableEntry, missed: MissedChanges, *, rows_per_file: int
+) -> RawTableEntry:
+    """``entry`` with the rows read again added as versions of this batch. They are the newer
+    observation: this batch's delta rows of the same keys (read moments before) are left out, by
+    rewriting its files, so that no batch holds two contents of one row."""
+    (key,) = table.key
+    changed_keys = pa.concat_arrays(
+        [missed.rows.column(key).combine_chunks()]
+        + ([missed.rejected.column(key).combine_chunks().cast(pa.int32())] if missed.rejected is not None else [])
+    )
+    files, rows = list(entry.data.files), entry.data.rows
+    if files and len(changed_keys):
+        written = lake.read_table(files, pa.schema([table.schema.field(key)])).column(key)
+        if pc.any(pc.is_in(written, changed_keys)).as_py():
+            files, rows = lake.write_batches(
+                RAW,
+                table.name,
+                batch_id,
+                table.schema,
+                (
+                    b.filter(pc.invert(pc.is_in(b.column(key), changed_keys)))
+                    for b in lake.iter_batches(files, table.schema)
+                ),
+                rows_per_file=rows_per_file,
+            )
+    if missed.rows.num_rows:
+        files += lake.write_table(RAW, table.name, batch_id, missed.rows)
+        rows += missed.rows.num_rows
+    rejected = entry.rejected
+    if missed.rejected is not None:
+        unfit = _unreadable([missed.rejected], table.name)
+        if unfit is not None:
+            written_unfit = lake.write_table(RAW, raw_quarantine_name(table.name), batch_id, unfit)
+            before = rejected or FileSet()
+            rejected = FileSet(before.files + written_unfit, before.rows + unfit.num_rows)
+    return replace(
+        entry,
+        data=FileSet(files, rows),
+        overlap_keys=entry.overlap_keys | frozenset(versions_since(missed.rows, table, entry.watermark)),
+        rejected=rejected,
+        content=write_index(lake, table, batch_id, entry.content, missed.index),
     )
 
 

@@ -176,6 +176,7 @@ def test_production_prefect_yaml_registers_on_an_ecs_pool(prefect_server, tmp_pa
 
     for name in (
         "totesys-etl/totesys-etl",
+        "totesys-etl/totesys-reconcile",
         "ingest/totesys-ingest",
         "transform/totesys-transform",
         "load/totesys-load",
@@ -194,6 +195,9 @@ def test_production_prefect_yaml_registers_on_an_ecs_pool(prefect_server, tmp_pa
     assert etl["schedules"][0]["schedule"]["interval"] == 900
     assert etl["global_concurrency_limit"]["limit"] == 1
     assert etl["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    deep_pass = read_deployment(prefect_server, "totesys-etl/totesys-reconcile")
+    assert deep_pass["parameters"] == {"reconcile": True}
+    assert deep_pass["schedules"][0]["schedule"]["cron"] == "30 2 * * *"
 
 
 def test_crash_automation_definition_registers(prefect_server, tmp_path):

@@ -402,3 +402,67 @@ def test_exact_repeats_are_kept_once_and_different_rows_under_one_version_are_al
     assert leave_out.tolist() == [4, 8, 9]  # the repeat of currency 1, and both rows of currency 2
     assert quarantined.column("currency_code").to_pylist() == ["USD", "EUR"]
     assert quarantined.column("_reason").to_pylist()[0].startswith("2 different rows share currency_id 2 and")
+
+
+class TestContentIndex:
+    """The content index of the deep pass and of the children read again (tasks/ingest/content.py)."""
+
+    table = SOURCE_TABLES["transaction"]
+
+    def part(self, keys, hashes, orders=None):
+        from tasks.ingest.content import index_schema
+
+        schema = index_schema(self.table)
+        orders = orders if orders is not None else [None] * len(keys)
+        return pa.table(
+            {
+                "transaction_id": keys,
+                "sales_order_id": orders,
+                "purchase_order_id": [None] * len(keys),
+                "_content_hash": hashes,
+            },
+            schema=schema,
+        )
+
+    def test_a_later_part_overrides_and_a_tombstone_drops_the_key(self):
+        import polars as pl
+
+        from tasks.ingest.content import fold_index, tombstones
+
+        folded = fold_index(
+            [self.part([1, 2, 3], [10, 20, 30]), self.part([2], [21]), tombstones(pl.Series([3]), self.table)],
+            self.table,
+        )
+        assert folded["transaction_id"].to_list() == [1, 2] and folded["_content_hash"].to_list() == [10, 21]
+
+    def test_children_of_a_gone_parent_are_those_last_seen_referencing_it(self):
+        import polars as pl
+
+        from tasks.ingest.content import children_of, fold_index
+
+        index = fold_index([self.part([1, 2, 3], [1, 2, 3], orders=[7, 8, 7]), self.part([3], [4])], self.table)
+        assert children_of(index, "transaction_id", {"sales_order_id": pl.Series([7])}) == [1]
+        assert children_of(index, "transaction_id", {}) == []
+
+    def test_changed_rows_are_those_with_another_hash_or_none_known(self):
+        import polars as pl
+
+        from tasks.ingest.content import changed_rows, fold_index
+
+        index = fold_index([self.part([1, 2], [10, 20])], self.table)
+        read = pl.DataFrame({"transaction_id": [2, 1, 5], "_content_hash": [20, 11, 50]})
+        assert changed_rows(read, index, "transaction_id").to_list() == [False, True, True]
+
+    def test_the_range_sums_are_the_servers_split_of_each_64_bit_hash(self):
+        import polars as pl
+
+        from tasks.ingest.content import content_buckets
+
+        hashes = [-1, 2**62 + 7, -(2**63), 123]
+        index = pl.DataFrame({"k": [1, 2, 3, 12], "_content_hash": hashes})
+        buckets = content_buckets(index, "k", 10).sort("bucket")
+        as_server = [(h & 2147483647, (h >> 31) & 2147483647) for h in hashes]  # PostgreSQL's & and >>
+        assert buckets.rows() == [
+            (0, 3, sum(lo for lo, _ in as_server[:3]), sum(hi for _, hi in as_server[:3])),
+            (1, 1, as_server[3][0], as_server[3][1]),
+        ]

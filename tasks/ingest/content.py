@@ -1,0 +1,107 @@
+"""Reconciliation by content: what the lake last observed of each source row, as the source's own
+hash of it, summarised per key range and compared with the source's. Pure.
+
+Every read of the source selects, beside each row, ``hashtextextended(row(...)::text, 0)``: the
+server's 64-bit hash of the row's model columns (``_select_list`` in ``delta.py``). The raw zone keeps,
+per table, a *content index*: the key, that hash and the foreign-key columns of the row last
+observed, as a list of files, each later file overriding earlier ones, with a null hash marking a
+key found deleted. From it:
+
+* every run finds the children to read again when a parent key is deleted or changes (ON DELETE
+  SET NULL, ON UPDATE CASCADE rewrite children without touching their ``last_updated``);
+* the deep pass (``totes reconcile``) compares per-range sums of the hashes with the source's
+  (select_content_buckets.sql), reads the ranges that differ, and carries every row whose hash
+  is not the one the lake last observed as a new version, whatever changed it.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from tasks.schema import Table, references_of
+
+CONTENT_HASH = "_content_hash"
+
+# The two 31-bit halves of each 64-bit hash are summed per range (a range of 10,000 rows sums to
+# under 2^45, exact in bigint on both sides); with the row count, a changed row goes unnoticed
+# with a probability of about 2^-62.
+_HALF = 2147483647
+
+# Index files a table may accumulate (one per batch that changed it) before they are folded into one.
+INDEX_FILES_BEFORE_FOLDING = 16
+
+
+def index_schema(table: Table) -> pa.Schema:
+    """The content index of ``table``: its key, its foreign keys, and the source's hash of the row."""
+    (key,) = table.key
+    references = [pa.field(r.column, pa.int32()) for r in references_of(table.name)]
+    return pa.schema([pa.field(key, pa.int32()), *references, pa.field(CONTENT_HASH, pa.int64())])
+
+
+def index_rows(rows: pa.RecordBatch | pa.Table, table: Table) -> pa.Table:
+    """The content index's rows of some rows read from the source (with their hash column)."""
+    schema = index_schema(table)
+    picked = rows.select(schema.names)
+    as_table = picked if isinstance(picked, pa.Table) else pa.Table.from_batches([picked])
+    return as_table.cast(schema)
+
+
+def tombstones(keys: pl.Series, table: Table) -> pa.Table:
+    """Index rows saying these keys were found deleted (null hash, null references)."""
+    schema = index_schema(table)
+    (key,) = table.key
+    columns = {f.name: pa.nulls(keys.len(), f.type) for f in schema}
+    columns[key] = keys.cast(pl.Int32).to_arrow()
+    return pa.table(columns, schema=schema)
+
+
+def fold_index(parts: list[pa.Table], table: Table) -> pl.DataFrame:
+    """The latest index row of each key still held (later parts override earlier ones; a null hash
+    drops the key), sorted by key."""
+    (key,) = table.key
+    schema = index_schema(table)
+    frames = [pl.DataFrame(part.cast(schema)) for part in parts if part.num_rows]
+    if not frames:
+        return pl.DataFrame(schema.empty_table())
+    return (
+        pl.concat(frames)
+        .unique(subset=[key], keep="last", maintain_order=True)
+        .filter(pl.col(CONTENT_HASH).is_not_null())
+        .sort(key)
+    )
+
+
+def content_buckets(index: pl.DataFrame, key: str, width: int) -> pl.DataFrame:
+    """The per-range summary of the index that select_content_buckets.sql computes in the source."""
+    k, h = pl.col(key).cast(pl.Int64), pl.col(CONTENT_HASH)
+    return (
+        index.lazy()
+        .group_by(((k - ((k % width) + width) % width) // width).alias("bucket"))
+        .agg(
+            pl.len().cast(pl.Int64).alias("rows"),
+            (h & _HALF).sum().alias("hash_low"),
+            ((h // 2**31) & _HALF).sum().alias("hash_high"),
+        )
+        .collect()
+    )
+
+
+CONTENT_SUMMARY = ("rows", "hash_low", "hash_high")
+
+
+def changed_rows(read: pl.DataFrame, index: pl.DataFrame, key: str) -> pl.Series:
+    """For rows read from the source (key and hash), True where the lake last observed another
+    content (or none)."""
+    known = index.select(key, pl.col(CONTENT_HASH).alias("_known"))
+    joined = read.select(key, CONTENT_HASH).with_row_index("_row").join(known, on=key, how="left")
+    return joined.sort("_row").select(pl.col(CONTENT_HASH).ne_missing(pl.col("_known")).alias("changed"))["changed"]
+
+
+def children_of(index: pl.DataFrame, key: str, gone: dict[str, pl.Series]) -> list[int]:
+    """The keys of the rows the lake last saw referencing a parent key now gone, per foreign-key
+    column of ``index``."""
+    if not gone or index.height == 0:
+        return []
+    hit = pl.any_horizontal(pl.col(column).is_in(keys.cast(pl.Int32).implode()) for column, keys in gone.items())
+    return index.filter(hit)[key].to_list()
