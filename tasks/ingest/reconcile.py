@@ -5,6 +5,7 @@ was deleted or changed (every run), and any row whose content is not what the la
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import polars as pl
@@ -69,35 +70,40 @@ def read_missed_changes(
     connection: Connection, table: Table, index: pl.DataFrame, *, children: list[int], width: int | None
 ) -> MissedChanges:
     """Read ``children`` by key and, with a range ``width`` (the deep pass), every key range whose
-    content summary differs from the index's; keep the rows whose hash the index does not hold."""
+    content summary differs from the index's; keep the rows whose hash the index does not hold
+    (memory: the rows kept, not the rows read)."""
     (key,) = table.key
-    reads: list[SourceRows] = list(read_rows_by_key(connection, table, children))
+    kept: list[SourceRows] = []
+
+    def keep_changed(reads: Iterator[SourceRows]) -> Iterator[pa.Table]:
+        for read in reads:
+            frame = pl.DataFrame(read.index)
+            changed = frame.filter(changed_rows(frame, index, key))[key].to_arrow()
+            if len(changed):
+                kept.append(read.only(changed, key))
+            yield read.index
+
+    for _ in keep_changed(read_rows_by_key(connection, table, children)):
+        pass
     stale: list[pl.Series] = []
-    ranges = []
+    ranges: list[int] = []
     if width:
         source = read_content_buckets(connection, table, width)
         ranges = differing_buckets(source, content_buckets(index, key, width), CONTENT_SUMMARY)
         for bucket in ranges:
             low, high = bucket * width, (bucket + 1) * width
-            in_range = list(read_rows_in_range(connection, table, low, high))
-            reads += in_range
-            seen = pl.concat([pl.Series(key, r.index.column(key), pl.Int32) for r in in_range]) if in_range else None
+            seen = [part.column(key) for part in keep_changed(read_rows_in_range(connection, table, low, high))]
             held = index.filter((pl.col(key) >= low) & (pl.col(key) < high))[key]
-            stale.append(held if seen is None else held.filter(~held.is_in(seen.implode())))
-    read_index_rows = pa.concat_tables([r.index for r in reads]) if reads else index_schema(table).empty_table()
-    read_frame = pl.DataFrame(read_index_rows).unique(subset=[key], keep="last", maintain_order=True)
-    changed = read_frame.filter(changed_rows(read_frame, index, key))[key].to_arrow()
-    kept = [r.only(changed, key) for r in reads]
-    # A key read twice (a child in a differing range) is carried once.
-    rows = pl.DataFrame(pa.Table.from_batches([r.rows for r in kept], table.schema))
-    rows_table = rows.unique(subset=[key], keep="last", maintain_order=True).to_arrow().cast(table.schema)
-    rejected = [r.rejected for r in kept if r.rejected is not None and r.rejected.num_rows]
-    index_change = [tombstones(pl.concat(stale), table)] if stale and sum(s.len() for s in stale) else []
-    index_change += [pl.DataFrame(read_index_rows).filter(pl.col(key).is_in(pl.Series(changed).implode())).to_arrow()]
+            in_source = pl.Series(key, pa.chunked_array(seen, pa.int32()), pl.Int32)
+            stale.append(held.filter(~held.is_in(in_source.implode())))
+    # A key read twice (a child in a differing range) is carried once, as read last.
+    rows = pl.DataFrame(pa.Table.from_batches([part.rows for part in kept], table.schema))
+    rejected = [part.rejected for part in kept if part.rejected is not None and part.rejected.num_rows]
+    gone = pl.concat(stale) if stale else pl.Series(key, [], pl.Int32)
     return MissedChanges(
-        rows=rows_table,
+        rows=rows.unique(subset=[key], keep="last", maintain_order=True).to_arrow().cast(table.schema),
         rejected=pa.concat_tables(rejected) if rejected else None,
-        index=index_change,
+        index=([tombstones(gone, table)] if gone.len() else []) + [part.index for part in kept],
         children_read=len(children),
         ranges_differing=len(ranges),
     )

@@ -469,8 +469,10 @@ def _carry(
                 rows_per_file=rows_per_file,
             )
     if missed.rows.num_rows:
-        files += lake.write_table(RAW, table.name, batch_id, missed.rows)
-        rows += missed.rows.num_rows
+        carried, carried_rows = lake.write_batches(
+            RAW, table.name, batch_id, table.schema, missed.rows.to_batches(), rows_per_file=rows_per_file
+        )
+        files, rows = files + carried, rows + carried_rows
     rejected = entry.rejected
     if missed.rejected is not None:
         unfit = _unreadable([missed.rejected], table.name)
