@@ -16,6 +16,7 @@ key found deleted. From it:
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -40,11 +41,13 @@ def index_schema(table: Table) -> pa.Schema:
 
 
 def index_rows(rows: pa.RecordBatch | pa.Table, table: Table) -> pa.Table:
-    """The content index's rows of some rows read from the source (with their hash column)."""
+    """The content index's rows of some rows read from the source (with their hash column), copied:
+    the driver's record batch is one allocation, and a column kept by reference would keep every
+    column of every batch of a full load alive."""
     schema = index_schema(table)
     picked = rows.select(schema.names)
     as_table = picked if isinstance(picked, pa.Table) else pa.Table.from_batches([picked])
-    return as_table.cast(schema)
+    return as_table.cast(schema).take(pa.array(np.arange(as_table.num_rows)))
 
 
 def tombstones(keys: pl.Series, table: Table) -> pa.Table:
@@ -64,12 +67,22 @@ def fold_index(parts: list[pa.Table], table: Table) -> pl.DataFrame:
     frames = [pl.DataFrame(part.cast(schema)) for part in parts if part.num_rows]
     if not frames:
         return pl.DataFrame(schema.empty_table())
-    return (
-        pl.concat(frames)
-        .unique(subset=[key], keep="last", maintain_order=True)
-        .filter(pl.col(CONTENT_HASH).is_not_null())
-        .sort(key)
-    )
+    # The first part is usually a folded index (sorted, one row per key: checked in one pass) and
+    # the rest small: they replace its keys by an anti-join, far lighter than deduplicating it all.
+    first = frames[0]
+    keys = first[key].to_numpy()
+    if keys.size > 1 and not (keys[1:] > keys[:-1]).all():
+        first = _last_per_key(first, key)
+    if len(frames) > 1:
+        later = _last_per_key(pl.concat(frames[1:]), key)
+        first = pl.concat([first.join(later.select(key), on=key, how="anti"), later]).sort(key)
+    return first.filter(pl.col(CONTENT_HASH).is_not_null())
+
+
+def _last_per_key(frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    """The last row of each key in ``frame``'s order, sorted by key."""
+    ordered = frame.with_row_index("_order").sort([key, "_order"])
+    return ordered.filter(pl.col(key).ne_missing(pl.col(key).shift(-1))).drop("_order")
 
 
 def content_buckets(index: pl.DataFrame, key: str, width: int) -> pl.DataFrame:

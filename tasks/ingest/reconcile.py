@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tasks.core.lake import RAW, Lake
 from tasks.core.postgres import Connection
@@ -32,23 +33,39 @@ from tasks.ingest.source import (
 from tasks.schema import Table
 
 
-def read_index(lake: Lake, table: Table, files: list[str] | None) -> pl.DataFrame:
-    """The content index as the lake holds it: the latest entry of each key not found deleted."""
-    return fold_index([lake.read_table(files or [], index_schema(table))], table)
+def read_index(
+    lake: Lake, table: Table, files: list[str] | None, *, referencing: dict[str, pl.Series] | None = None
+) -> pl.DataFrame:
+    """The content index as the lake holds it: the latest entry of each key not found deleted. With
+    ``referencing`` (per foreign-key column, parent keys), only the keys any entry shows referencing
+    one of them: what a run needs to find children, without folding the whole index."""
+    (key,) = table.key
+    whole = lake.read_table(files or [], index_schema(table))
+    if referencing is not None:
+        frame = pl.DataFrame(whole)
+        hit = pl.any_horizontal(pl.col(c).is_in(keys.cast(pl.Int32).implode()) for c, keys in referencing.items())
+        candidates = frame.filter(hit)[key].unique().to_arrow()
+        whole = whole.filter(pc.is_in(whole.column(key), candidates))
+    return fold_index([whole], table)
 
 
 def write_index(lake: Lake, table: Table, batch_id: str, before: list[str] | None, parts: list[pa.Table]) -> list[str]:
     """The content index after this batch: the files before it and one more with ``parts``, folded
-    into one file once they are many (reading them all costs more than writing one)."""
+    into one file once they are many (reading them all costs more than writing one). The first file
+    is written folded (sorted, one row per key), so that reading the index takes the fast path."""
+    schema = index_schema(table)
     files = list(before or [])
     change = [p for p in parts if p.num_rows]
     if not change:
         return files
-    files += lake.write_table(
-        RAW, f"_content_{table.name}", batch_id, pa.concat_tables(change).cast(index_schema(table))
-    )
+    rows = pa.concat_tables([p.cast(schema) for p in change])
+    if not files:
+        return lake.write_table(
+            RAW, f"_content_{table.name}", batch_id, fold_index([rows], table).to_arrow().cast(schema)
+        )
+    files += lake.write_table(RAW, f"_content_{table.name}", batch_id, rows)
     if len(files) > INDEX_FILES_BEFORE_FOLDING:
-        folded = read_index(lake, table, files).to_arrow().cast(index_schema(table))
+        folded = read_index(lake, table, files).to_arrow().cast(schema)
         files = lake.write_table(RAW, f"_content_{table.name}", batch_id, folded)
     return files
 

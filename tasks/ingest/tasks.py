@@ -393,11 +393,11 @@ def read_missed_changes_task(
     lake = Lake.from_url(settings.lake_url)
     table = SOURCE_TABLES[table_name]
     (key,) = table.key
-    index = read_index(lake, table, entry.content)
     gone = {
         column: pl.Series(lake.read_table(marks.files, deleted_marks_schema(_parent_key(table_name, column))).column(0))
         for column, marks in parents_deleted.items()
     }
+    index = read_index(lake, table, entry.content, referencing=None if deep else gone)
     children = children_of(index, key, gone)
     width = (settings.delete_check_bucket_keys or DEEP_PASS_BUCKET_KEYS) if deep else None
     source_url = settings.require_source_url()

@@ -466,3 +466,11 @@ class TestContentIndex:
             (0, 3, sum(lo for lo, _ in as_server[:3]), sum(hi for _, hi in as_server[:3])),
             (1, 1, as_server[3][0], as_server[3][1]),
         ]
+
+    def test_folding_keeps_the_last_entry_of_each_key_whatever_the_first_part_s_order(self):
+        from tasks.ingest.content import fold_index
+
+        unsorted_with_repeats = self.part([3, 1, 3, 2], [30, 10, 31, 20])
+        folded = fold_index([unsorted_with_repeats, self.part([1], [11])], self.table)
+        assert folded["transaction_id"].to_list() == [1, 2, 3]
+        assert folded["_content_hash"].to_list() == [11, 20, 31]
