@@ -67,8 +67,8 @@ def fold_index(parts: list[pa.Table], table: Table) -> pl.DataFrame:
     frames = [pl.DataFrame(part.cast(schema)) for part in parts if part.num_rows]
     if not frames:
         return pl.DataFrame(schema.empty_table())
-    # The first part is usually a folded index (sorted, one row per key: checked in one pass) and
-    # the rest small: they replace its keys by an anti-join, far lighter than deduplicating it all.
+    # The first part is often a folded index (sorted, one row per key: checked in one pass) and the
+    # rest small: they replace its keys by an anti-join, far lighter than deduplicating it all.
     first = frames[0]
     keys = first[key].to_numpy()
     if keys.size > 1 and not (keys[1:] > keys[:-1]).all():
@@ -80,9 +80,9 @@ def fold_index(parts: list[pa.Table], table: Table) -> pl.DataFrame:
 
 
 def _last_per_key(frame: pl.DataFrame, key: str) -> pl.DataFrame:
-    """The last row of each key in ``frame``'s order, sorted by key."""
-    ordered = frame.with_row_index("_order").sort([key, "_order"])
-    return ordered.filter(pl.col(key).ne_missing(pl.col(key).shift(-1))).drop("_order")
+    """The last row of each key in ``frame``'s order, sorted by key (a stable sort on the key alone)."""
+    ordered = frame.sort(key, maintain_order=True)
+    return ordered.filter(pl.col(key).ne_missing(pl.col(key).shift(-1)))
 
 
 def content_buckets(index: pl.DataFrame, key: str, width: int) -> pl.DataFrame:

@@ -51,18 +51,15 @@ def read_index(
 
 def write_index(lake: Lake, table: Table, batch_id: str, before: list[str] | None, parts: list[pa.Table]) -> list[str]:
     """The content index after this batch: the files before it and one more with ``parts``, folded
-    into one file once they are many (reading them all costs more than writing one). The first file
-    is written folded (sorted, one row per key), so that reading the index takes the fast path."""
+    into one file once they are many (reading them all costs more than writing one)."""
     schema = index_schema(table)
     files = list(before or [])
     change = [p for p in parts if p.num_rows]
     if not change:
         return files
+    # Written as read, not folded: folding a full load's index costs a few times its size in memory
+    # while four tables are read at once. Readers fold it (fold_index).
     rows = pa.concat_tables([p.cast(schema) for p in change])
-    if not files:
-        return lake.write_table(
-            RAW, f"_content_{table.name}", batch_id, fold_index([rows], table).to_arrow().cast(schema)
-        )
     files += lake.write_table(RAW, f"_content_{table.name}", batch_id, rows)
     if len(files) > INDEX_FILES_BEFORE_FOLDING:
         folded = read_index(lake, table, files).to_arrow().cast(schema)
