@@ -413,6 +413,11 @@ class Reference:
     column: str
     parent: str
 
+    @property
+    def parent_key(self) -> str:
+        (key,) = SOURCE_TABLES[self.parent].key
+        return key
+
 
 # The source's foreign keys (SPEC section 1). All are ON UPDATE CASCADE, and transaction's two order
 # keys ON DELETE SET NULL: when a parent key is deleted or changes, PostgreSQL rewrites the child

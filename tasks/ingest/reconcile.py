@@ -76,7 +76,6 @@ class MissedChanges:
     rows: pa.Table
     rejected: pa.Table | None
     index: list[pa.Table]
-    children_read: int
     ranges_differing: int
 
 
@@ -89,16 +88,18 @@ def read_missed_changes(
     (key,) = table.key
     kept: list[SourceRows] = []
 
-    def keep_changed(reads: Iterator[SourceRows]) -> Iterator[pa.Table]:
+    def keep_changed(reads: Iterator[SourceRows]) -> list[pa.ChunkedArray]:
+        """Keep the rows whose hash differs; return the keys of every row read."""
+        seen = []
         for read in reads:
             frame = pl.DataFrame(read.index)
             changed = frame.filter(changed_rows(frame, index, key))[key].to_arrow()
             if len(changed):
                 kept.append(read.only(changed, key))
-            yield read.index
+            seen.append(read.index.column(key))
+        return seen
 
-    for _ in keep_changed(read_rows_by_key(connection, table, children)):
-        pass
+    keep_changed(read_rows_by_key(connection, table, children))
     stale: list[pl.Series] = []
     ranges: list[int] = []
     if width:
@@ -106,7 +107,7 @@ def read_missed_changes(
         ranges = differing_buckets(source, content_buckets(index, key, width), CONTENT_SUMMARY)
         for bucket in ranges:
             low, high = bucket * width, (bucket + 1) * width
-            seen = [part.column(key) for part in keep_changed(read_rows_in_range(connection, table, low, high))]
+            seen = keep_changed(read_rows_in_range(connection, table, low, high))
             held = index.filter((pl.col(key) >= low) & (pl.col(key) < high))[key]
             in_source = pl.Series(key, pa.chunked_array(seen, pa.int32()), pl.Int32)
             stale.append(held.filter(~held.is_in(in_source.implode())))
@@ -118,6 +119,5 @@ def read_missed_changes(
         rows=rows.unique(subset=[key], keep="last", maintain_order=True).to_arrow().cast(table.schema),
         rejected=pa.concat_tables(rejected) if rejected else None,
         index=([tombstones(gone, table)] if gone.len() else []) + [part.index for part in kept],
-        children_read=len(children),
         ranges_differing=len(ranges),
     )

@@ -49,7 +49,7 @@ from tasks.ingest.source import (
     wait_for_replay,
 )
 from tasks.ingest.watermark import complete_before, next_watermark
-from tasks.schema import SOURCE_TABLES, Table, deleted_marks_schema, references_of, unreadable_rows_schema
+from tasks.schema import SOURCE_TABLES, Reference, Table, deleted_marks_schema, references_of, unreadable_rows_schema
 from tasks.settings import TotesSettings, load_settings, redact_url
 
 
@@ -394,7 +394,9 @@ def read_missed_changes_task(
     table = SOURCE_TABLES[table_name]
     (key,) = table.key
     gone = {
-        column: pl.Series(lake.read_table(marks.files, deleted_marks_schema(_parent_key(table_name, column))).column(0))
+        column: pl.Series(
+            lake.read_table(marks.files, deleted_marks_schema(_reference(table_name, column).parent_key)).column(0)
+        )
         for column, marks in parents_deleted.items()
     }
     index = read_index(lake, table, entry.content, referencing=None if deep else gone)
@@ -436,10 +438,9 @@ def read_missed_changes_task(
 DEEP_PASS_BUCKET_KEYS = 10_000
 
 
-def _parent_key(table_name: str, column: str) -> str:
+def _reference(table_name: str, column: str) -> Reference:
     (reference,) = [r for r in references_of(table_name) if r.column == column]
-    (key,) = SOURCE_TABLES[reference.parent].key
-    return key
+    return reference
 
 
 def _carry(
