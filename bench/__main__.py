@@ -42,6 +42,25 @@ BIN = Path(sys.executable).parent
 
 
 @dataclass
+class ChildRun:
+    """One command as bench.measure saw it, and what it printed."""
+
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mib: float
+    out: str
+
+    @property
+    def stages(self) -> dict[str, float]:
+        """Seconds per stage, from `totes run`'s last line ("done in 9.1 s (ingest 2.0 s, ...; start-up,
+        Prefect and the rest 4.0 s)"); {} for the other commands."""
+        match = re.search(r"done in [\d.]+ s \((.*); start-up", self.out)
+        if not match:
+            return {}
+        return {stage: float(seconds) for stage, seconds in re.findall(r"(\w+) ([\d.]+) s", match.group(1))}
+
+
+@dataclass
 class Measurement:
     scale: float
     variant: str
@@ -50,14 +69,30 @@ class Measurement:
     peak_rss_mib: float
     note: str = ""
     extra: dict = field(default_factory=dict)
+    cpu_seconds: float = 0.0
+    # Wall seconds of each stage of a totes run; the rest of `seconds` is its fixed cost (Python
+    # start-up, imports, Prefect's flow and task-run bookkeeping, shutdown).
+    stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
 
+    @property
+    def fixed_seconds(self) -> float | None:
+        return self.seconds - sum(self.stages.values()) if self.stages else None
 
-def run_child(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MiB, stdout) of one command, measured by bench.measure."""
+    def breakdown(self) -> str:
+        """ "ingest 5.1 + transform 6.4 + load 8.5 + fixed 8.0" ("" for a run that has no stages)."""
+        if not self.stages:
+            return ""
+        return " + ".join(
+            [*(f"{stage} {seconds:.1f}" for stage, seconds in self.stages.items()), f"fixed {self.fixed_seconds:.1f}"]
+        )
+
+
+def run_child(command: list[str], env: dict[str, str]) -> ChildRun:
+    """One command's wall and CPU seconds, peak RSS and stdout, measured by bench.measure."""
     out_path, err_path, report = WORK / "child.out", WORK / "child.err", WORK / "child.json"
     with open(out_path, "w") as out, open(err_path, "w") as err:
         code = subprocess.call(
@@ -66,7 +101,7 @@ def run_child(command: list[str], env: dict[str, str]) -> tuple[float, float, st
     if code != 0:
         raise RuntimeError(f"{' '.join(command[:4])} failed ({code}):\n{err_path.read_text()[-3000:]}")
     measured = json.loads(report.read_text())
-    return measured["seconds"], measured["peak_rss_kib"] / 1024, out_path.read_text()
+    return ChildRun(measured["seconds"], measured["cpu_seconds"], measured["peak_rss_kib"] / 1024, out_path.read_text())
 
 
 def free_port() -> int:
@@ -160,34 +195,38 @@ def bench_scale(scale: float, server_url: str, admin_url: str, insert_seconds: f
         TOTES_LAKE_URL=str(lake),
         PREFECT_API_URL=server_url,
         PREFECT_LOGGING_LEVEL="WARNING",
+        # totes as installed: without pandas, which only the baseline needs (see without_pandas/).
+        PYTHONPATH=str(REPO / "bench" / "without_pandas"),
     )
+    with_pandas = {k: v for k, v in env.items() if k != "PYTHONPATH"}
     results = []
 
-    def record(variant: str, seconds: float, rows: int, rss: float, note: str = "", **extra: object) -> None:
-        m = Measurement(scale, variant, seconds, rows, rss, note, extra)
+    def record(variant: str, child: ChildRun, rows: int, note: str = "", **extra: object) -> None:
+        m = Measurement(
+            scale, variant, child.seconds, rows, child.peak_rss_mib, note, extra, child.cpu_seconds, child.stages
+        )
         results.append(m)
         print(
-            f"  scale {scale:g} {variant:<28} {seconds:8.1f} s {rows:>10} rows {m.rows_per_second:>12,.0f} rows/s "
-            f"{rss:8.0f} MiB {note}",
+            f"  scale {scale:g} {variant:<30} {m.seconds:8.1f} s {m.cpu_seconds:6.1f} s CPU {rows:>10} rows "
+            f"{m.rows_per_second:>10,.0f} rows/s {m.peak_rss_mib:6.0f} MiB  {m.breakdown()}  {note}",
             flush=True,
         )
 
-    seconds, rss, out = run_child(totes("seed", "--scale", str(scale), "--delta-indexes"), env)
-    source_rows = int(re.search(r"totes seed: (\d+) rows", out).group(1))
-    record("seed (totes seed)", seconds, source_rows, rss, "source rows written")
+    child = run_child(totes("seed", "--scale", str(scale), "--delta-indexes"), env)
+    source_rows = int(re.search(r"totes seed: (\d+) rows", child.out).group(1))
+    record("seed (totes seed)", child, source_rows, "source rows written")
 
-    seconds, rss, out = run_child([sys.executable, "-m", "bench.physical_limit", urls["source"], urls["limit"]], env)
-    limit = json.loads(out.strip().splitlines()[-1])
-    record("(d) physical limit", seconds, limit["rows"], rss, "COPY to COPY", tables=limit["tables"])
+    child = run_child([sys.executable, "-m", "bench.physical_limit", urls["source"], urls["limit"]], env)
+    limit = json.loads(child.out.strip().splitlines()[-1])
+    record("(d) physical limit", child, limit["rows"], "COPY to COPY", tables=limit["tables"])
 
-    seconds, rss, out = run_child(totes("run"), env)
-    full_rows = warehouse_rows(urls["totes"])
-    record("(a) totes run, full", seconds, full_rows, rss)
+    child = run_child(totes("run"), env)
+    record("(a) totes run, full", child, warehouse_rows(urls["totes"]))
 
     # On the same source state as (a) and (d): before the churn below.
     work = WORK / f"baseline-{tag}"
     shutil.rmtree(work, ignore_errors=True)
-    seconds, rss, out = run_child(
+    child = run_child(
         [
             sys.executable,
             "-m",
@@ -198,9 +237,9 @@ def bench_scale(scale: float, server_url: str, admin_url: str, insert_seconds: f
             "--insert-seconds",
             str(insert_seconds),
         ],
-        env,
+        with_pandas,
     )
-    baseline = json.loads(out.strip().splitlines()[-1])
+    baseline = json.loads(child.out.strip().splitlines()[-1])
     note = (
         "complete"
         if baseline["complete"]
@@ -209,40 +248,36 @@ def bench_scale(scale: float, server_url: str, admin_url: str, insert_seconds: f
             f"all rows would take ~{baseline['projected_seconds'] / 60:.0f} min"
         )
     )
-    record("(c) baseline pg8000+pandas", seconds, baseline["rows"], rss, note, details=baseline)
+    record("(c) baseline pg8000+pandas", child, baseline["rows"], note, details=baseline)
     shutil.rmtree(work, ignore_errors=True)
 
-    seconds, rss, _ = run_child(totes("run"), env)
-    record("no-op totes run", seconds, 0, rss, "Prefect server")
+    record("no-op totes run", run_child(totes("run"), env), 0, "Prefect server")
     ephemeral = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
-    seconds, rss, _ = run_child(totes("run"), ephemeral)
-    record("no-op totes run, ephemeral", seconds, 0, rss, "ephemeral Prefect API")
+    record("no-op totes run, ephemeral", run_child(totes("run"), ephemeral), 0, "ephemeral Prefect API")
 
     # About 0.1 % of the source's rows: one churn order writes ~6 rows (order, transaction, payment,
     # half a purchase order with its own, a paid flip, an amendment).
     orders = max(1, round(source_rows * 0.001 / 6))
     run_child(totes("churn", "--orders", str(orders)), env)
     before = warehouse_rows(urls["totes"])
-    seconds, rss, out = run_child(totes("run"), env)
-    changed = ingested_rows(out)
+    child = run_child(totes("run"), env)
+    changed = ingested_rows(child.out)
     record(
         "(b) totes run, incremental",
-        seconds,
+        child,
         changed,
-        rss,
         f"{changed} source rows changed ({changed / source_rows:.2%})",
         warehouse_rows_added=warehouse_rows(urls["totes"]) - before,
     )
 
     # The deep pass on a source in step with the lake: its recurring cost (one hash of every row
     # on the server, per-range sums compared with the lake's, nothing read again).
-    seconds, rss, out = run_child(totes("reconcile"), env)
+    child = run_child(totes("reconcile"), env)
     record(
         "(e) totes reconcile, deep pass",
-        seconds,
+        child,
         source_rows,
-        rss,
-        f"content of all {source_rows} source rows compared; {ingested_rows(out)} read again",
+        f"content of all {source_rows} source rows compared; {ingested_rows(child.out)} read again",
     )
 
     return results
@@ -273,18 +308,20 @@ def markdown(results: list[Measurement], info: dict[str, str], started: datetime
         f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` on {info['cpu']}, {info['cores']} cores, "
         f"{info['memory']}, Python {info['python']}, {info['os']}; PostgreSQL from the `pgserver` wheel "
         "(source and warehouses on one server, unix socket), lake in a local folder, a running Prefect "
-        "server unless noted. Each figure is one child process, start-up included: wall time, warehouse "
-        "rows written per second, peak RSS (kernel `ru_maxrss`).",
+        "server unless noted. Each figure is one child process, start-up included: wall time, CPU time "
+        "(user + system, of the process and its children), warehouse rows written per second, peak RSS "
+        "(kernel `ru_maxrss`), and for a totes run the wall seconds of each stage, fixed = the rest "
+        "(Python start-up, imports, Prefect's bookkeeping, shutdown).",
         "",
-        "| scale | run | wall time | rows | rows/s | peak RSS | × limit (d) | × baseline (c) | note |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "| scale | run | wall time | CPU | rows | rows/s | peak RSS | × limit (d) | × baseline (c) | seconds per stage | note |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for m in results:
         to_limit, to_base = ratio[(m.scale, m.variant)]
         lines.append(
-            f"| {m.scale:g} | {m.variant} | {m.seconds:.1f} s | {m.rows:,} | {m.rows_per_second:,.0f} | "
+            f"| {m.scale:g} | {m.variant} | {m.seconds:.1f} s | {m.cpu_seconds:.1f} s | {m.rows:,} | {m.rows_per_second:,.0f} | "
             f"{m.peak_rss_mib:.0f} MiB | {'' if to_limit is None else f'{to_limit:.2f}'} | "
-            f"{'' if to_base is None else f'{to_base:,.2g}' if to_base < 10 else f'{to_base:,.0f}'} | {m.note} |"
+            f"{'' if to_base is None else f'{to_base:,.2g}' if to_base < 10 else f'{to_base:,.0f}'} | {m.breakdown()} | {m.note} |"
         )
     lines += ["", "## Against the targets", ""]
     lines += targets(results)

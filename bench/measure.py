@@ -1,4 +1,4 @@
-"""Run one command and report its wall time and peak RSS, as ``/usr/bin/time -v`` would.
+"""Run one command and report its wall time, CPU time and peak RSS, as ``/usr/bin/time -v`` would.
 
 Linux keeps a process's RSS high-water mark across ``exec``, so a command started straight from the
 benchmark driver (a large Python process) would report the driver's memory as its own. This launcher
@@ -28,7 +28,15 @@ def main() -> int:
     elapsed = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
     with open(report, "w") as handle:
-        json.dump({"seconds": elapsed, "peak_rss_kib": usage.ru_maxrss, "exit": code}, handle)
+        json.dump(
+            {
+                "seconds": elapsed,
+                "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                "peak_rss_kib": usage.ru_maxrss,
+                "exit": code,
+            },
+            handle,
+        )
     return code
 
 

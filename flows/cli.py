@@ -6,11 +6,13 @@ Exit status 0 on success; 1 with a one-line reason on stderr when the work fails
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from pydantic import ValidationError
 
@@ -20,6 +22,9 @@ from tasks.settings import (
     load_settings,
     scrub,
 )
+
+# When the command started (its imports come after): "done in" counts what the user waited for.
+_STARTED = time.perf_counter()
 
 
 def _one_line(error: BaseException, settings: TotesSettings | None) -> str:
@@ -37,10 +42,13 @@ def command_run(args: argparse.Namespace) -> int:
     settings = load_settings()
     settings.require_source_url()
     settings.require_warehouse_url()
-    started = time.perf_counter()
     summary = totesys_etl(reconcile=args.command == "reconcile")
     print(summary.as_text())
-    print(f"totes {args.command}: done in {time.perf_counter() - started:.1f} s")
+    elapsed = time.perf_counter() - _STARTED
+    rest = elapsed - sum(summary.stage_seconds.values())
+    print(
+        f"totes {args.command}: done in {elapsed:.1f} s ({summary.stages_text()}; start-up, Prefect and the rest {rest:.1f} s)"
+    )
     return 0
 
 
@@ -194,5 +202,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def entry() -> NoReturn:
+    """The ``totes`` console script: :func:`main`, then out without the interpreter's teardown.
+
+    Freeing every module and object of a run that imported Prefect, Polars and Arrow took ~0.5 s
+    here, on every run, after the work was done. The exit handlers still run first: Prefect sends
+    its last logs and events, logging flushes, a temporary Prefect server stops."""
+    code = main()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

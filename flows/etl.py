@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager
 from typing import Any, cast
 
-from prefect import Flow, flow, serve
+from prefect import Flow, get_run_logger, serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.plain_flow import plain_flow
 from tasks.core.alerts import alert_on_failure, alert_on_warnings
 from tasks.core.concurrency import database_slots
 from tasks.core.locks import cycle_lock
@@ -50,15 +52,24 @@ def _one_cycle_at_a_time(settings: TotesSettings) -> AbstractContextManager[None
 EXTRACT_THREADS = 4
 
 
-@flow(name="ingest", on_failure=[alert_on_failure], task_runner=_threads(EXTRACT_THREADS))
+@plain_flow(name="ingest", on_failure=[alert_on_failure], task_runner=_threads(EXTRACT_THREADS))
 def ingest(reconcile: bool = False) -> RunSummary:
     """Pull every source table's new versions into the raw zone and record them as one batch.
     With ``reconcile``, also compare every row's content with what the lake last observed and read
     the rows that differ (the deep pass). Returns the ingest's part of the run report: rows per
     table, the source horizon, schema-drift warnings (and which of them are new)."""
     settings = load_settings()
+    started = time.perf_counter()
     with _one_cycle_at_a_time(settings):
-        return _ingest(settings, reconcile=reconcile)
+        summary = _ingest(settings, reconcile=reconcile)
+    return _timed(summary, "ingest", started)
+
+
+def _timed(summary: RunSummary, stage: str, started: float) -> RunSummary:
+    """The stage's summary with its wall seconds since ``started``, logged for the people watching."""
+    seconds = time.perf_counter() - started
+    get_run_logger().info("%s: done in %.1f s", stage.capitalize(), seconds)
+    return summary.timed(stage, seconds)
 
 
 def _ingest(settings: TotesSettings, *, reconcile: bool) -> RunSummary:
@@ -108,28 +119,30 @@ def _read_missed_changes(
     return tables | {name: future.result() for name, future in futures.items()}
 
 
-@flow(name="transform", on_failure=[alert_on_failure])
+@plain_flow(name="transform", on_failure=[alert_on_failure])
 def transform() -> RunSummary:
     """Build the star tables of every raw batch not yet transformed, in batch order."""
     summary = RunSummary()
+    started = time.perf_counter()
     with _one_cycle_at_a_time(load_settings()):
         for batch_id in list_pending_transforms():
             summary = summary.then(transform_batch(batch_id))
-    return summary
+    return _timed(summary, "transform", started)
 
 
-@flow(name="load", on_failure=[alert_on_failure])
+@plain_flow(name="load", on_failure=[alert_on_failure])
 def load() -> RunSummary:
     """Merge every star batch the warehouse lacks, one transaction per batch, in batch order.
     Returns the load's part of the run report: rows changed and marked deleted per table, the
     batches loaded, and data-quality warnings."""
     settings = load_settings()
     summary = RunSummary()
+    started = time.perf_counter()
     with _one_cycle_at_a_time(settings), _warehouse_slot(settings):
         migrate_warehouse()
         for batch_id in list_unloaded_batches():
             summary = summary.then(load_star_batch(batch_id))
-    return summary
+    return _timed(summary, "load", started)
 
 
 def _warehouse_slot(settings: TotesSettings) -> AbstractContextManager[int]:
@@ -147,18 +160,22 @@ def _warehouse_slot(settings: TotesSettings) -> AbstractContextManager[int]:
 # up to a second of teardown each (Prefect joins its heartbeat thread, which sleeps in 1 s steps),
 # and the fixed cost is paid on every schedule tick. The stages stay flows of their own for the
 # one-stage deployments.
-@flow(name="totesys-etl", on_failure=[alert_on_failure], task_runner=_threads(4))
+@plain_flow(name="totesys-etl", on_failure=[alert_on_failure], task_runner=_threads(4))
 def totesys_etl(reconcile: bool = False) -> RunSummary:
     """One ETL cycle: ToteSys -> lake (raw) -> lake (star) -> warehouse. With ``reconcile``, the
     ingest also compares every row's content with the lake's (``totes reconcile``, the
     ``totesys-reconcile`` deployment): changes that bypassed ``last_updated`` arrive too."""
-    with _one_cycle_at_a_time(load_settings()):
+    settings = load_settings()
+    # The warehouse's slot is taken with the cycle, not after the ingest: a Prefect server on SQLite
+    # answered the load's request "busy, retry in 2 s" in 3 runs of 4 when it came just as the
+    # ingest's slots and task runs were being recorded.
+    with _one_cycle_at_a_time(settings), _warehouse_slot(settings):
         summary = publish_run_report(ingest.fn(reconcile=reconcile).then(transform.fn()).then(load.fn()))
     alert_on_warnings("totesys-etl", summary.new_warnings)
     return summary
 
 
-@flow(name="rebuild-warehouse", on_failure=[alert_on_failure])
+@plain_flow(name="rebuild-warehouse", on_failure=[alert_on_failure])
 def rebuild_warehouse() -> RunSummary:
     """Rebuild the whole warehouse from the lake alone: transform what is pending, then empty the
     star tables and merge every star batch again, in one transaction (readers see the old
@@ -168,8 +185,10 @@ def rebuild_warehouse() -> RunSummary:
     # batch the rebuild would miss, nor load one out of order while it rebuilds.
     with _one_cycle_at_a_time(settings):
         transformed = transform.fn()
+        started = time.perf_counter()
         with _warehouse_slot(settings):
-            return publish_run_report(transformed.then(rebuild_warehouse_from_lake()))
+            rebuilt = _timed(rebuild_warehouse_from_lake(), "rebuild", started)
+        return publish_run_report(transformed.then(rebuilt))
 
 
 def serve_deployments(*, interval_seconds: int) -> None:

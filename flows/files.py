@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 
+from flows.plain_flow import plain_flow
 from tasks.core.alerts import alert_on_failure
 from tasks.core.concurrency import database_slots
 from tasks.core.locks import cycle_lock
@@ -23,7 +24,7 @@ class FeedFilesRefused(RuntimeError):
         self.summary = summary
 
 
-@flow(name="totesys-files", on_failure=[alert_on_failure])
+@plain_flow(name="totesys-files", on_failure=[alert_on_failure])
 def totesys_files(feeds: list[str] | None = None) -> FeedsSummary:
     """One files cycle for every declared feed (or only ``feeds``): fetch changed files from SFTP into
     the versioned raw zone, stage the latest good version of each current file, and make each feed's

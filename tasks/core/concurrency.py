@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from urllib.parse import parse_qs, urlsplit
 
 from tasks.core.locks import database_slots_held_by_database, wait_for
@@ -16,6 +17,10 @@ from tasks.core.locks import database_slots_held_by_database, wait_for
 _ATTEMPT_SECONDS = 5.0
 
 _UNSAFE_IN_LIMIT_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+# The slots this flow run (its context, which Prefect copies into its task threads) holds, per
+# database URL: a stage inside a cycle that already holds its database's slots uses them.
+_slots_held: ContextVar[dict[str, int] | None] = ContextVar("totes_database_slots_held", default=None)
 
 
 def database_limit_name(url: str) -> str:
@@ -68,9 +73,28 @@ def database_slots(url: str, *, purpose: str, wanted: int, default_slots: int, w
     Slots are taken once per stage, not per task: with Prefect's own server, concurrent slot
     requests are answered "retry in 2 s", which would add seconds to every run.
 
+    Reentrant: inside a hold of the same database's slots (a cycle that holds them for its stages),
+    yields what that hold has (at most ``wanted``) without taking more.
+
     Raises:
         tasks.core.locks.LockNotTaken: no slot came free within ``wait_seconds``.
     """
+    held = _slots_held.get() or {}
+    if url in held:
+        yield min(wanted, held[url])
+        return
+    with _taken_slots(
+        url, purpose=purpose, wanted=wanted, default_slots=default_slots, wait_seconds=wait_seconds
+    ) as taken:
+        marker = _slots_held.set(held | {url: taken})
+        try:
+            yield taken
+        finally:
+            _slots_held.reset(marker)
+
+
+@contextmanager
+def _taken_slots(url: str, *, purpose: str, wanted: int, default_slots: int, wait_seconds: float) -> Iterator[int]:
     if _temporary_api():
         with database_slots_held_by_database(
             url, purpose=purpose, wanted=wanted, slots=default_slots, wait_seconds=wait_seconds

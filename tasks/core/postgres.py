@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import adbc_driver_postgresql.dbapi as adbc_postgres
+import adbc_driver_manager
+import adbc_driver_postgresql
 import pyarrow as pa
-from adbc_driver_manager.dbapi import Connection, Cursor
+from adbc_driver_manager.dbapi import Connection, Cursor, _SharedDatabase
 from adbc_driver_manager.dbapi import Error as DatabaseError
 
 from tasks.settings import redact_url
@@ -42,10 +45,34 @@ def connect(url: str, *, purpose: str = "database") -> Connection:
             the driver's error is kept as the cause, so retry classification still sees it.
     """
     try:
-        return adbc_postgres.connect(url)
+        database = _database(url)
+        return Connection(database, adbc_driver_manager.AdbcConnection(database._db))
     except DatabaseError as error:
         msg = f"cannot connect to the {purpose} {redact_url(url)}: {database_error_reason(error)}"
         raise ConnectionFailed(msg) from error
+
+
+# ADBC's database object reads the server's type catalogue when it is made: ~80 ms on a local socket,
+# several times that while other tasks run, against ~5 ms for a connection made from an existing
+# one. A run opens a connection per task, so each process keeps one database object per URL for its
+# life (a connection shares it: ADBC's own _SharedDatabase, which never closes while we hold it).
+_DATABASES: dict[tuple[int, str], _SharedDatabase] = {}
+_DATABASES_LOCK = threading.Lock()
+
+
+def _database(url: str) -> _SharedDatabase:
+    """This process's ADBC database object for ``url``, made on first use (not under the lock: two
+    databases are made at once, the same one is made once)."""
+    key = (os.getpid(), url)  # a forked child makes its own
+    with _DATABASES_LOCK:
+        if (known := _DATABASES.get(key)) is not None:
+            return known
+    made = _SharedDatabase(adbc_driver_postgresql.connect(url))
+    with _DATABASES_LOCK:
+        kept = _DATABASES.setdefault(key, made)
+    if kept is not made:
+        made.close()
+    return kept
 
 
 _DRIVER_PREFIXES = re.compile(
@@ -105,5 +132,5 @@ def roll_back(connection: Connection) -> None:
     (the server ended the session), the server has already rolled the transaction back."""
     try:
         connection.rollback()
-    except adbc_postgres.Error:
+    except DatabaseError:
         log.info("rollback not possible, the connection is gone: the server rolled the transaction back")
