@@ -11,11 +11,14 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
 from pydantic import ValidationError
 
+from tasks.core.local_api import ensure_local_api, running_local_api, stop_local_api
 from tasks.settings import (
     TotesSettings,
     describe_validation_error,
@@ -42,7 +45,8 @@ def command_run(args: argparse.Namespace) -> int:
     settings = load_settings()
     settings.require_source_url()
     settings.require_warehouse_url()
-    summary = totesys_etl(reconcile=args.command == "reconcile")
+    with _prefect_api(settings):
+        summary = totesys_etl(reconcile=args.command == "reconcile")
     print(summary.as_text())
     elapsed = time.perf_counter() - _STARTED
     rest = elapsed - sum(summary.stage_seconds.values())
@@ -60,12 +64,53 @@ def command_files(args: argparse.Namespace) -> int:
     settings.require_warehouse_url()
     started = time.perf_counter()
     try:
-        summary = totesys_files(feeds=args.feed or None)
+        with _prefect_api(settings):
+            summary = totesys_files(feeds=args.feed or None)
     except FeedFilesRefused as refused:
         print(refused.summary.as_text())
         raise
     print(summary.as_text())
     print(f"totes files: done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+@contextmanager
+def _prefect_api(settings: TotesSettings) -> Iterator[None]:
+    """Without ``PREFECT_API_URL`` (and ``TOTES_LOCAL_PREFECT_API`` left at ``background``): run
+    against totes's local background Prefect server, starting it if none answers. If it cannot be
+    started, the run goes on with Prefect's temporary server, saying why."""
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    if get_current_settings().api.url or settings.local_prefect_api != "background":
+        yield
+        return
+    try:
+        api = ensure_local_api(wait_seconds=float(_PREFECT_SERVER_STARTUP_SECONDS))
+    except (RuntimeError, OSError) as error:
+        logging.getLogger("totes.local_api").warning("%s: this run uses Prefect's temporary server instead", error)
+        yield
+        return
+    with temporary_settings(updates={PREFECT_API_URL: api.url}):
+        yield
+
+
+def command_local_api(args: argparse.Namespace) -> int:
+    if args.action == "stop":
+        stopped = stop_local_api()
+        print(
+            f"totes local-api: stopped the server at {stopped.url}" if stopped else "totes local-api: none was running"
+        )
+        return 0
+    if args.action == "start":
+        api = ensure_local_api(wait_seconds=float(_PREFECT_SERVER_STARTUP_SECONDS))
+    elif (found := running_local_api()) is not None:
+        api = found
+    else:
+        print("totes local-api: not running (the next totes run starts it)")
+        return 0
+    print(
+        f"totes local-api: running at {api.url} (process {api.pid}, log {api.log}); UI at {api.url.removesuffix('/api')}"
+    )
     return 0
 
 
@@ -160,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--interval", type=int, default=900, help="seconds between scheduled ETL cycles (default 900)")
     serve.set_defaults(handler=command_serve)
 
+    local_api = commands.add_parser(
+        "local-api",
+        help="the local Prefect server that runs without PREFECT_API_URL use (started by the first of them)",
+    )
+    local_api.add_argument("action", choices=("status", "start", "stop"), nargs="?", default="status")
+    local_api.set_defaults(handler=command_local_api)
+
     demo = commands.add_parser("demo", help="the whole pipeline on an embedded PostgreSQL and a local lake")
     demo.add_argument("--dir", default=".totes/demo", help="where the demo keeps its database and lake")
     demo.add_argument("--scale", type=float, default=1.0, help="size of the seeded source (default 1)")
@@ -179,11 +231,11 @@ class _RunLogFormatter(logging.Formatter):
 
 # Prefect's temporary local API (no PREFECT_API_URL) gives its server 20 s to start; a busy laptop or
 # CI runner can take longer, and the run then fails before it begins. Set before Prefect is imported.
-_TEMPORARY_API_STARTUP_SECONDS = "90"
+_PREFECT_SERVER_STARTUP_SECONDS = "90"
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", _TEMPORARY_API_STARTUP_SECONDS)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", _PREFECT_SERVER_STARTUP_SECONDS)
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(_RunLogFormatter("%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s"))

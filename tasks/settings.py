@@ -11,7 +11,7 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import cast
+from typing import Literal, cast
 from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -80,6 +80,10 @@ class TotesSettings(BaseSettings):
             (``totes-db-<host>-<port>-<db>``), created with this many if absent: at most this many
             totes connections work on one database at once, across all runs and workers (under
             Prefect's temporary local API: this many advisory-lock slots on the database itself).
+        local_prefect_api: without ``PREFECT_API_URL``: ``background`` (the default) runs the
+            commands against a local Prefect server that the first of them starts in the background
+            and the next ones find again (``totes local-api``); ``temporary`` has every command start
+            Prefect's temporary server of its own, as Prefect does by itself (8-15 s a command).
         lock_wait_seconds: how long a run waits for another run's cycle lock, or for a database's
             connection slots, before it gives up with a message naming the holder.
         delete_check_bucket_keys: the width of the key ranges whose key sets are compared (as count,
@@ -115,6 +119,7 @@ class TotesSettings(BaseSettings):
     watermark_safety_seconds: float = Field(default=1.0, ge=0)
     fallback_lag_seconds: float = Field(default=900.0, ge=0)
     database_concurrency: int = Field(default=4, ge=1)
+    local_prefect_api: Literal["background", "temporary"] = "background"
     delete_check_bucket_keys: int = Field(default=10_000, ge=0)
     lock_wait_seconds: float = Field(default=1800.0, ge=0)
     source_url_secret: str | None = None

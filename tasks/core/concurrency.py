@@ -11,6 +11,7 @@ from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from urllib.parse import parse_qs, urlsplit
 
+from tasks.core.local_api import is_local_api
 from tasks.core.locks import database_slots_held_by_database, wait_for
 
 # How long one attempt at the limit's slots waits (Prefect's server answers "retry in 2 s").
@@ -50,12 +51,15 @@ def _limit_slots(name: str, default_slots: int) -> int:
             return default_slots
 
 
-def _temporary_api() -> bool:
-    """True when runs use Prefect's temporary local API (no ``PREFECT_API_URL``): it never expires a
-    dead holder's leases, so its global concurrency limits would stay taken for good."""
+def _local_api() -> bool:
+    """True when runs use Prefect's temporary local API (no ``PREFECT_API_URL``) or totes's local
+    background server. The temporary API never expires a dead holder's leases, so its global
+    concurrency limits would stay taken for good; the local server's leases would keep a killed
+    run's slots for a minute. The runs of one machine need neither."""
     from prefect.settings import get_current_settings
 
-    return not get_current_settings().api.url
+    url = get_current_settings().api.url
+    return not url or is_local_api(url)
 
 
 @contextmanager
@@ -67,8 +71,8 @@ def database_slots(url: str, *, purpose: str, wanted: int, default_slots: int, w
     With a Prefect server or Prefect Cloud the slots are the database's global concurrency limit
     (visible and tunable in Prefect), leased for a minute at a time: a killed holder's slots come
     back when its lease expires. Prefect's temporary local API never expires leases, so without
-    ``PREFECT_API_URL`` the slots are advisory locks on the database itself, which go with the
-    holder's connection.
+    ``PREFECT_API_URL`` (and with totes's local background server) the slots are advisory locks on
+    the database itself, which go with the holder's connection.
 
     Slots are taken once per stage, not per task: with Prefect's own server, concurrent slot
     requests are answered "retry in 2 s", which would add seconds to every run.
@@ -95,7 +99,7 @@ def database_slots(url: str, *, purpose: str, wanted: int, default_slots: int, w
 
 @contextmanager
 def _taken_slots(url: str, *, purpose: str, wanted: int, default_slots: int, wait_seconds: float) -> Iterator[int]:
-    if _temporary_api():
+    if _local_api():
         with database_slots_held_by_database(
             url, purpose=purpose, wanted=wanted, slots=default_slots, wait_seconds=wait_seconds
         ) as taken:

@@ -358,6 +358,19 @@ def _healthy(url: str) -> bool:
 
 
 @pytest.fixture
+def local_prefect_home(tmp_path, monkeypatch) -> Iterator[Path]:
+    """A PREFECT_HOME for runs without PREFECT_API_URL: the local Prefect server the first of them
+    starts there in the background is stopped after the test."""
+    from tasks.core.local_api import stop_local_api
+
+    home = tmp_path / "prefect-home"
+    yield home
+    with monkeypatch.context() as scoped:
+        scoped.setenv("PREFECT_HOME", str(home))
+        stop_local_api()
+
+
+@pytest.fixture
 def prefect_server(tmp_path_factory) -> str:
     """A real Prefect server process on 127.0.0.1 with its own home and database, per test: a
     served deployment must not inherit the pull steps of a prefect.yaml deployment of the same name."""

@@ -80,7 +80,7 @@ def change_feed_files(feeds: Feeds, rng: random.Random, day: int) -> None:
 
 @pytest.mark.chaos
 def test_sigkill_at_random_moments_then_rerun_converges(
-    pipeline, sftp_server, versioned_files_url, prefect_api, monkeypatch, tmp_path
+    pipeline, sftp_server, versioned_files_url, prefect_api, monkeypatch, local_prefect_home
 ):
     kills_wanted = int(os.environ.get("TOTES_CHAOS_KILLS", "6"))
     seed = int(os.environ.get("TOTES_CHAOS_SEED", str(random.SystemRandom().randrange(10**6))))
@@ -90,9 +90,10 @@ def test_sigkill_at_random_moments_then_rerun_converges(
     # global concurrency limits: give the databases more slots than the kills can strand.
     monkeypatch.setenv("TOTES_DATABASE_CONCURRENCY", str(4 * kills_wanted + 8))
     env: dict[str, str | None] = {"PREFECT_API_URL": prefect_api}
-    # As a new user runs it: no PREFECT_API_URL, so each run starts Prefect's temporary local API
-    # (and the connection slots are advisory locks on the databases), with the default two slots.
-    local = {"PREFECT_API_URL": None, "PREFECT_HOME": str(tmp_path / "prefect-home"), "TOTES_DATABASE_CONCURRENCY": "2"}
+    # As a new user runs it: no PREFECT_API_URL, so the runs share totes's local background Prefect
+    # server (started by the first; a kill may land while it starts) and the connection slots are
+    # advisory locks on the databases, with the default two slots.
+    local = {"PREFECT_API_URL": None, "PREFECT_HOME": str(local_prefect_home), "TOTES_DATABASE_CONCURRENCY": "2"}
     feeds = Feeds(sftp_server.root, versioned_files_url, pipeline.warehouse_url)
     pipeline.seed(scale=0.05)
 

@@ -3,7 +3,7 @@ leaves nothing that wedges the next, and two writers can never both create one l
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -84,33 +84,58 @@ def lines_until(child: subprocess.Popen, trigger: str) -> list[str]:
     pytest.fail(f"the run ended ({child.returncode}) without logging {trigger!r}:\n" + "".join(seen)[-3000:])
 
 
-def test_a_killed_run_does_not_wedge_the_next_under_the_temporary_local_api(pipeline, tmp_path):
-    """``totes run`` without PREFECT_API_URL (Prefect's temporary local API, as a new user runs it),
-    killed with SIGKILL while it holds the cycle lock and a database's connection slots: the next
-    run neither waits for the dead one nor hangs, and the warehouse converges."""
+def test_runs_without_a_prefect_api_share_one_local_server_and_a_killed_run_wedges_nothing(
+    pipeline, local_prefect_home
+):
+    """``totes run`` without PREFECT_API_URL, as a new user runs it. The first run starts totes's
+    local Prefect server in the background and the next run finds it again, without starting another.
+    A run killed with SIGKILL, while it holds the cycle lock and a database's connection slots,
+    neither makes the next run wait nor hangs it, and the warehouse converges. A server that has
+    died is started again by the next run. ``totes local-api stop`` ends it."""
+    from tasks.core.local_api import healthy
+
     pipeline.seed(scale=0.02)
-    env = {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": None, "TOTES_DATABASE_CONCURRENCY": "1"}
+    env = {"PREFECT_HOME": str(local_prefect_home), "PREFECT_API_URL": None, "TOTES_DATABASE_CONCURRENCY": "1"}
+    state = local_prefect_home / "totes-local-api.json"
+
+    def complete_run() -> str:
+        pipeline.checkpoint()
+        child = pipeline.run_cli("run", env=env)
+        try:
+            _, err = child.communicate(timeout=240)
+        except Exception:
+            child.kill()
+            raise
+        assert child.returncode == 0, err[-3000:]
+        assert "Waiting for" not in err
+        return err
+
+    assert "Starting a local Prefect server in the background" in complete_run()
+    first_server = json.loads(state.read_text())
+    assert "Starting a local Prefect server" not in complete_run(), "the second run must find the first's server"
+    assert json.loads(state.read_text()) == first_server
+
+    pipeline.churn(orders=5)
     child = pipeline.run_cli("run", env=env, start_new_session=True)
     lines_until(child, "[read-source-horizon-")  # it holds the cycle lock and the source's only slot
     time.sleep(0.2)
-    child.kill()  # the totes process alone, as the OOM killer would
-    child.wait(timeout=60)
-    # Its temporary Prefect server outlives it (and holds the log pipe): end that one too.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, signal.SIGKILL)
+    os.killpg(child.pid, signal.SIGKILL)  # the run's whole process group: the server is not in it
     child.communicate(timeout=60)
     assert child.returncode == -9, "the run ended before it could be killed"
-
-    pipeline.checkpoint()
-    rerun = pipeline.run_cli("run", env=env)
-    try:
-        _, err = rerun.communicate(timeout=240)
-    except Exception:
-        rerun.kill()
-        raise
-    assert rerun.returncode == 0, err[-3000:]
-    assert "Waiting for" not in err
+    assert healthy(first_server["url"]), "killing a run must not take the local server down"
+    complete_run()
     pipeline.assert_warehouse_matches_source()
+
+    os.killpg(first_server["pid"], signal.SIGKILL)  # the server dies between runs
+    assert "Starting a local Prefect server in the background" in complete_run()
+    second_server = json.loads(state.read_text())
+    assert second_server["pid"] != first_server["pid"]
+
+    stopped = pipeline.run_cli("local-api", "stop", env=env)
+    out, err = stopped.communicate(timeout=60)
+    assert stopped.returncode == 0, err
+    assert f"stopped the server at {second_server['url']}" in out
+    assert not healthy(second_server["url"])
 
 
 def test_a_run_that_cannot_get_the_lock_in_time_names_the_holder(pipeline, prefect_api, monkeypatch):
