@@ -134,6 +134,11 @@ def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("prefect server did not start within 120 s")
 
 
+def local_prefect_home() -> Path:
+    """The PREFECT_HOME of the runs without PREFECT_API_URL: their local API lives there."""
+    return WORK / "prefect-local"
+
+
 def machine() -> dict[str, str]:
     cpu = "unknown CPU"
     try:
@@ -252,8 +257,14 @@ def bench_scale(scale: float, server_url: str, admin_url: str, insert_seconds: f
     shutil.rmtree(work, ignore_errors=True)
 
     record("no-op totes run", run_child(totes("run"), env), 0, "Prefect server")
-    ephemeral = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
-    record("no-op totes run, ephemeral", run_child(totes("run"), ephemeral), 0, "ephemeral Prefect API")
+    local = {k: v for k, v in env.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(local_prefect_home())}
+    record("no-op totes run, local API", run_child(totes("run"), local), 0, "no PREFECT_API_URL: the local API")
+    record(
+        "no-op totes run, temporary API",
+        run_child(totes("run"), local | {"TOTES_LOCAL_PREFECT_API": "temporary"}),
+        0,
+        "Prefect's temporary server, started by the run",
+    )
 
     # About 0.1 % of the source's rows: one churn order writes ~6 rows (order, transaction, payment,
     # half a purchase order with its own, a paid flip, an amendment).
@@ -319,7 +330,7 @@ def markdown(results: list[Measurement], info: dict[str, str], started: datetime
     for m in results:
         to_limit, to_base = ratio[(m.scale, m.variant)]
         lines.append(
-            f"| {m.scale:g} | {m.variant} | {m.seconds:.1f} s | {m.cpu_seconds:.1f} s | {m.rows:,} | {m.rows_per_second:,.0f} | "
+            f"| {f'{m.scale:g}' if m.scale else '–'} | {m.variant} | {m.seconds:.1f} s | {m.cpu_seconds:.1f} s | {m.rows:,} | {m.rows_per_second:,.0f} | "
             f"{m.peak_rss_mib:.0f} MiB | {'' if to_limit is None else f'{to_limit:.2f}'} | "
             f"{'' if to_base is None else f'{to_base:,.2g}' if to_base < 10 else f'{to_base:,.0f}'} | {m.breakdown()} | {m.note} |"
         )
@@ -426,12 +437,22 @@ def main() -> None:
     admin_url = start_embedded_postgres(WORK / "pgdata", fresh=True)
     shutil.rmtree(WORK / "prefect", ignore_errors=True)
     server, server_url = start_prefect_server(WORK / "prefect")
+    shutil.rmtree(local_prefect_home(), ignore_errors=True)
+    local = dict(os.environ, PREFECT_HOME=str(local_prefect_home()))
+    local.pop("PREFECT_API_URL", None)
     results: list[Measurement] = []
     try:
+        # Its one-off start, measured: a user without a Prefect server pays it on the first run.
+        child = run_child(totes("local-api", "start"), local)
+        results.append(
+            Measurement(0, "local API start (once)", child.seconds, 0, child.peak_rss_mib, "totes local-api start")
+        )
+        print(f"  local API started in {child.seconds:.1f} s", flush=True)
         for scale in args.scales:
             print(f"scale {scale:g}:", flush=True)
             results += bench_scale(scale, server_url, admin_url, args.baseline_insert_seconds)
     finally:
+        subprocess.call(totes("local-api", "stop"), env=local, stdout=subprocess.DEVNULL)
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     report = markdown(results, info, started)

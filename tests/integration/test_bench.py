@@ -44,6 +44,10 @@ def test_the_benchmark_runs_every_variant_and_writes_its_results(tmp_path):
     assert full["rows"] == limit["rows"] == baseline["rows"] > 0
     assert baseline["extra"]["details"]["tables"] == limit["extra"]["tables"]
     assert measured["(b) totes run, incremental"]["rows"] > 0
-    assert all(m["peak_rss_mib"] > 0 for m in measured.values())
+    assert all(m["peak_rss_mib"] > 0 and m["cpu_seconds"] > 0 for m in measured.values())
+    # Where a run's time goes: each stage's seconds, the rest its fixed cost.
+    assert list(full["stages"]) == ["ingest", "transform", "load"]
+    assert 0 < sum(full["stages"].values()) < full["seconds"]
+    assert {"no-op totes run, local API", "no-op totes run, temporary API", "local API start (once)"} <= set(measured)
     assert "| 0.02 | (a) totes run, full |" in (results / "results.md").read_text()
     assert (results / "chart.png").read_bytes().startswith(b"\x89PNG")
