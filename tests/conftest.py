@@ -4,7 +4,8 @@
   fresh source and warehouse databases.
 * S3: moto's standalone server (``ThreadedMotoServer``) on 127.0.0.1, reached over HTTP by s3fs
   through ``AWS_ENDPOINT_URL``; each test gets its own bucket.
-* Prefect: ``prefect_test_harness``, one temporary API for the whole session.
+* Prefect: ``prefect_test_harness``, one temporary API for the whole session; commands run without
+  ``PREFECT_API_URL`` share totes's local background server, in the session's own PREFECT_HOME.
 """
 
 from __future__ import annotations
@@ -26,6 +27,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = "integration" if "integration" in item.path.parts else "unit"
         item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def local_prefect_api_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The PREFECT_HOME of the commands the tests run without PREFECT_API_URL: the local Prefect
+    server the first of them starts in the background (as a user's would) lives in a folder of the
+    test session's, never the user's ``~/.prefect``, and is stopped when the session ends."""
+    from tasks.core.local_api import stop_local_api
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    before = os.environ.get("PREFECT_HOME")
+    os.environ["PREFECT_HOME"] = str(home)
+    yield home
+    stop_local_api()
+    if before is None:
+        os.environ.pop("PREFECT_HOME", None)
+    else:
+        os.environ["PREFECT_HOME"] = before
 
 
 def _free_port() -> int:

@@ -100,12 +100,24 @@ def _copy_straight_in(cursor: Cursor, table: str, batch_id: str, stream: BatchSt
     Only for empty tables: a COPY that meets a key already loaded aborts the transaction, and the
     ADBC driver cannot roll back to a savepoint after a failed statement, so "try, then merge"
     is not an option.
+
+    The table's indexes are dropped before the COPY and built again after it, in the same
+    transaction: one sort-based build costs far less than keeping them up to date row by row
+    (measured at scale 100: fact_payment 8.9 s -> 5.0 s + 1.1 s, dim_transaction 4.3 s -> 1.7 s +
+    0.5 s). Readers of the table wait for the load's commit instead of seeing it empty.
     """
     schema, batches = stream
     target_schema = schema.append(pa.field("_batch_id", pa.string()))
-    return cursor.adbc_ingest(
+    cursor.execute(LOAD_SQL.read("select_index_rebuild"), parameters=(table,))
+    rebuilds = cursor.fetchall()
+    for drop, _ in rebuilds:
+        cursor.execute(drop)
+    copied = cursor.adbc_ingest(
         table, pa.RecordBatchReader.from_batches(target_schema, with_batch_id(batches(), batch_id)), mode="append"
     )
+    for _, create in rebuilds:
+        cursor.execute(create)
+    return copied
 
 
 def _is_empty(cursor: Cursor, table: str) -> bool:
