@@ -11,9 +11,10 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.fan_out import extract_on_work_pool, extract_table
 from flows.plain_flow import plain_flow
 from tasks.core.alerts import alert_on_failure, alert_on_warnings
-from tasks.core.concurrency import database_slots
+from tasks.core.concurrency import source_slots, warehouse_slot
 from tasks.core.locks import cycle_lock
 from tasks.core.manifests import RawTableEntry
 from tasks.core.reports import RunSummary, publish_run_report
@@ -53,15 +54,16 @@ EXTRACT_THREADS = 4
 
 
 @plain_flow(name="ingest", on_failure=[alert_on_failure], task_runner=_threads(EXTRACT_THREADS))
-def ingest(reconcile: bool = False) -> RunSummary:
+def ingest(reconcile: bool = False, fan_out: bool | None = None) -> RunSummary:
     """Pull every source table's new versions into the raw zone and record them as one batch.
     With ``reconcile``, also compare every row's content with what the lake last observed and read
-    the rows that differ (the deep pass). Returns the ingest's part of the run report: rows per
-    table, the source horizon, schema-drift warnings (and which of them are new)."""
+    the rows that differ (the deep pass). With ``fan_out`` (default: ``TOTES_FAN_OUT``), each
+    table's extract is a flow run of its own on the work pool. Returns the ingest's part of the run
+    report: rows per table, the source horizon, schema-drift warnings (and which of them are new)."""
     settings = load_settings()
     started = time.perf_counter()
     with _one_cycle_at_a_time(settings):
-        summary = _ingest(settings, reconcile=reconcile)
+        summary = _ingest(settings, reconcile=reconcile, fan_out=settings.fan_out if fan_out is None else fan_out)
     return _timed(summary, "ingest", started)
 
 
@@ -72,15 +74,18 @@ def _timed(summary: RunSummary, stage: str, started: float) -> RunSummary:
     return summary.timed(stage, seconds)
 
 
-def _ingest(settings: TotesSettings, *, reconcile: bool) -> RunSummary:
+def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool) -> RunSummary:
     plan = plan_ingest_batch()
-    with database_slots(
-        settings.require_source_url(),
-        purpose="source database",
-        wanted=EXTRACT_THREADS,
-        default_slots=settings.database_concurrency,
-        wait_seconds=settings.lock_wait_seconds,
-    ) as slots:
+    if fan_out:
+        # The children take the source's slots, one each: the cycle holds none while they work.
+        with source_slots(settings, wanted=1):
+            horizon = read_horizon()
+            schema_check = check_source_schema()
+        tables = extract_on_work_pool(plan, horizon, settings)
+        with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
+            tables = _read_missed_changes(plan.batch_id, tables, slots=slots, deep=reconcile)
+        return record_ingest_batch(plan, tables, horizon, schema_check)
+    with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
         horizon = read_horizon()
         schema_check = check_source_schema()
         futures: dict[str, PrefectFuture] = {}
@@ -138,22 +143,11 @@ def load() -> RunSummary:
     settings = load_settings()
     summary = RunSummary()
     started = time.perf_counter()
-    with _one_cycle_at_a_time(settings), _warehouse_slot(settings):
+    with _one_cycle_at_a_time(settings), warehouse_slot(settings):
         migrate_warehouse()
         for batch_id in list_unloaded_batches():
             summary = summary.then(load_star_batch(batch_id))
     return _timed(summary, "load", started)
-
-
-def _warehouse_slot(settings: TotesSettings) -> AbstractContextManager[int]:
-    """One connection slot of the warehouse, for the stage that loads it."""
-    return database_slots(
-        settings.require_warehouse_url(),
-        purpose="warehouse database",
-        wanted=1,
-        default_slots=settings.database_concurrency,
-        wait_seconds=settings.lock_wait_seconds,
-    )
 
 
 # The cycle runs each stage's body inside its own flow run rather than as a subflow: a subflow costs
@@ -161,16 +155,20 @@ def _warehouse_slot(settings: TotesSettings) -> AbstractContextManager[int]:
 # and the fixed cost is paid on every schedule tick. The stages stay flows of their own for the
 # one-stage deployments.
 @plain_flow(name="totesys-etl", on_failure=[alert_on_failure], task_runner=_threads(4))
-def totesys_etl(reconcile: bool = False) -> RunSummary:
+def totesys_etl(reconcile: bool = False, fan_out: bool | None = None) -> RunSummary:
     """One ETL cycle: ToteSys -> lake (raw) -> lake (star) -> warehouse. With ``reconcile``, the
     ingest also compares every row's content with the lake's (``totes reconcile``, the
-    ``totesys-reconcile`` deployment): changes that bypassed ``last_updated`` arrive too."""
+    ``totesys-reconcile`` deployment): changes that bypassed ``last_updated`` arrive too. With
+    ``fan_out`` (default: ``TOTES_FAN_OUT``), each source table is extracted by a flow run of its
+    own on the work pool (``extract-table``)."""
     settings = load_settings()
     # The warehouse's slot is taken with the cycle, not after the ingest: a Prefect server on SQLite
     # answered the load's request "busy, retry in 2 s" in 3 runs of 4 when it came just as the
     # ingest's slots and task runs were being recorded.
-    with _one_cycle_at_a_time(settings), _warehouse_slot(settings):
-        summary = publish_run_report(ingest.fn(reconcile=reconcile).then(transform.fn()).then(load.fn()))
+    with _one_cycle_at_a_time(settings), warehouse_slot(settings):
+        summary = publish_run_report(
+            ingest.fn(reconcile=reconcile, fan_out=fan_out).then(transform.fn()).then(load.fn())
+        )
     alert_on_warnings("totesys-etl", summary.new_warnings)
     return summary
 
@@ -186,7 +184,7 @@ def rebuild_warehouse() -> RunSummary:
     with _one_cycle_at_a_time(settings):
         transformed = transform.fn()
         started = time.perf_counter()
-        with _warehouse_slot(settings):
+        with warehouse_slot(settings):
             rebuilt = _timed(rebuild_warehouse_from_lake(), "rebuild", started)
         return publish_run_report(transformed.then(rebuilt))
 
@@ -200,6 +198,8 @@ def serve_deployments(*, interval_seconds: int) -> None:
         _deployment(totesys_etl, name="totesys-etl", interval=interval_seconds),
         _deployment(totesys_etl, name="totesys-reconcile", cron=RECONCILE_CRON, parameters={"reconcile": True}),
         _deployment(ingest, name="totesys-ingest"),
+        # Fan-out's children: as many at once as the source's slots allow.
+        _deployment(extract_table, name="totesys-extract-table", concurrency_limit=None),
         _deployment(transform, name="totesys-transform"),
         _deployment(load, name="totesys-load"),
         _deployment(rebuild_warehouse, name="totesys-rebuild"),
@@ -218,10 +218,11 @@ def _deployment(
     interval: int | None = None,
     cron: str | None = None,
     parameters: dict[str, Any] | None = None,
+    concurrency_limit: int | None = 1,
 ) -> RunnerDeployment:
-    """A served deployment of ``served`` that never runs twice at once."""
+    """A served deployment of ``served`` that never runs twice at once (unless told otherwise)."""
     # to_deployment is sync_compatible: called from sync code it returns the deployment itself.
     deployment = served.to_deployment(
-        name=name, interval=interval, cron=cron, parameters=parameters or {}, concurrency_limit=1
+        name=name, interval=interval, cron=cron, parameters=parameters or {}, concurrency_limit=concurrency_limit
     )
     return cast(RunnerDeployment, deployment)

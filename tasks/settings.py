@@ -84,6 +84,12 @@ class TotesSettings(BaseSettings):
             commands against a local Prefect server that the first of them starts in the background
             and the next ones find again (``totes local-api``); ``temporary`` has every command start
             Prefect's temporary server of its own, as Prefect does by itself (8-15 s a command).
+        fan_out: the cycle's ingest runs each source table's extract as a flow run of its own, on
+            the work pool, through ``fan_out_deployment`` (an ECS task each in production), rather
+            than in the cycle's process; the cycle waits for them and alone records the batch.
+        fan_out_deployment: the deployment of the ``extract-table`` flow that fan-out runs.
+        fan_out_timeout_seconds: how long the cycle waits for its extract runs before it fails,
+            recording nothing (a worker lost with its runs would otherwise be waited for forever).
         lock_wait_seconds: how long a run waits for another run's cycle lock, or for a database's
             connection slots, before it gives up with a message naming the holder.
         delete_check_bucket_keys: the width of the key ranges whose key sets are compared (as count,
@@ -120,6 +126,9 @@ class TotesSettings(BaseSettings):
     fallback_lag_seconds: float = Field(default=900.0, ge=0)
     database_concurrency: int = Field(default=4, ge=1)
     local_prefect_api: Literal["background", "temporary"] = "background"
+    fan_out: bool = False
+    fan_out_deployment: str = "extract-table/totesys-extract-table"
+    fan_out_timeout_seconds: float = Field(default=3600.0, gt=0)
     delete_check_bucket_keys: int = Field(default=10_000, ge=0)
     lock_wait_seconds: float = Field(default=1800.0, ge=0)
     source_url_secret: str | None = None

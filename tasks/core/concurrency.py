@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from contextvars import ContextVar
 from urllib.parse import parse_qs, urlsplit
 
 from tasks.core.local_api import is_local_api
 from tasks.core.locks import database_slots_held_by_database, wait_for
+from tasks.settings import TotesSettings
 
 # How long one attempt at the limit's slots waits (Prefect's server answers "retry in 2 s").
 _ATTEMPT_SECONDS = 5.0
@@ -133,4 +134,26 @@ def _take_limit_slots(held: ExitStack, name: str, slots: int, *, wait_seconds: f
         what=f"{slots} slot(s) of the Prefect global concurrency limit {name!r}",
         wait_seconds=wait_seconds,
         refusal=f"{slots} slot(s) of the Prefect global concurrency limit {name!r} did not come free",
+    )
+
+
+def source_slots(settings: TotesSettings, *, wanted: int) -> AbstractContextManager[int]:
+    """Up to ``wanted`` connection slots of the source database (see :func:`database_slots`)."""
+    return database_slots(
+        settings.require_source_url(),
+        purpose="source database",
+        wanted=wanted,
+        default_slots=settings.database_concurrency,
+        wait_seconds=settings.lock_wait_seconds,
+    )
+
+
+def warehouse_slot(settings: TotesSettings) -> AbstractContextManager[int]:
+    """One connection slot of the warehouse, for the stage that loads it."""
+    return database_slots(
+        settings.require_warehouse_url(),
+        purpose="warehouse database",
+        wanted=1,
+        default_slots=settings.database_concurrency,
+        wait_seconds=settings.lock_wait_seconds,
     )

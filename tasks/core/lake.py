@@ -29,11 +29,13 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.core.manifests import RawManifest, StarManifest
+from tasks.core.manifests import RawManifest, RawTableEntry, StarManifest
 
 RAW = "raw"
 STAR = "star"
 _MANIFESTS = "_batches"
+# Per batch, the manifest entry each fan-out child run extracted (read by the run that records it).
+_EXTRACTED = "_extracted"
 _BATCH_ID = re.compile(r"^(\d{8})-(\d{8}T\d{6}Z)$")
 
 
@@ -155,6 +157,22 @@ class Lake:
 
     def write_star_manifest(self, manifest: StarManifest) -> str:
         return self.write_manifest(STAR, manifest.batch_id, manifest.to_json())
+
+    # --- one table's extract, handed from a fan-out child run to the run that records the batch ---
+
+    def extracted_path(self, batch_id: str, table: str) -> str:
+        return f"{RAW}/{_EXTRACTED}/{batch_id}/{table}.json"
+
+    def write_extracted_table(self, batch_id: str, table: str, entry: RawTableEntry) -> str:
+        """The manifest entry one child run extracted for ``table`` (a retried child overwrites it:
+        only the manifest, written by the parent from these, makes a batch)."""
+        relative = self.extracted_path(batch_id, table)
+        self.put_whole(relative, json.dumps(entry.to_json(), sort_keys=True, default=str).encode())
+        return relative
+
+    def read_extracted_table(self, batch_id: str, table: str) -> RawTableEntry:
+        with self.fs.open(self.full(self.extracted_path(batch_id, table)), "rb") as handle:
+            return RawTableEntry.from_json(json.load(handle))
 
     def put_whole(self, relative: str, body: bytes, *, create_only: bool = False) -> None:
         """Write an object so that readers see it absent or whole, never half written.

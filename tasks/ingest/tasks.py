@@ -59,6 +59,7 @@ class IngestPlan:
 
     batch_id: str
     previous: dict[str, RawTableEntry] = field(default_factory=dict)
+    previous_batch_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,32 @@ def plan_ingest_batch() -> IngestPlan:
     if not batches:
         return IngestPlan(batch_id=new_batch_id(1))
     newest = lake.read_raw_manifest(batches[-1])
-    return IngestPlan(batch_id=new_batch_id(batch_sequence(newest.batch_id) + 1), previous=newest.tables)
+    return IngestPlan(
+        batch_id=new_batch_id(batch_sequence(newest.batch_id) + 1),
+        previous=newest.tables,
+        previous_batch_id=newest.batch_id,
+    )
+
+
+@task(name="read-previous-entry", cache_policy=NO_CACHE, **RETRY_POLICY)
+def read_previous_entry(previous_batch_id: str | None, table_name: str) -> RawTableEntry | None:
+    """A table's entry in the batch before the one being extracted (None before the first batch)."""
+    if previous_batch_id is None:
+        return None
+    return Lake.from_url(load_settings().lake_url).read_raw_manifest(previous_batch_id).tables.get(table_name)
+
+
+@task(name="hand-over-extract", task_run_name="hand-over-{table_name}", cache_policy=NO_CACHE, **RETRY_POLICY)
+def hand_over_extract(batch_id: str, table_name: str, entry: RawTableEntry) -> None:
+    """Leave a fan-out child's manifest entry where the cycle that records the batch reads it."""
+    Lake.from_url(load_settings().lake_url).write_extracted_table(batch_id, table_name, entry)
+
+
+@task(name="read-handed-over-extracts", cache_policy=NO_CACHE, **RETRY_POLICY)
+def read_handed_over_extracts(batch_id: str) -> dict[str, RawTableEntry]:
+    """Every source table's entry for the batch, as its fan-out child run left it."""
+    lake = Lake.from_url(load_settings().lake_url)
+    return {name: lake.read_extracted_table(batch_id, name) for name in SOURCE_TABLES}
 
 
 @task(name="read-source-horizon", cache_policy=NO_CACHE, **RETRY_POLICY)

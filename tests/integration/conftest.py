@@ -358,6 +358,16 @@ def _healthy(url: str) -> bool:
 
 
 @pytest.fixture
+def deployed_pipeline(databases, s3_lake_url, monkeypatch) -> Pipeline:
+    """A seeded pipeline for runs on a Prefect server's deployments (its settings in the environment
+    that workers and served flows inherit)."""
+    pipeline = Pipeline(databases.source_url, databases.warehouse_url, s3_lake_url, monkeypatch)
+    pipeline.seed(scale=0.02)
+    pipeline.checkpoint()
+    return pipeline
+
+
+@pytest.fixture
 def local_prefect_home(tmp_path, monkeypatch) -> Iterator[Path]:
     """A PREFECT_HOME for runs without PREFECT_API_URL: the local Prefect server the first of them
     starts there in the background is stopped after the test."""

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.integration.conftest import PREFECT, Pipeline, wait_for
+from tests.integration.conftest import PREFECT, wait_for
 
 
 def prefect(api_url: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
@@ -67,14 +67,6 @@ def run_deployment(api_url: str, name: str) -> str:
         if "UUID:" in line:
             return line.split("UUID:")[1].strip()
     pytest.fail(f"no flow run id in:\n{output}")
-
-
-@pytest.fixture
-def deployed_pipeline(databases, s3_lake_url, monkeypatch) -> Pipeline:
-    pipeline = Pipeline(databases.source_url, databases.warehouse_url, s3_lake_url, monkeypatch)
-    pipeline.seed(scale=0.02)
-    pipeline.checkpoint()
-    return pipeline
 
 
 def test_prefect_deploy_and_a_process_worker_run_the_cycle(prefect_server, deployed_pipeline):
@@ -178,6 +170,7 @@ def test_production_prefect_yaml_registers_on_an_ecs_pool(prefect_server, tmp_pa
         "totesys-etl/totesys-etl",
         "totesys-etl/totesys-reconcile",
         "ingest/totesys-ingest",
+        "extract-table/totesys-extract-table",
         "transform/totesys-transform",
         "load/totesys-load",
         "rebuild-warehouse/totesys-rebuild",
@@ -197,6 +190,11 @@ def test_production_prefect_yaml_registers_on_an_ecs_pool(prefect_server, tmp_pa
     assert etl["concurrency_options"]["collision_strategy"] == "ENQUEUE"
     deep_pass = read_deployment(prefect_server, "totesys-etl/totesys-reconcile")
     assert deep_pass["parameters"] == {"reconcile": True}
+    # Fan-out's children: smaller tasks than the cycle's, as many at once as the source's slots allow.
+    child = read_deployment(prefect_server, "extract-table/totesys-extract-table")
+    assert (child["job_variables"]["cpu"], child["job_variables"]["memory"]) == (512, 2048)
+    assert (etl["job_variables"]["cpu"], etl["job_variables"]["memory"]) == (1024, 4096)
+    assert child["global_concurrency_limit"] is None
     assert deep_pass["schedules"][0]["schedule"]["cron"] == "30 2 * * *"
 
 

@@ -1,0 +1,130 @@
+"""Fan-out: the cycle's extracts as flow runs of their own on the work pool, each in its own
+process (an ECS task in production), instead of threads of the cycle's process.
+
+Each source table's extract is a run of the ``extract-table`` flow, through a deployment
+(``run_deployment``): a deployment is what a work pool runs, with its own image, CPU and memory, and
+every child shows in the UI under the cycle's run. The cycle plans the batch (its id, the previous
+watermarks, the source horizon), submits one child per table, and waits. Each child takes one of
+the source's connection slots (the per-database limit bounds them, however many workers there
+are), writes its table's new versions into the raw zone as the cycle itself would, and hands its
+manifest entry over through the lake. Only when every child has completed does the cycle record the
+batch's manifest, then transform and load as ever: a child that fails, crashes or is killed fails
+the cycle, which records nothing; the next run reads those tables again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, cast
+
+from prefect import get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import ObjectNotFound
+
+from flows.plain_flow import plain_flow
+from tasks.core.concurrency import source_slots
+from tasks.core.manifests import Horizon, RawTableEntry
+from tasks.ingest.tasks import (
+    IngestPlan,
+    extract_table_delta,
+    hand_over_extract,
+    read_handed_over_extracts,
+    read_previous_entry,
+)
+from tasks.schema import SOURCE_TABLES
+from tasks.settings import TotesSettings, load_settings
+
+# How often the cycle asks the API how its extract runs are doing.
+_POLL_SECONDS = 1.0
+
+
+class FanOutFailed(RuntimeError):
+    """An extract run did not complete: the cycle records nothing."""
+
+
+@plain_flow(name="extract-table")
+def extract_table(table: str, batch_id: str, previous_batch_id: str | None, horizon: dict[str, Any]) -> int:
+    """One source table's extract for a batch that a cycle has planned (fan-out): its new versions
+    into the raw zone and its manifest entry where the cycle reads it, holding one of the source's
+    connection slots. Returns the new versions read. The cycle alerts if it fails."""
+    settings = load_settings()
+    started = Horizon.from_json(horizon)
+    if table not in SOURCE_TABLES or started is None:
+        msg = f"extract-table: unknown source table {table!r} or no horizon"
+        raise ValueError(msg)
+    with source_slots(settings, wanted=1):
+        entry = extract_table_delta(table, batch_id, read_previous_entry(previous_batch_id, table), started)
+    hand_over_extract(batch_id, table, entry)
+    return entry.data.rows
+
+
+def extract_on_work_pool(plan: IngestPlan, horizon: Horizon, settings: TotesSettings) -> dict[str, RawTableEntry]:
+    """Run every source table's extract as a child flow run of ``settings.fan_out_deployment`` and
+    return their manifest entries once all have completed.
+
+    Raises:
+        FanOutFailed: the deployment does not exist, a child ended in any state but Completed, or
+            not all had ended within ``settings.fan_out_timeout_seconds``.
+    """
+    from prefect.deployments import run_deployment
+
+    logger = get_run_logger()
+    parameters = {"batch_id": plan.batch_id, "previous_batch_id": plan.previous_batch_id, "horizon": horizon.to_json()}
+    runs: dict[str, FlowRun] = {}
+    try:
+        for table in SOURCE_TABLES:
+            # async_dispatch: called from a sync flow, it returns the flow run itself.
+            runs[table] = cast(
+                FlowRun,
+                run_deployment(
+                    settings.fan_out_deployment, parameters={"table": table, **parameters}, timeout=0, as_subflow=True
+                ),
+            )
+    except ObjectNotFound as error:
+        msg = (
+            f"fan-out needs the deployment {settings.fan_out_deployment!r} of the extract-table flow "
+            "(prefect.yaml and deployments/local.prefect.yaml declare it: prefect deploy --all); nothing was recorded"
+        )
+        raise FanOutFailed(msg) from error
+    logger.info(
+        "Fan-out: %d extract runs submitted to %s for batch %s", len(runs), settings.fan_out_deployment, plan.batch_id
+    )
+    _wait_for(runs, timeout_seconds=settings.fan_out_timeout_seconds)
+    return read_handed_over_extracts(plan.batch_id)
+
+
+def _wait_for(runs: dict[str, FlowRun], *, timeout_seconds: float) -> None:
+    """Wait until every run has ended, logging each as it does; raise if any did not complete."""
+    logger = get_run_logger()
+    started = time.monotonic()
+    ended: dict[str, FlowRun] = {}
+    with get_client(sync_client=True) as client:
+        while len(ended) < len(runs):
+            if time.monotonic() - started > timeout_seconds:
+                waiting = ", ".join(sorted(set(runs) - set(ended)))
+                msg = f"fan-out: extract runs still not ended after {timeout_seconds:.0f} s: {waiting}; nothing was recorded"
+                raise FanOutFailed(msg)
+            time.sleep(_POLL_SECONDS)
+            for table, run in runs.items():
+                if table in ended:
+                    continue
+                current = client.read_flow_run(run.id)
+                if current.state is not None and current.state.is_final():
+                    ended[table] = current
+                    logger.info(
+                        "Fan-out: extract of %s %s (%d of %d ended)",
+                        table,
+                        current.state.name,
+                        len(ended),
+                        len(runs),
+                    )
+    failed = {table: run for table, run in ended.items() if run.state is None or run.state.type != StateType.COMPLETED}
+    if failed:
+        reasons = "; ".join(
+            f"{table}: {run.name} {run.state.name if run.state else 'no state'}"
+            + (f" ({run.state.message})" if run.state and run.state.message else "")
+            for table, run in sorted(failed.items())
+        )
+        msg = f"fan-out: {len(failed)} extract run(s) did not complete: {reasons}; nothing was recorded"
+        raise FanOutFailed(msg)

@@ -1,0 +1,163 @@
+"""Fan-out (``TOTES_FAN_OUT``) on a real Prefect server, a real ``process`` work pool and two real
+workers: each source table's extract runs as a child flow run of ``extract-table`` in a process
+of its own, and the cycle alone records the batch.
+
+* The warehouse equals the source (the same independent expectation as the single-process run),
+  and both workers ran children.
+* A child that fails (its read times out against a lock, on every retry) and a child killed with
+  SIGKILL mid-read (its worker reports it Crashed) fail the cycle, which records nothing. The next
+  run converges.
+
+ECS, where the children run in production, cannot run here: the process pool runs the same
+deployment from a checkout instead of an image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from urllib.parse import urlsplit
+
+import pytest
+
+from tasks.core.postgres import connect
+from tests.conftest import REPO
+from tests.integration.conftest import PREFECT, Pipeline, wait_for
+from tests.integration.test_database_faults import raw_manifests
+from tests.integration.test_deployments import prefect
+
+
+def child_runs(api_url: str) -> list[dict]:
+    """Every flow run of the extract-table flow, newest first."""
+    request = urllib.request.Request(
+        f"{api_url}/flow_runs/filter",
+        data=json.dumps({"flows": {"name": {"any_": ["extract-table"]}}, "sort": "START_TIME_DESC"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the test's own local server
+        return json.load(response)
+
+
+def running_child(api_url: str, table: str) -> dict | None:
+    """The extract-table run of ``table`` that is running in a process now, if any."""
+    for run in child_runs(api_url):
+        if run["parameters"].get("table") == table and run["state_type"] == "RUNNING" and run.get("infrastructure_pid"):
+            return run
+    return None
+
+
+def set_statement_timeout(url: str, database: str, value: str) -> None:
+    """The source operator's cap on statements, for every new session of the database."""
+    with connect(url) as admin, admin.cursor() as cursor:
+        cursor.execute(f'alter database "{database}" set statement_timeout = {value}')
+        admin.commit()
+
+
+def fan_out_run(pipeline: Pipeline, api_url: str) -> subprocess.Popen:
+    return pipeline.run_cli("run", env={"PREFECT_API_URL": api_url, "TOTES_FAN_OUT": "true"})
+
+
+@pytest.fixture
+def two_workers(prefect_server, deployed_pipeline, tmp_path):
+    """The extract-table deployment on a process pool, and two workers of that pool."""
+    prefect(prefect_server, "work-pool", "create", "totes-local", "--type", "process")
+    prefect(
+        prefect_server,
+        "deploy",
+        "--prefect-file",
+        "deployments/local.prefect.yaml",
+        "--name",
+        "totesys-extract-table",
+        env={"TOTES_HOME": str(REPO)},
+    )
+    env = dict(os.environ, PREFECT_API_URL=prefect_server, TOTES_HOME=str(REPO), PREFECT_WORKER_QUERY_SECONDS="1")
+    workers = []
+    for number in (1, 2):
+        log = open(tmp_path / f"worker-{number}.log", "w")  # noqa: SIM115 - closed below
+        workers.append(
+            (
+                subprocess.Popen(
+                    [PREFECT, "worker", "start", "--pool", "totes-local", "--limit", "6", "--name", f"worker-{number}"],
+                    cwd=REPO,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                ),
+                log,
+            )
+        )
+    yield prefect_server, deployed_pipeline, [tmp_path / f"worker-{number}.log" for number in (1, 2)]
+    for worker, log in workers:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)
+        log.close()
+
+
+def finish(child: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    try:
+        _, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        raise
+    return child.returncode, err
+
+
+def test_fan_out_on_two_workers_builds_the_warehouse_and_a_failed_or_killed_child_records_nothing(two_workers):
+    api_url, pipeline, logs = two_workers
+
+    status, err = finish(fan_out_run(pipeline, api_url))
+    assert status == 0, err[-3000:]
+    pipeline.assert_warehouse_matches_source()
+    first = child_runs(api_url)
+    assert len(first) == 11, "one child run per source table"
+    assert {run["state_type"] for run in first} == {"COMPLETED"}
+    assert len({run["infrastructure_pid"] for run in first}) == 11, "each child in a process of its own"
+    assert len({run["work_queue_name"] for run in first}) == 1
+    for log in logs:
+        assert "extract-table" in log.read_text() or any(run["id"] in log.read_text() for run in first), (
+            f"both workers run children: {log.name} ran none"
+        )
+
+    # One run, two children that do not complete. The source caps statements at 500 ms and a
+    # maintenance transaction locks sales_order and payment: both children's reads time out on every
+    # attempt, so the sales_order child fails; the payment child is killed with SIGKILL between two
+    # attempts, and its worker reports it crashed.
+    pipeline.churn(orders=10)
+    manifests, warehouse = raw_manifests(pipeline.lake_url), pipeline.snapshot()
+    database = urlsplit(pipeline.source_url).path.strip("/")
+    set_statement_timeout(pipeline.source_url, database, "'500ms'")
+    maintenance = connect(pipeline.source_url)
+    try:
+        with maintenance.cursor() as cursor:
+            cursor.execute("set statement_timeout = 0")
+            cursor.execute("lock table sales_order, payment in access exclusive mode")
+        parent = fan_out_run(pipeline, api_url)
+        wait_for(lambda: running_child(api_url, "payment") is not None, timeout=120, what="the payment child to run")
+        time.sleep(2)  # into its reads and retries
+        victim = running_child(api_url, "payment")
+        assert victim is not None
+        os.kill(int(victim["infrastructure_pid"].rsplit(":", 1)[-1]), signal.SIGKILL)
+        status, err = finish(parent)
+    finally:
+        maintenance.rollback()
+        maintenance.close()
+        set_statement_timeout(pipeline.source_url, database, "default")
+    assert status == 1, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert "2 extract run(s) did not complete: payment:" in last, last
+    assert "Crashed" in last.split("payment:")[1].split(";")[0], last
+    assert "Failed" in last.split("sales_order:")[1].split(";")[0], last
+    assert "nothing was recorded" in last
+    assert raw_manifests(pipeline.lake_url) == manifests, "children that did not complete must leave no batch"
+    assert pipeline.snapshot() == warehouse
+
+    pipeline.checkpoint()
+    status, err = finish(fan_out_run(pipeline, api_url))
+    assert status == 0, err[-3000:]
+    assert len(raw_manifests(pipeline.lake_url)) == len(manifests) + 1
+    pipeline.assert_warehouse_matches_source()
