@@ -4,14 +4,18 @@ For each scale: ``totes seed --scale N --delta-indexes`` into an embedded Postgr
 fresh warehouse database:
 
 (a) ``totes run``, full load (lake in a fresh local folder, a running Prefect server);
-    then a no-op ``totes run`` (nothing changed), the same with Prefect's ephemeral API, and
+    then a no-op ``totes run`` (nothing changed), the same without PREFECT_API_URL (the local API,
+    and Prefect's temporary server), and
 (b) ``totes churn`` touching about 0.1 % of the rows, then ``totes run`` (incremental), then
     ``totes reconcile`` (the deep pass, comparing every row's content; rows = source rows compared);
 (c) the baseline (bench/baseline.py): pg8000 -> JSON -> pandas -> row-by-row INSERT, capped;
-(d) the physical limit (bench/physical_limit.py): COPY (SELECT ...) TO STDOUT -> COPY FROM STDIN.
+(d) the physical limit (bench/physical_limit.py): COPY (SELECT ...) TO STDOUT -> COPY FROM STDIN;
+(f) up to scale 100: the full load with fan-out (``TOTES_FAN_OUT``) on a local process pool with 1
+    and 2 workers (fresh warehouse and lake each), and a no-op fan-out run.
 
 Every figure is a whole child process: wall time from start to exit (Python start-up, imports and
-Prefect included), and its peak RSS from the kernel (``wait4``). Rows are warehouse rows written.
+Prefect included), CPU time, and its peak RSS from the kernel (``wait4``); for a totes run, the
+seconds of each stage. Rows are warehouse rows written. totes runs without pandas, as installed.
 Results: bench/results/results.md, results.json and chart.png.
 
 Usage: python -m bench [--scales 1 10 100] [--baseline-insert-seconds 60]
@@ -31,6 +35,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,6 +140,60 @@ def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("prefect server did not start within 120 s")
 
 
+# Fan-out is measured up to this scale (each run is a whole full load more).
+FAN_OUT_MAX_SCALE = 100.0
+# The baseline runs up to this scale (above it, its reads alone take tens of minutes and GiBs).
+BASELINE_MAX_SCALE = 100.0
+
+
+def fan_out_target(admin_url: str, tag: str) -> dict[str, str]:
+    """A fresh warehouse and lake for one fan-out measurement."""
+    from tasks.sandbox.embedded_postgres import recreate_databases
+
+    name = f"bench_fanout_{tag}"
+    lake = WORK / f"lake-fanout-{tag}"
+    shutil.rmtree(lake, ignore_errors=True)
+    return {"TOTES_WAREHOUSE_URL": recreate_databases(admin_url, (name,))[name], "TOTES_LAKE_URL": str(lake)}
+
+
+@contextmanager
+def process_workers(env: dict[str, str], count: int) -> Iterator[None]:
+    """``count`` workers of the local process pool, with the measurement's settings, for its length."""
+    workers = [
+        subprocess.Popen(
+            [str(BIN / "prefect"), "worker", "start", "--pool", FAN_OUT_POOL, "--limit", "6"],
+            cwd=REPO,
+            env=env | {"TOTES_HOME": str(REPO), "PREFECT_WORKER_QUERY_SECONDS": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for _ in range(count)
+    ]
+    try:
+        yield
+    finally:
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=60)
+
+
+# The pool of deployments/local.prefect.yaml, where fan-out's child deployment is registered.
+FAN_OUT_POOL = "totes-local"
+
+
+def deploy_fan_out_child(server_url: str) -> None:
+    """The extract-table deployment on a local process pool of the bench's Prefect server."""
+    env = dict(os.environ, PREFECT_API_URL=server_url, TOTES_HOME=str(REPO))
+    for command in (
+        ["work-pool", "create", FAN_OUT_POOL, "--type", "process"],
+        ["deploy", "--prefect-file", "deployments/local.prefect.yaml", "--name", "totesys-extract-table"],
+    ):
+        subprocess.run(
+            [str(BIN / "prefect"), "--no-prompt", *command], cwd=REPO, env=env, check=True, capture_output=True
+        )
+
+
 def local_prefect_home() -> Path:
     """The PREFECT_HOME of the runs without PREFECT_API_URL: their local API lives there."""
     return WORK / "prefect-local"
@@ -228,33 +288,48 @@ def bench_scale(scale: float, server_url: str, admin_url: str, insert_seconds: f
     child = run_child(totes("run"), env)
     record("(a) totes run, full", child, warehouse_rows(urls["totes"]))
 
-    # On the same source state as (a) and (d): before the churn below.
-    work = WORK / f"baseline-{tag}"
-    shutil.rmtree(work, ignore_errors=True)
-    child = run_child(
-        [
-            sys.executable,
-            "-m",
-            "bench.baseline",
-            urls["source"],
-            urls["baseline"],
-            str(work),
-            "--insert-seconds",
-            str(insert_seconds),
-        ],
-        with_pandas,
-    )
-    baseline = json.loads(child.out.strip().splitlines()[-1])
-    note = (
-        "complete"
-        if baseline["complete"]
-        else (
-            f"stopped after {baseline['insert_seconds']:.0f} s of inserts: {baseline['rows']} of {baseline['rows_total']} rows; "
-            f"all rows would take ~{baseline['projected_seconds'] / 60:.0f} min"
+    # On the same source state as (a) and (d): before the churn below. Above BASELINE_MAX_SCALE the
+    # baseline is not run: it reads every row into pandas (2.7 GiB and 400 s at scale 100).
+    if scale <= BASELINE_MAX_SCALE:
+        work = WORK / f"baseline-{tag}"
+        shutil.rmtree(work, ignore_errors=True)
+        child = run_child(
+            [
+                sys.executable,
+                "-m",
+                "bench.baseline",
+                urls["source"],
+                urls["baseline"],
+                str(work),
+                "--insert-seconds",
+                str(insert_seconds),
+            ],
+            with_pandas,
         )
-    )
-    record("(c) baseline pg8000+pandas", child, baseline["rows"], note, details=baseline)
-    shutil.rmtree(work, ignore_errors=True)
+        baseline = json.loads(child.out.strip().splitlines()[-1])
+        note = (
+            "complete"
+            if baseline["complete"]
+            else (
+                f"stopped after {baseline['insert_seconds']:.0f} s of inserts: {baseline['rows']} of {baseline['rows_total']} rows; "
+                f"all rows would take ~{baseline['projected_seconds'] / 60:.0f} min"
+            )
+        )
+        record("(c) baseline pg8000+pandas", child, baseline["rows"], note, details=baseline)
+        shutil.rmtree(work, ignore_errors=True)
+
+    # (f) Fan-out on the local process pool, on the same source state as (a), each into a fresh
+    # warehouse and lake: the cycle in this process, each table's extract a child run on a worker.
+    if scale <= FAN_OUT_MAX_SCALE:
+        for workers in (1, 2):
+            fan_env = env | fan_out_target(admin_url, f"{tag}_{workers}")
+            with process_workers(fan_env, workers):
+                child = run_child(totes("run"), fan_env | {"TOTES_FAN_OUT": "true"})
+                rows = warehouse_rows(fan_env["TOTES_WAREHOUSE_URL"])
+                record(f"(f) fan-out, {workers} worker(s)", child, rows, "11 child runs; RSS of the cycle only")
+                if workers == 2:
+                    child = run_child(totes("run"), fan_env | {"TOTES_FAN_OUT": "true"})
+                    record("no-op fan-out, 2 workers", child, 0, "11 child runs with nothing to read")
 
     record("no-op totes run", run_child(totes("run"), env), 0, "Prefect server")
     local = {k: v for k, v in env.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(local_prefect_home())}
@@ -301,7 +376,7 @@ def ratios(results: list[Measurement]) -> dict[tuple[float, str], tuple[float | 
     for m in results:
         limit = by.get((m.scale, "(d) physical limit"))
         base = by.get((m.scale, "(c) baseline pg8000+pandas"))
-        if not m.rows or not m.variant.startswith(("(a)", "(c)", "(d)")):
+        if not m.rows or not m.variant.startswith(("(a)", "(c)", "(d)", "(f)")):
             out[(m.scale, m.variant)] = (None, None)
             continue
         out[(m.scale, m.variant)] = (
@@ -340,44 +415,60 @@ def markdown(results: list[Measurement], info: dict[str, str], started: datetime
 
 
 def targets(results: list[Measurement]) -> list[str]:
+    """The issue's targets, each beside what this run measured."""
     by = {(m.scale, m.variant): m for m in results}
     ratio = ratios(results)
     lines = []
-    top = max(m.scale for m in results)
-    full, incremental = by.get((top, "(a) totes run, full")), by.get((top, "(b) totes run, incremental"))
+    scales = sorted({m.scale for m in results if m.scale})
+    main = 100.0 if 100.0 in scales else scales[-1]
+    full, incremental = by.get((main, "(a) totes run, full")), by.get((main, "(b) totes run, incremental"))
+    noop, local = by.get((main, "no-op totes run")), by.get((main, "no-op totes run, local API"))
     if full:
-        to_limit, to_base = ratio[(top, full.variant)]
+        to_limit, to_base = ratio[(main, full.variant)]
         lines.append(
-            f"- Full load at scale {top:g}: {to_limit:.2f} × the physical limit's throughput (target ≥ 0.5), "
-            f"{to_base:,.0f} × the baseline's (target ≥ 50)."
+            f"- Full load at scale {main:g}: {to_limit:.2f} × the physical limit's throughput (target ≥ 0.5), "
+            f"{to_base:,.0f} × the baseline's (target ≥ 50); {full.breakdown()} s."
         )
-    if full and incremental:
+    if noop and local:
         lines.append(
-            f"- Incremental after ~0.1 % churn at scale {top:g}: {incremental.seconds:.1f} s = "
-            f"{incremental.seconds / full.seconds:.0%} of the full load's {full.seconds:.1f} s (target ≤ 5 %)."
+            f"- No-op run at scale {main:g}: {noop.seconds:.1f} s with a Prefect server, {local.seconds:.1f} s "
+            f"without PREFECT_API_URL (the local API) (target ≤ 2 s each); {noop.breakdown()} s."
         )
-    if full:
-        lines.append(f"- Peak RSS of the full load at scale {top:g}: {full.peak_rss_mib:.0f} MiB (target < 1024 MiB).")
-        ten = by.get((10.0, "(a) totes run, full"))
-        if ten and top != 10:
+    if incremental and noop:
+        lines.append(
+            f"- Incremental after ~0.1 % churn at scale {main:g}: {incremental.seconds:.1f} s = the no-op run "
+            f"+ {incremental.seconds - noop.seconds:.1f} s (target ≤ + 1 s)."
+        )
+    fulls = [m for m in results if m.variant == "(a) totes run, full"]
+    if fulls:
+        worst = max(fulls, key=lambda m: m.peak_rss_mib)
+        lines.append(
+            f"- Peak RSS of the full load: at most {worst.peak_rss_mib:.0f} MiB (scale {worst.scale:g}) "
+            "(target < 1024 MiB at every scale)."
+        )
+        ten, top = by.get((10.0, "(a) totes run, full")), fulls[-1]
+        if ten and top.scale > 10:
             lines.append(
-                f"- … {full.peak_rss_mib / ten.peak_rss_mib:.2f} × its scale-10 figure of "
-                f"{ten.peak_rss_mib:.0f} MiB (target ≤ 1.3)."
+                f"- Growth from scale 10 to {top.scale:g}: peak RSS {top.peak_rss_mib / ten.peak_rss_mib:.2f} × "
+                f"(target ≤ 1.3), time {top.seconds / ten.seconds:.1f} × for {top.rows / ten.rows:.0f} × the rows."
             )
-    deep = by.get((top, "(e) totes reconcile, deep pass"))
-    noop_at_top = by.get((top, "no-op totes run"))
-    if deep and noop_at_top:
+    deep = by.get((main, "(e) totes reconcile, deep pass"))
+    if deep and noop:
         lines.append(
-            f"- Deep pass (`totes reconcile`) at scale {top:g}: {deep.seconds:.1f} s, against {noop_at_top.seconds:.1f} s "
-            f"for a no-op run: {deep.seconds - noop_at_top.seconds:.1f} s to hash and compare {deep.rows:,} rows."
+            f"- Deep pass (`totes reconcile`) at scale {main:g}: {deep.seconds:.1f} s, against {noop.seconds:.1f} s "
+            f"for a no-op run: {deep.seconds - noop.seconds:.1f} s to hash and compare {deep.rows:,} rows."
         )
-    noop = [m for m in results if m.variant.startswith("no-op")]
-    if noop:
-        lines.append(
-            "- No-op runs (start-up, imports and Prefect included): "
-            + ", ".join(f"{m.seconds:.1f} s at scale {m.scale:g} ({m.note})" for m in noop)
-            + "."
-        )
+    for scale in scales:
+        one, two = by.get((scale, "(f) fan-out, 1 worker(s)")), by.get((scale, "(f) fan-out, 2 worker(s)"))
+        fan_noop, plain_noop = by.get((scale, "no-op fan-out, 2 workers")), by.get((scale, "no-op totes run"))
+        if one and two and fan_noop and plain_noop:
+            lines.append(
+                f"- Fan-out at scale {scale:g} (local process pool): {one.rows_per_second:,.0f} rows/s with 1 worker, "
+                f"{two.rows_per_second:,.0f} with 2 (single process: "
+                f"{by[(scale, '(a) totes run, full')].rows_per_second:,.0f}); a no-op fan-out run takes "
+                f"{fan_noop.seconds:.1f} s against {plain_noop.seconds:.1f} s: "
+                f"~{(fan_noop.seconds - plain_noop.seconds) * 2 / 11:.1f} s per child run on 2 workers."
+            )
     return lines
 
 
@@ -387,7 +478,7 @@ def chart(results: list[Measurement], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = ["(a) totes run, full", "(d) physical limit", "(c) baseline pg8000+pandas"]
+    variants = ["(a) totes run, full", "(f) fan-out, 2 worker(s)", "(d) physical limit", "(c) baseline pg8000+pandas"]
     scales = sorted({m.scale for m in results})
     by = {(m.scale, m.variant): m for m in results}
     figure, (throughput, memory) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -445,9 +536,18 @@ def main() -> None:
         # Its one-off start, measured: a user without a Prefect server pays it on the first run.
         child = run_child(totes("local-api", "start"), local)
         results.append(
-            Measurement(0, "local API start (once)", child.seconds, 0, child.peak_rss_mib, "totes local-api start")
+            Measurement(
+                0,
+                "local API start (once)",
+                child.seconds,
+                0,
+                child.peak_rss_mib,
+                "totes local-api start",
+                cpu_seconds=child.cpu_seconds,
+            )
         )
         print(f"  local API started in {child.seconds:.1f} s", flush=True)
+        deploy_fan_out_child(server_url)
         for scale in args.scales:
             print(f"scale {scale:g}:", flush=True)
             results += bench_scale(scale, server_url, admin_url, args.baseline_insert_seconds)
