@@ -18,7 +18,7 @@ Prefect included), CPU time, and its peak RSS from the kernel (``wait4``); for a
 seconds of each stage. Rows are warehouse rows written. totes runs without pandas, as installed.
 Results: bench/results/results.md, results.json and chart.png.
 
-Usage: python -m bench [--scales 1 10 100] [--baseline-insert-seconds 60]
+Usage: python -m bench [--scales 1 10 100] [--baseline-insert-seconds 60] [--fan-out-up-to 100]
 """
 
 from __future__ import annotations
@@ -140,8 +140,6 @@ def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("prefect server did not start within 120 s")
 
 
-# Fan-out is measured up to this scale (each run is a whole full load more).
-FAN_OUT_MAX_SCALE = 100.0
 # The baseline runs up to this scale (above it, its reads alone take tens of minutes and GiBs).
 BASELINE_MAX_SCALE = 100.0
 
@@ -243,7 +241,9 @@ def ingested_rows(summary: str) -> int:
     return total
 
 
-def bench_scale(scale: float, server_url: str, admin_url: str, insert_seconds: float) -> list[Measurement]:
+def bench_scale(
+    scale: float, server_url: str, admin_url: str, insert_seconds: float, fan_out_up_to: float
+) -> list[Measurement]:
     from tasks.sandbox.embedded_postgres import recreate_databases
 
     tag = str(scale).replace(".", "_")
@@ -320,7 +320,7 @@ def bench_scale(scale: float, server_url: str, admin_url: str, insert_seconds: f
 
     # (f) Fan-out on the local process pool, on the same source state as (a), each into a fresh
     # warehouse and lake: the cycle in this process, each table's extract a child run on a worker.
-    if scale <= FAN_OUT_MAX_SCALE:
+    if scale <= fan_out_up_to:
         for workers in (1, 2):
             fan_env = env | fan_out_target(admin_url, f"{tag}_{workers}")
             with process_workers(fan_env, workers):
@@ -512,6 +512,12 @@ def main() -> None:
         default=60.0,
         help="stop the baseline's row-by-row inserts after this long (default 60)",
     )
+    parser.add_argument(
+        "--fan-out-up-to",
+        type=float,
+        default=100.0,
+        help="measure fan-out (f) at scales up to this one (default 100; 0: not at all)",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the results")
     parser.add_argument("--work", type=Path, default=WORK, help="scratch folder (databases, lakes)")
     args = parser.parse_args()
@@ -550,7 +556,7 @@ def main() -> None:
         deploy_fan_out_child(server_url)
         for scale in args.scales:
             print(f"scale {scale:g}:", flush=True)
-            results += bench_scale(scale, server_url, admin_url, args.baseline_insert_seconds)
+            results += bench_scale(scale, server_url, admin_url, args.baseline_insert_seconds, args.fan_out_up_to)
     finally:
         subprocess.call(totes("local-api", "stop"), env=local, stdout=subprocess.DEVNULL)
         os.killpg(server.pid, signal.SIGTERM)

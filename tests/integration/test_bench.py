@@ -24,6 +24,8 @@ def test_the_benchmark_runs_every_variant_and_writes_its_results(tmp_path):
             "0.02",
             "--baseline-insert-seconds",
             "600",
+            "--fan-out-up-to",
+            "0",
             "--results",
             str(results),
             "--work",
@@ -49,7 +51,7 @@ def test_the_benchmark_runs_every_variant_and_writes_its_results(tmp_path):
     assert list(full["stages"]) == ["ingest", "transform", "load"]
     assert 0 < sum(full["stages"].values()) < full["seconds"]
     assert {"no-op totes run, local API", "no-op totes run, temporary API", "local API start (once)"} <= set(measured)
-    # Fan-out on the local process pool writes the same warehouse rows, with 1 worker and with 2.
-    assert measured["(f) fan-out, 1 worker(s)"]["rows"] == measured["(f) fan-out, 2 worker(s)"]["rows"] == full["rows"]
+    # Fan-out (f) is left out here (--fan-out-up-to 0): three fan-out runs of eleven child processes
+    # each took CI's test run past its budget; test_fan_out.py runs fan-out on two workers.
     assert "| 0.02 | (a) totes run, full |" in (results / "results.md").read_text()
     assert (results / "chart.png").read_bytes().startswith(b"\x89PNG")
