@@ -15,6 +15,7 @@ from flows.fan_out import extract_on_work_pool, extract_table
 from flows.plain_flow import plain_flow
 from tasks.core.alerts import alert_on_failure, alert_on_warnings
 from tasks.core.concurrency import source_slots, warehouse_slot
+from tasks.core.handoff import StarHandoff
 from tasks.core.locks import cycle_lock
 from tasks.core.manifests import RawTableEntry
 from tasks.core.reports import RunSummary, publish_run_report
@@ -29,6 +30,7 @@ from tasks.ingest.tasks import (
 from tasks.load.tasks import (
     list_unloaded_batches,
     load_star_batch,
+    load_star_batch_as_built,
     migrate_warehouse,
     rebuild_warehouse_from_lake,
 )
@@ -166,11 +168,59 @@ def totesys_etl(reconcile: bool = False, fan_out: bool | None = None) -> RunSumm
     # answered the load's request "busy, retry in 2 s" in 3 runs of 4 when it came just as the
     # ingest's slots and task runs were being recorded.
     with _one_cycle_at_a_time(settings), warehouse_slot(settings):
-        summary = publish_run_report(
-            ingest.fn(reconcile=reconcile, fan_out=fan_out).then(transform.fn()).then(load.fn())
-        )
+        summary = publish_run_report(ingest.fn(reconcile=reconcile, fan_out=fan_out).then(_transform_and_load()))
     alert_on_warnings("totesys-etl", summary.new_warnings)
     return summary
+
+
+def _transform_and_load() -> RunSummary:
+    """The cycle's transform and load, overlapped: each new batch's load runs beside its transform,
+    copying star parts into its transaction as they are built, and commits once the star manifest
+    is written. (Apart, the stages take turns: at scale 100 the transform kept ~1.2 client cores
+    busy for 13.8 s while the warehouse idled, then the load kept one server backend busy for
+    25.1 s.) Star batches an earlier run built but did not load go first, from the lake.
+
+    Runs inside the cycle's warehouse slot. The stage seconds reported: the transform's, then the
+    load's after the transform ended."""
+    started = time.perf_counter()
+    summary = RunSummary()
+    migrate_warehouse()
+    for batch_id in list_unloaded_batches():
+        summary = summary.then(load_star_batch(batch_id))
+    transform_seconds = 0.0
+    for batch_id in list_pending_transforms():
+        transformed, seconds = _transform_and_load_batch(batch_id)
+        summary, transform_seconds = summary.then(transformed), transform_seconds + seconds
+    load_seconds = time.perf_counter() - started - transform_seconds
+    logger = get_run_logger()
+    logger.info("Transform: done in %.1f s", transform_seconds)
+    logger.info("Load: done in %.1f s after the transform", load_seconds)
+    return summary.timed("transform", transform_seconds).timed("load", load_seconds)
+
+
+def _transform_and_load_batch(batch_id: str) -> tuple[RunSummary, float]:
+    """Transform one batch with its load beside it; the outcome and the transform's seconds. If the
+    load beside it fails, the batch is loaded again from the lake (with the load's retries)."""
+    handoff = StarHandoff(batch_id)
+    loading = load_star_batch_as_built.submit(batch_id, handoff)
+    started = time.perf_counter()
+    try:
+        transformed = transform_batch(batch_id, handoff)
+    finally:
+        # A failed transform makes the load roll back: wait for it before going on.
+        seconds = time.perf_counter() - started
+        wait([loading])
+    try:
+        loaded = loading.result()
+    except Exception as failure:  # noqa: BLE001 - whatever stopped it, the lake's files are whole
+        get_run_logger().warning(
+            "Batch %s: the load beside the transform failed (%s: %s); loading it from the lake",
+            batch_id,
+            type(failure).__name__,
+            failure,
+        )
+        loaded = load_star_batch(batch_id)
+    return transformed.then(loaded), seconds
 
 
 @plain_flow(name="rebuild-warehouse", on_failure=[alert_on_failure])

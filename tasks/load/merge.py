@@ -10,7 +10,7 @@ batch already recorded is skipped, so loading the same batch twice changes nothi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -36,7 +36,8 @@ def loaded_batches(connection: Connection) -> set[str]:
     return {row[0] for row in fetch_rows(connection, LOAD_SQL.read("select_loaded_batches"))}
 
 
-# A stream factory: each call yields the table's record batches afresh (a fallback re-reads them).
+# A table's Arrow schema and a stream factory, called once per merge of the table: from the lake it
+# reads the table's files; from a handoff it yields the parts as the transform builds them.
 BatchStream = tuple[pa.Schema, Callable[[], Iterator[pa.RecordBatch]]]
 
 
@@ -120,6 +121,18 @@ def _copy_straight_in(cursor: Cursor, table: str, batch_id: str, stream: BatchSt
     return copied
 
 
+def _merge_table(cursor: Cursor, table: str, batch_id: str, stream: BatchStream) -> int:
+    """Merge one star table's rows of the batch; returns the rows changed."""
+    if _is_empty(cursor, table):
+        return _copy_straight_in(cursor, table, batch_id, stream)
+    schema, batches = stream
+    staged = ingest_temporary(cursor, staging_name(table), pa.RecordBatchReader.from_batches(schema, batches()))
+    if staged == 0:
+        return 0
+    (changed,) = execute_for_one(cursor, merge_statement(table), (batch_id,))
+    return int(changed)
+
+
 def _is_empty(cursor: Cursor, table: str) -> bool:
     # bandit B608: identifier from tasks/schema.py, quoted
     (empty,) = execute_for_one(cursor, f"select not exists (select from public.{quote_ident(table)})")  # nosec B608
@@ -139,22 +152,29 @@ class BatchLoad:
         return describe_inferred(self.inferred)
 
 
+def in_merge_order(tables: dict[str, BatchStream]) -> list[tuple[str, BatchStream]]:
+    """Dimensions before facts, each group by name (the order a batch read from the lake merges in)."""
+    return sorted(tables.items(), key=lambda item: (item[0] not in DIMENSION_TABLES, item[0]))
+
+
 def load_batch(
     connection: Connection,
     batch_id: str,
-    tables: dict[str, BatchStream],
+    tables: Iterable[tuple[str, BatchStream]],
     *,
-    deletions: dict[str, pa.Table] | None = None,
+    deletions: Callable[[], dict[str, pa.Table]] = dict,
     commit: bool = True,
 ) -> BatchLoad | None:
     """Merge one star batch in one transaction. Returns what changed, or None if the batch was
     already loaded (by an earlier run, or by a concurrent loader that got there first).
 
-    ``tables`` maps each star table to its Arrow schema and a function returning a stream of its
-    record batches; dimensions are merged before facts. The rows of a table that is still empty are
-    copied straight in; otherwise they are staged in a temporary table and merged. With ``commit=False`` the caller owns
-    the transaction (a full rebuild loads every batch in one). ``deletions`` holds, per star
-    table, the keys found hard-deleted in the source (with ``_deleted_at``): marked last.
+    ``tables`` yields each star table with its Arrow schema and a function returning a stream of
+    its record batches, in the order to merge them (they may still be being built: see
+    ``tasks/core/handoff.py``; a table may come more than once). The rows of a table that is still
+    empty are copied straight in; otherwise they are staged in a temporary table and merged. With
+    ``commit=False`` the caller owns the transaction (a full rebuild loads every batch in one).
+    ``deletions`` gives, once every table is merged, per star table the keys found hard-deleted in
+    the source (with ``_deleted_at``): marked last.
     """
     changed: dict[str, int] = {}
     referenced: dict[str, list[pa.Array]] = {}
@@ -166,25 +186,15 @@ def load_batch(
                 if commit:
                     roll_back(connection)
                 return None
-            for table in sorted(tables, key=lambda name: (name not in DIMENSION_TABLES, name)):
-                schema, batches = tables[table]
+            for table, (schema, batches) in tables:
                 if table in FACT_REFERENCES:
                     batches = partial(collecting_references, batches, table, referenced)
-                if _is_empty(cursor, table):
-                    changed[table] = _copy_straight_in(cursor, table, batch_id, (schema, batches))
-                    continue
-                staged = ingest_temporary(
-                    cursor, staging_name(table), pa.RecordBatchReader.from_batches(schema, batches())
-                )
-                if staged == 0:
-                    changed[table] = 0
-                    continue
-                (changed[table],) = execute_for_one(cursor, merge_statement(table), (batch_id,))
+                changed[table] = changed.get(table, 0) + _merge_table(cursor, table, batch_id, (schema, batches))
             inferred = infer_missing_members(cursor, batch_id, referenced)
             for dimension, ids in inferred.items():
                 changed[dimension] = changed.get(dimension, 0) + len(ids)
             # Last: a row changed and then deleted within the batch ends up deleted.
-            deleted = mark_deleted(cursor, deletions or {})
+            deleted = mark_deleted(cursor, deletions())
             cursor.execute(
                 LOAD_SQL.read("record_loaded_batch"),
                 parameters=(batch_id, json.dumps(changed)),

@@ -3,19 +3,21 @@ batch, in batch order (see ``merge.py``); and the rebuild of the whole warehouse
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 
 import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.core.handoff import StarHandoff
 from tasks.core.lake import STAR, Lake
 from tasks.core.manifests import StarManifest
 from tasks.core.postgres import connect, roll_back
 from tasks.core.reports import RunSummary, add_counts
 from tasks.core.retries import RETRY_POLICY
 from tasks.core.warehouse import migrate_warehouse_schema, take_load_lock
-from tasks.load.merge import BatchLoad, BatchStream, load_batch, loaded_batches
+from tasks.load.merge import BatchLoad, BatchStream, in_merge_order, load_batch, loaded_batches
 from tasks.load.statements import LOAD_SQL
 from tasks.schema import STAR_TABLES, deleted_marks_schema
 from tasks.settings import load_settings
@@ -49,8 +51,47 @@ def load_star_batch(batch_id: str) -> RunSummary:
     manifest = lake.read_star_manifest(batch_id)
     with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
         loaded = load_batch(
-            connection, batch_id, star_batch_streams(lake, manifest), deletions=star_batch_deletions(lake, manifest)
+            connection,
+            batch_id,
+            star_batch_streams(lake, manifest),
+            deletions=partial(star_batch_deletions, lake, manifest),
         )
+    return _report(batch_id, loaded)
+
+
+@task(name="load-star-batch-as-built", task_run_name="load-{batch_id}-as-built", cache_policy=NO_CACHE)
+def load_star_batch_as_built(batch_id: str, handoff: StarHandoff) -> RunSummary:
+    """Load one star batch from the transform running beside it (``handoff``), in one transaction
+    that commits after the transform has written the star manifest. No retries: a failed attempt
+    leaves the batch unloaded, and the caller loads it from the lake (``load_star_batch``)."""
+    settings = load_settings()
+    lake = Lake.from_url(settings.lake_url)
+    try:
+        with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
+            loaded = load_batch(
+                connection,
+                batch_id,
+                _streams_as_built(handoff),
+                deletions=lambda: star_batch_deletions(lake, handoff.manifest()),
+            )
+    finally:
+        # Whatever happened (or if the batch turned out loaded already), the transform goes on alone.
+        handoff.abandon()
+    return _report(batch_id, loaded)
+
+
+def _streams_as_built(handoff: StarHandoff) -> Iterator[tuple[str, BatchStream]]:
+    for table, rows in handoff.tables():
+        yield table, (STAR_TABLES[table].schema, partial(_once, rows))
+
+
+def _once(rows: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """A table's stream from the handoff, which can be read once (the merge reads it once)."""
+    return rows
+
+
+def _report(batch_id: str, loaded: BatchLoad | None) -> RunSummary:
+    """Log what loading a batch did; the load's part of the run report."""
     logger = get_run_logger()
     if loaded is None:
         logger.info("Batch %s was already loaded: skipped", batch_id)
@@ -77,14 +118,16 @@ def _summary(batch_id: str, loaded: BatchLoad) -> RunSummary:
     )
 
 
-def star_batch_streams(lake: Lake, manifest: StarManifest) -> dict[str, BatchStream]:
-    """Each star table of a batch as (schema, a function streaming its record batches file by file
-    from the lake)."""
-    return {
-        name: (STAR_TABLES[name].schema, partial(lake.iter_batches, entry.files, STAR_TABLES[name].schema))
-        for name, entry in manifest.tables.items()
-        if entry.files
-    }
+def star_batch_streams(lake: Lake, manifest: StarManifest) -> list[tuple[str, BatchStream]]:
+    """Each star table of a batch with (schema, a function streaming its record batches file by
+    file from the lake), in merge order."""
+    return in_merge_order(
+        {
+            name: (STAR_TABLES[name].schema, partial(lake.iter_batches, entry.files, STAR_TABLES[name].schema))
+            for name, entry in manifest.tables.items()
+            if entry.files
+        }
+    )
 
 
 def star_batch_deletions(lake: Lake, manifest: StarManifest) -> dict[str, pa.Table]:
@@ -115,7 +158,7 @@ def rebuild_warehouse_from_lake() -> RunSummary:
                     connection,
                     batch_id,
                     star_batch_streams(lake, manifest),
-                    deletions=star_batch_deletions(lake, manifest),
+                    deletions=partial(star_batch_deletions, lake, manifest),
                     commit=False,
                 )
                 changed = add_counts(changed, loaded.changed if loaded else {})

@@ -15,6 +15,7 @@ import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.core.handoff import StarHandoff
 from tasks.core.lake import RAW, STAR, Lake, batch_sequence
 from tasks.core.manifests import FileSet, RawManifest, StarManifest
 from tasks.core.reports import RunSummary
@@ -89,6 +90,7 @@ class _StarWriter:
 
     lake: Lake
     batch_id: str
+    handoff: StarHandoff | None = None
     tables: dict[str, FileSet] = field(default_factory=lambda: {name: FileSet() for name in STAR_TABLES})
     quarantined: dict[str, FileSet] = field(default_factory=dict)
 
@@ -97,6 +99,8 @@ class _StarWriter:
             rows = part.frame.to_arrow().cast(STAR_TABLES[part.table].schema)
             written = self.lake.write_table(STAR, part.table, self.batch_id, rows)
             self.tables[part.table] += FileSet(written, part.frame.height)
+            if self.handoff is not None:
+                self.handoff.put(part.table, rows)
         else:
             written = self.lake.write_table(STAR, f"_quarantine_{part.source}", self.batch_id, part.frame.to_arrow())
             self.quarantined[part.source] = self.quarantined.get(part.source, FileSet()) + FileSet(
@@ -108,14 +112,25 @@ class _StarWriter:
 
 
 @task(name="transform-batch", task_run_name="transform-{batch_id}", cache_policy=NO_CACHE, **RETRY_POLICY)
-def transform_batch(batch_id: str) -> RunSummary:
+def transform_batch(batch_id: str, handoff: StarHandoff | None = None) -> RunSummary:
     """Build and write the star tables of one raw batch; return the rows built per star table and
-    the batch's data-quality warnings."""
+    the batch's data-quality warnings. With ``handoff``, each star part is also handed to a load
+    running beside it, which commits after the star manifest is written (or rolls back if this
+    fails)."""
+    try:
+        return _transform_batch(batch_id, handoff)
+    except BaseException as failure:
+        if handoff is not None:
+            handoff.fail(f"{type(failure).__name__}: {failure}")
+        raise
+
+
+def _transform_batch(batch_id: str, handoff: StarHandoff | None) -> RunSummary:
     logger = get_run_logger()
     lake = Lake.from_url(load_settings().lake_url)
     previous = _previous_star_manifest(lake, batch_id)
     builder = build_batch(read_batch_frames(lake, lake.read_raw_manifest(batch_id)), read_carried_state(lake, previous))
-    writer = _StarWriter(lake, batch_id)
+    writer = _StarWriter(lake, batch_id, handoff)
     built = drain(builder, writer.take)
     for warning in built.warnings:
         logger.warning("Data quality, batch %s: %s", batch_id, warning)
@@ -135,17 +150,18 @@ def transform_batch(batch_id: str) -> RunSummary:
         )
         for name, marks in built.deleted.items()
     }
-    lake.write_star_manifest(
-        StarManifest(
-            batch_id=batch_id,
-            tables=writer.tables,
-            state=state,
-            date_range=built.date_range,
-            quarantined=writer.quarantined,
-            deleted=deleted,
-            warnings=built.warnings,
-        ),
+    manifest = StarManifest(
+        batch_id=batch_id,
+        tables=writer.tables,
+        state=state,
+        date_range=built.date_range,
+        quarantined=writer.quarantined,
+        deleted=deleted,
+        warnings=built.warnings,
     )
+    lake.write_star_manifest(manifest)
+    if handoff is not None:
+        handoff.finish(manifest)
     counts = {name: entry.rows for name, entry in writer.tables.items()}
     logger.info(
         "Batch %s transformed: %s",

@@ -131,8 +131,9 @@ def test_s3_outages_mid_run_are_retried_and_the_warehouse_converges(
 
 def test_warehouse_connection_killed_during_the_copy_is_retried_and_loads_once(pipeline):
     """The server ends the loading session in the middle of a COPY (``pg_terminate_backend``: what a
-    restart or failover does to it, SQLSTATE 57P01). The batch's transaction rolls back whole, the
-    task retries, and every row arrives once. (Restarting the whole server would also stop the
+    restart or failover does to it, SQLSTATE 57P01). The batch's transaction rolls back whole: the
+    load beside the transform stops, the batch is loaded again from the lake's files, and every row
+    arrives once. (Restarting the whole server would also stop the
     other tests' databases, which share it.)"""
     from tests.integration.conftest import execute, scalar
     from tests.integration.test_pipeline import install_trigger

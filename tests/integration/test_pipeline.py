@@ -202,6 +202,37 @@ def test_failure_inside_the_load_rolls_the_batch_back_and_the_rerun_converges(pi
     pipeline.assert_warehouse_matches_source()
 
 
+def test_transform_failing_part_way_rolls_back_the_load_beside_it_and_the_rerun_converges(pipeline):
+    """The cycle's load runs beside its transform, copying each star part into its transaction as
+    it is built. A raw file of the batch is damaged in the lake (payment: the third fact table, so
+    the load has copied fact_sales_order's rows when the transform fails): the load rolls back, the
+    warehouse shows nothing of the batch, and once the file is whole again the rerun converges."""
+    from flows.etl import ingest
+    from tasks.core.lake import RAW, Lake
+
+    pipeline.seed(scale=0.02)
+    pipeline.run()
+    snapshot = pipeline.snapshot()
+    pipeline.churn(orders=10)
+    pipeline.checkpoint()
+    ingest()
+    lake = Lake.from_url(pipeline.lake_url)
+    batch = lake.read_raw_manifest(lake.list_batches(RAW)[-1])
+    assert batch.files("sales_order"), "the churn brought no sales order for the load to copy first"
+    (damaged,) = batch.files("payment")
+    whole = lake.fs.cat_file(lake.full(damaged))
+    lake.put_whole(damaged, b"PAR1 this is not a Parquet file PAR1")
+
+    with pytest.raises(Exception, match="Parquet"):
+        pipeline.run()
+    assert pipeline.snapshot() == snapshot  # the rows the load had copied were rolled back
+
+    lake.put_whole(damaged, whole)
+    summary = pipeline.run()
+    assert batch.batch_id in summary.batches_loaded
+    pipeline.assert_warehouse_matches_source()
+
+
 def test_process_killed_during_the_merge_then_rerun_converges(pipeline, prefect_api):
     """SIGKILL of ``totes run`` while its load transaction is writing fact_payment (stalled there by a
     trigger, so the kill lands inside the transaction, after the dimensions and two facts)."""
