@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DEMO_INSTALLED := $(VENV)/.installed-demo
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test unit integration lint bench chaos clean
+.PHONY: install demo test unit integration lint bench bench-codecs chaos clean
 
 install: $(INSTALLED)
 
@@ -51,6 +51,10 @@ lint: $(INSTALLED)
 SCALES ?= 1 10 100
 bench: $(INSTALLED)
 	$(BIN)/python -m bench --scales $(SCALES)
+
+# Parquet codecs and row groups, on the lake the last `make bench` wrote at scale 100.
+bench-codecs: $(INSTALLED)
+	$(BIN)/python -m bench.codecs .totes/bench/lake-100_0
 
 # The long chaos run: 50 SIGKILLs of `totes run` / `totes files` at random moments, then the check.
 KILLS ?= 50
