@@ -232,13 +232,9 @@ def warehouse_rows(url: str) -> int:
 
 
 def ingested_rows(summary: str) -> int:
-    """Rows ingested, from `totes run`'s printed table (second column of the source table lines)."""
-    total = 0
-    for line in summary.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            total += int(parts[1])
-    return total
+    """Rows ingested, from `totes run`'s "ingested: address 30, ... (2449 rows)" line (0: "nothing new")."""
+    match = re.search(r"^ingested: .*\((\d+) rows\)$", summary, re.MULTILINE)
+    return int(match.group(1)) if match else 0
 
 
 def bench_scale(

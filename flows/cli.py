@@ -1,4 +1,5 @@
-"""The ``totes`` command: run, reconcile, files, seed, churn, serve, demo.
+"""The ``totes`` command: run, reconcile, backfill, rebuild, files, status, seed, churn, serve,
+local-api, demo.
 
 Exit status 0 on success; 1 with a one-line reason on stderr when the work fails; 2 for bad usage.
 """
@@ -11,6 +12,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
+from flows.logs import NOISY_LIBRARIES, ReadableRunLogs
 from tasks.core.local_api import ensure_local_api, running_local_api, stop_local_api
 from tasks.settings import (
     TotesSettings,
@@ -46,13 +49,54 @@ def command_run(args: argparse.Namespace) -> int:
     settings.require_source_url()
     settings.require_warehouse_url()
     with _prefect_api(settings):
-        summary = totesys_etl(reconcile=args.command == "reconcile")
+        summary = totesys_etl(reconcile=args.command == "reconcile", fan_out=True if args.fan_out else None)
     print(summary.as_text())
     elapsed = time.perf_counter() - _STARTED
     rest = elapsed - sum(summary.stage_seconds.values())
     print(
         f"totes {args.command}: done in {elapsed:.1f} s ({summary.stages_text()}; start-up, Prefect and the rest {rest:.1f} s)"
     )
+    return 0
+
+
+def command_backfill(args: argparse.Namespace) -> int:
+    from flows.etl import backfill_tables, totesys_etl
+
+    tables = sorted(backfill_tables(args.table))  # a wrong name fails here, before any flow run
+    settings = load_settings()
+    settings.require_source_url()
+    settings.require_warehouse_url()
+    with _prefect_api(settings):
+        summary = totesys_etl(backfill=tables)
+    print(summary.as_text())
+    print(f"totes backfill: done in {time.perf_counter() - _STARTED:.1f} s ({summary.stages_text()})")
+    return 0
+
+
+class NotConfirmed(RuntimeError):
+    """A command that replaces what the warehouse holds was not confirmed."""
+
+
+def command_rebuild(args: argparse.Namespace) -> int:
+    from flows.etl import rebuild_warehouse
+
+    settings = load_settings()
+    settings.require_warehouse_url()
+    if not args.yes:
+        question = (
+            "Rebuild every star table of the warehouse from the lake alone, in one transaction "
+            "(readers see the old warehouse until it commits)? [y/N] "
+        )
+        if not sys.stdin.isatty():
+            msg = "the rebuild replaces every star table: confirm with --yes (no terminal to ask on)"
+            raise NotConfirmed(msg)
+        if input(question).strip().lower() not in ("y", "yes"):
+            print("totes rebuild: not confirmed; nothing changed")
+            return 1
+    with _prefect_api(settings):
+        summary = rebuild_warehouse()
+    print(summary.as_text())
+    print(f"totes rebuild: done in {time.perf_counter() - _STARTED:.1f} s ({summary.stages_text()})")
     return 0
 
 
@@ -114,6 +158,16 @@ def command_local_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_status(args: argparse.Namespace) -> int:
+    import json
+
+    from flows.status import read_status, status_json, status_text
+
+    status = read_status(load_settings(), recent_batches=args.batches)
+    print(json.dumps(status_json(status), indent=1, default=str) if args.json else status_text(status))
+    return 0
+
+
 def command_seed(args: argparse.Namespace) -> int:
     from tasks.core.postgres import connect
     from tasks.sandbox.totesys import seed_from_dump, seed_generated
@@ -149,7 +203,9 @@ def command_churn(args: argparse.Namespace) -> int:
 def command_demo(args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
-    run_demo(Path(args.dir), scale=args.scale, dump=Path(args.from_dump) if args.from_dump else None)
+    # Like any run without PREFECT_API_URL: on totes's local Prefect server (started if need be).
+    with _prefect_api(load_settings()):
+        run_demo(Path(args.dir), scale=args.scale, dump=Path(args.from_dump) if args.from_dump else None)
     return 0
 
 
@@ -168,23 +224,60 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Configuration: TOTES_SOURCE_URL, TOTES_WAREHOUSE_URL, TOTES_LAKE_URL (and AWS_*); "
         "file feeds: TOTES_SFTP_URL, TOTES_SFTP_KNOWN_HOSTS, TOTES_FEEDS_FILE.",
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log everything: every task run's state, the libraries' connections (default: the stages, rows, warnings)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="one ETL cycle: ingest, transform, load")
-    run.set_defaults(handler=command_run)
-
     reconcile = commands.add_parser(
         "reconcile",
         help="one ETL cycle that also compares every source row's content with the lake's (the deep pass): "
         "changes made without a new last_updated arrive too",
     )
-    reconcile.set_defaults(handler=command_run)
+    for cycle in (run, reconcile):
+        cycle.add_argument(
+            "--fan-out",
+            action="store_true",
+            help="extract each source table in a flow run of its own on the work pool (default: TOTES_FAN_OUT)",
+        )
+        cycle.set_defaults(handler=command_run)
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="one ETL cycle that reads the given source tables whole (every row again, e.g. after a repair "
+        "in the source): versions already held stay once, dimensions built from them are rebuilt",
+    )
+    backfill.add_argument(
+        "--table", action="append", required=True, metavar="TABLE", help="a source table to read whole (repeatable)"
+    )
+    backfill.set_defaults(handler=command_backfill)
+
+    rebuild = commands.add_parser(
+        "rebuild", help="rebuild the whole warehouse from the lake alone, in one transaction (asks first)"
+    )
+    rebuild.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rebuild.set_defaults(handler=command_rebuild)
 
     files = commands.add_parser(
         "files", help="one file-feeds cycle: SFTP -> versioned raw zone -> staging -> warehouse"
     )
     files.add_argument("--feed", action="append", help="only this feed (repeatable; default: every feed)")
     files.set_defaults(handler=command_files)
+
+    status = commands.add_parser(
+        "status",
+        help="where the pipeline stands: watermarks, pending batches, freshness, rows set aside, slots "
+        "(reads the lake, the warehouse and the Prefect API; never the source)",
+    )
+    status.add_argument("--json", action="store_true", help="print it as JSON")
+    status.add_argument(
+        "--batches", type=int, default=96, help="how many recent batches the per-table history covers (default 96)"
+    )
+    status.set_defaults(handler=command_status)
 
     seed = commands.add_parser("seed", help="create and fill a ToteSys source database")
     source = seed.add_mutually_exclusive_group()
@@ -237,11 +330,16 @@ _PREFECT_SERVER_STARTUP_SECONDS = "90"
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", _PREFECT_SERVER_STARTUP_SECONDS)
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        # pgserver's platformdirs warns on every start where XDG_RUNTIME_DIR is unset (containers, CI).
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     handler = logging.StreamHandler()
     handler.setFormatter(_RunLogFormatter("%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s"))
+    if not args.verbose:
+        handler.addFilter(ReadableRunLogs())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    for noisy in ("pgserver", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in NOISY_LIBRARIES:
+        logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.WARNING)
     settings = None
     try:
         settings = load_settings()
@@ -254,13 +352,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def entry() -> NoReturn:
+def entry(argv: list[str] | None = None) -> NoReturn:
     """The ``totes`` console script: :func:`main`, then out without the interpreter's teardown.
+    (``python flows/etl.py`` and the other flow modules call it with their command.)
 
     Freeing every module and object of a run that imported Prefect, Polars and Arrow took ~0.5 s
     here, on every run, after the work was done. The exit handlers still run first: Prefect sends
     its last logs and events, logging flushes, a temporary Prefect server stops."""
-    code = main()
+    code = main(argv)
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

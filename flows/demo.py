@@ -20,7 +20,6 @@ from pathlib import Path
 from tasks.core.lake import RAW, Lake
 from tasks.core.postgres import connect
 from tasks.sandbox.demo_queries import (
-    count_rows,
     exchange_rates_by_file,
     revenue_by_month,
 )
@@ -40,6 +39,8 @@ def _banner(text: str) -> None:
 def run_demo(folder: Path, *, scale: float, dump: Path | None) -> None:
     """Seed, run, churn, run on embedded components under ``folder``, printing what landed."""
     from flows.etl import totesys_etl
+    from flows.status import read_status, status_text
+    from tasks.settings import load_settings
 
     folder = folder.resolve()
     lake_dir = folder / "lake"
@@ -70,12 +71,9 @@ def run_demo(folder: Path, *, scale: float, dump: Path | None) -> None:
         print(f"run {step} took {time.perf_counter() - started:.1f} s")
 
     with connect(urls["warehouse"]) as warehouse:
-        _banner("Warehouse rows per table")
-        for table, rows in count_rows(warehouse).items():
-            print(f"{table:<22}{rows:>10}")
         _banner("Sales revenue by month and currency (latest version of each order), newest months")
         print(f"{'month':<9}{'currency':<10}{'orders':>8}{'revenue':>18}")
-        for month, currency, orders, revenue in revenue_by_month(warehouse, months=6):
+        for month, currency, orders, revenue in revenue_by_month(warehouse, months=3):
             print(f"{month:<9}{currency:<10}{orders:>8}{revenue:>18}")
 
     lake = Lake.from_url(str(lake_dir))
@@ -83,6 +81,8 @@ def run_demo(folder: Path, *, scale: float, dump: Path | None) -> None:
     print(f"{lake_dir}: {len(lake.list_batches(RAW))} batches for {len(SOURCE_TABLES)} source tables")
 
     run_feeds_demo(folder, urls["warehouse"])
+    _banner("Where it all stands: totes status")
+    print(status_text(read_status(load_settings())))
     print("\nRun it against your own databases: set TOTES_SOURCE_URL, TOTES_WAREHOUSE_URL and")
     print("TOTES_LAKE_URL, then `totes run`; for file feeds set TOTES_SFTP_URL and run `totes files` (see README).")
 
@@ -151,3 +151,10 @@ def run_feeds_demo(folder: Path, warehouse_url: str) -> None:
                 for source_file, version, rows, usd in exchange_rates_by_file(warehouse):
                     print(f"{source_file:<40}{version[:26]:<28}{rows:>6}{usd or '':>20}")
     print(f"\nEvery version of every file is kept in {folder / 'lake' / 'files' / 'raw'}.")
+
+
+if __name__ == "__main__":
+    # ``python flows/demo.py``: the demo, exactly as ``totes demo`` runs it (the same settings, Prefect API, output and exit status).
+    from flows.cli import entry
+
+    entry(["demo"])

@@ -27,6 +27,7 @@ from tasks.ingest.tasks import (
     read_missed_changes_task,
     record_ingest_batch,
 )
+from tasks.ingest.watermark import read_whole
 from tasks.load.tasks import (
     list_unloaded_batches,
     load_star_batch,
@@ -56,17 +57,36 @@ EXTRACT_THREADS = 4
 
 
 @plain_flow(name="ingest", on_failure=[alert_on_failure], task_runner=_threads(EXTRACT_THREADS))
-def ingest(reconcile: bool = False, fan_out: bool | None = None) -> RunSummary:
+def ingest(reconcile: bool = False, fan_out: bool | None = None, backfill: list[str] | None = None) -> RunSummary:
     """Pull every source table's new versions into the raw zone and record them as one batch.
     With ``reconcile``, also compare every row's content with what the lake last observed and read
     the rows that differ (the deep pass). With ``fan_out`` (default: ``TOTES_FAN_OUT``), each
-    table's extract is a flow run of its own on the work pool. Returns the ingest's part of the run
-    report: rows per table, the source horizon, schema-drift warnings (and which of them are new)."""
+    table's extract is a flow run of its own on the work pool. ``backfill`` names source tables to
+    read whole (every row again, e.g. after a repair in the source): the others read their delta,
+    and the extracts run in this process. Returns the ingest's part of the run report: rows per
+    table, the source horizon, schema-drift warnings (and which of them are new)."""
     settings = load_settings()
+    whole = backfill_tables(backfill)
+    if whole:
+        get_run_logger().info("Backfill: %s read whole", ", ".join(sorted(whole)))
     started = time.perf_counter()
     with _one_cycle_at_a_time(settings):
-        summary = _ingest(settings, reconcile=reconcile, fan_out=settings.fan_out if fan_out is None else fan_out)
+        fan_out = (settings.fan_out if fan_out is None else fan_out) and not whole
+        summary = _ingest(settings, reconcile=reconcile, fan_out=fan_out, whole=whole)
     return _timed(summary, "ingest", started)
+
+
+def backfill_tables(backfill: list[str] | None) -> frozenset[str]:
+    """The source tables to read whole.
+
+    Raises:
+        ValueError: naming the tables that are not source tables, and the source tables.
+    """
+    unknown = sorted(set(backfill or []) - SOURCE_TABLES.keys())
+    if unknown:
+        msg = f"backfill: unknown source table(s) {', '.join(unknown)}; the source tables: {', '.join(SOURCE_TABLES)}"
+        raise ValueError(msg)
+    return frozenset(backfill or [])
 
 
 def _timed(summary: RunSummary, stage: str, started: float) -> RunSummary:
@@ -76,8 +96,14 @@ def _timed(summary: RunSummary, stage: str, started: float) -> RunSummary:
     return summary.timed(stage, seconds)
 
 
-def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool) -> RunSummary:
+def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: frozenset[str]) -> RunSummary:
     plan = plan_ingest_batch()
+    get_run_logger().info(
+        "Ingest: reading %d source tables' changes into batch %s%s",
+        len(SOURCE_TABLES),
+        plan.batch_id,
+        " on the work pool" if fan_out else "",
+    )
     if fan_out:
         # The children take the source's slots, one each: the cycle holds none while they work.
         with source_slots(settings, wanted=1):
@@ -95,7 +121,10 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool) -> RunSu
         for name in SOURCE_TABLES:
             if len(in_flight) >= slots:
                 in_flight.remove(next(as_completed(in_flight)))
-            futures[name] = extract_table_delta.submit(name, plan.batch_id, plan.previous.get(name), horizon)
+            previous = plan.previous.get(name)
+            futures[name] = extract_table_delta.submit(
+                name, plan.batch_id, read_whole(previous) if name in whole else previous, horizon
+            )
             in_flight.append(futures[name])
         wait(list(futures.values()))
         tables = {name: future.result() for name, future in futures.items()}
@@ -157,18 +186,22 @@ def load() -> RunSummary:
 # and the fixed cost is paid on every schedule tick. The stages stay flows of their own for the
 # one-stage deployments.
 @plain_flow(name="totesys-etl", on_failure=[alert_on_failure], task_runner=_threads(4))
-def totesys_etl(reconcile: bool = False, fan_out: bool | None = None) -> RunSummary:
+def totesys_etl(reconcile: bool = False, fan_out: bool | None = None, backfill: list[str] | None = None) -> RunSummary:
     """One ETL cycle: ToteSys -> lake (raw) -> lake (star) -> warehouse. With ``reconcile``, the
     ingest also compares every row's content with the lake's (``totes reconcile``, the
     ``totesys-reconcile`` deployment): changes that bypassed ``last_updated`` arrive too. With
     ``fan_out`` (default: ``TOTES_FAN_OUT``), each source table is extracted by a flow run of its
-    own on the work pool (``extract-table``)."""
+    own on the work pool (``extract-table``). ``backfill`` names source tables to read whole
+    (``totes backfill``, the ``totesys-backfill`` deployment): their versions the warehouse holds
+    stay once, the dimensions built from them are built again, deletes found are marked."""
     settings = load_settings()
     # The warehouse's slot is taken with the cycle, not after the ingest: a Prefect server on SQLite
     # answered the load's request "busy, retry in 2 s" in 3 runs of 4 when it came just as the
     # ingest's slots and task runs were being recorded.
     with _one_cycle_at_a_time(settings), warehouse_slot(settings):
-        summary = publish_run_report(ingest.fn(reconcile=reconcile, fan_out=fan_out).then(_transform_and_load()))
+        summary = publish_run_report(
+            ingest.fn(reconcile=reconcile, fan_out=fan_out, backfill=backfill).then(_transform_and_load())
+        )
     alert_on_warnings("totesys-etl", summary.new_warnings)
     return summary
 
@@ -184,11 +217,15 @@ def _transform_and_load() -> RunSummary:
     load's after the transform ended."""
     started = time.perf_counter()
     summary = RunSummary()
+    # Listed before the warehouse is touched: what is left to transform is the lake's business alone.
+    pending = list_pending_transforms()
     migrate_warehouse()
     for batch_id in list_unloaded_batches():
         summary = summary.then(load_star_batch(batch_id))
     transform_seconds = 0.0
-    for batch_id in list_pending_transforms():
+    if pending:
+        get_run_logger().info("Transform and load: %s, the load beside the transform", ", ".join(pending))
+    for batch_id in pending:
         transformed, seconds = _transform_and_load_batch(batch_id)
         summary, transform_seconds = summary.then(transformed), transform_seconds + seconds
     load_seconds = time.perf_counter() - started - transform_seconds
@@ -247,6 +284,8 @@ def serve_deployments(*, interval_seconds: int) -> None:
     serve(
         _deployment(totesys_etl, name="totesys-etl", interval=interval_seconds),
         _deployment(totesys_etl, name="totesys-reconcile", cron=RECONCILE_CRON, parameters={"reconcile": True}),
+        # Run with the tables to read whole: -p 'backfill=["staff"]'.
+        _deployment(totesys_etl, name="totesys-backfill"),
         _deployment(ingest, name="totesys-ingest"),
         # Fan-out's children: as many at once as the source's slots allow.
         _deployment(extract_table, name="totesys-extract-table", concurrency_limit=None),
@@ -276,3 +315,10 @@ def _deployment(
         name=name, interval=interval, cron=cron, parameters=parameters or {}, concurrency_limit=concurrency_limit
     )
     return cast(RunnerDeployment, deployment)
+
+
+if __name__ == "__main__":
+    # ``python flows/etl.py``: one ETL cycle, exactly as ``totes run`` runs it (the same settings, Prefect API, output and exit status).
+    from flows.cli import entry
+
+    entry(["run"])

@@ -128,3 +128,10 @@ def _wait_for(runs: dict[str, FlowRun], *, timeout_seconds: float) -> None:
         )
         msg = f"fan-out: {len(failed)} extract run(s) did not complete: {reasons}; nothing was recorded"
         raise FanOutFailed(msg)
+
+
+if __name__ == "__main__":
+    # ``python flows/fan_out.py``: one ETL cycle with each table's extract on the work pool, as ``totes run --fan-out`` runs it (the same settings, Prefect API, output and exit status).
+    from flows.cli import entry
+
+    entry(["run", "--fan-out"])

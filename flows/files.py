@@ -65,3 +65,10 @@ def totesys_files(feeds: list[str] | None = None) -> FeedsSummary:
     if summary.problems:
         raise FeedFilesRefused(summary)
     return summary
+
+
+if __name__ == "__main__":
+    # ``python flows/files.py``: one file-feeds cycle, exactly as ``totes files`` runs it (the same settings, Prefect API, output and exit status).
+    from flows.cli import entry
+
+    entry(["files"])

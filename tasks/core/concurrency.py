@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from tasks.core.local_api import is_local_api
@@ -157,3 +158,28 @@ def warehouse_slot(settings: TotesSettings) -> AbstractContextManager[int]:
         default_slots=settings.database_concurrency,
         wait_seconds=settings.lock_wait_seconds,
     )
+
+
+@dataclass(frozen=True)
+class SlotsInUse:
+    """One database's connection slots as its limit says: ``active`` of ``limit`` taken."""
+
+    name: str
+    active: int
+    limit: int
+
+
+def prefect_slots_in_use() -> list[SlotsInUse] | None:
+    """The slots of every database's Prefect global concurrency limit (``totes-db-…``), or None
+    when runs use the local or temporary API, whose slots are advisory locks on each database."""
+    if _local_api():
+        return None
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        limits = client.read_global_concurrency_limits(limit=200, offset=0)
+    return [
+        SlotsInUse(name=limit.name, active=int(limit.active_slots), limit=int(limit.limit))
+        for limit in limits
+        if limit.name.startswith("totes-db-")
+    ]

@@ -283,6 +283,14 @@ class Lake:
                 tables.append(pq.read_table(handle, schema=schema))
         return pa.concat_tables(tables)
 
+    def read_column(self, files: list[str], column: str) -> pa.ChunkedArray:
+        """One column of the given Parquet files (e.g. the reasons of set-aside rows)."""
+        arrays: list[pa.Array] = []
+        for relative in files:
+            with self.fs.open(self.full(relative), "rb") as handle:
+                arrays += pq.read_table(handle, columns=[column]).column(column).chunks
+        return pa.chunked_array(arrays, pa.string()) if not arrays else pa.chunked_array(arrays)
+
     def iter_batches(self, files: list[str], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         """Record batches of the given Parquet files, one file open at a time."""
         for relative in files:

@@ -23,7 +23,15 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Literal
 
-from tasks.core.postgres import Connection, DatabaseError, connect, database_error_reason, execute_for_one, roll_back
+from tasks.core.postgres import (
+    Connection,
+    DatabaseError,
+    connect,
+    database_error_reason,
+    execute_for_one,
+    fetch_rows,
+    roll_back,
+)
 from tasks.core.sql import SqlFolder
 from tasks.settings import redact_url
 
@@ -221,3 +229,9 @@ def database_slots_held_by_database(
         yield len(taken)
     finally:
         _close(connection)
+
+
+def slots_held_on(connection: Connection) -> int:
+    """How many of a database's connection slots totes runs hold as advisory locks on it now."""
+    ((held,),) = fetch_rows(connection, CORE_SQL.read("count_slot_locks"), (TOTES_LOCK_CLASS, _FIRST_SLOT_KEY))
+    return int(held)

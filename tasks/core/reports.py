@@ -73,12 +73,21 @@ class RunSummary:
         return ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in self.stage_seconds.items())
 
     def as_text(self) -> str:
-        """A plain-text table: source tables with rows ingested, star tables with rows built/loaded."""
-        lines = [f"{'table':<22}{'ingested':>10}{'built':>10}{'loaded':>10}"]
-        for name in SOURCE_TABLES:
-            lines.append(f"{name:<22}{self.ingested.get(name, 0):>10}{'':>10}{'':>10}")
-        for name in STAR_TABLES:
-            lines.append(f"{name:<22}{'':>10}{self.transformed.get(name, 0):>10}{self.loaded.get(name, 0):>10}")
+        """The run in a few lines: the rows ingested per source table on one line, then the star
+        tables that were built or loaded with their rows (tables with nothing are left out)."""
+        ingested = {name: rows for name in SOURCE_TABLES if (rows := self.ingested.get(name, 0))}
+        lines = [
+            "ingested: "
+            + (
+                f"{', '.join(f'{name} {rows}' for name, rows in ingested.items())} ({sum(ingested.values())} rows)"
+                if ingested
+                else "nothing new"
+            )
+        ]
+        star = [name for name in STAR_TABLES if self.transformed.get(name, 0) or self.loaded.get(name, 0)]
+        if star:
+            lines.append(f"{'star table':<22}{'built':>10}{'loaded':>10}")
+            lines += [f"{name:<22}{self.transformed.get(name, 0):>10}{self.loaded.get(name, 0):>10}" for name in star]
         batches = ", ".join(self.batches_loaded) or "none"
         lines.append(f"batches loaded: {batches}")
         if marked := self.deleted_text():

@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core.lake import RAW, Lake, batch_sequence, new_batch_id
 from tasks.core.manifests import FileSet, Horizon, RawManifest, RawTableEntry
 from tasks.core.postgres import Connection, DatabaseError, connect, database_error_reason
+from tasks.core.progress import with_progress
 from tasks.core.reports import RunSummary
 from tasks.core.retries import RETRY_POLICY
 from tasks.ingest.content import children_of
@@ -300,7 +301,9 @@ def extract_table_delta(
                 table_name,
                 batch_id,
                 table.schema,
-                delta.fresh(stream_delta(connection, table, state.watermark), table_name),
+                with_progress(
+                    delta.fresh(stream_delta(connection, table, state.watermark), table_name), f"{table_name}: read"
+                ),
                 rows_per_file=settings.parquet_rows_per_file,
             )
             shared = delta.shared()

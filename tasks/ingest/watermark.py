@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from tasks.core.manifests import Horizon
+from tasks.core.manifests import BEGINNING_OF_TIME, Horizon, RawTableEntry
 
 
 def complete_before(horizon: Horizon, *, fallback_lag_seconds: float) -> datetime:
@@ -53,3 +54,13 @@ def timestamp_literal(value: datetime) -> str:
         msg = f"watermark must be a datetime, got {type(value).__name__}"
         raise TypeError(msg)
     return f"'{value.replace(tzinfo=None).isoformat(sep=' ', timespec='microseconds')}+00'"
+
+
+def read_whole(previous: RawTableEntry | None) -> RawTableEntry | None:
+    """A table's previous entry as a backfill reads from it: the delta starts at the beginning of
+    time and drops no version as already read, so every row the source holds is read again (the
+    load's merge keeps versions the warehouse already holds once). The keys and content index
+    stay: deletes are still found against them."""
+    if previous is None:
+        return None
+    return replace(previous, watermark=BEGINNING_OF_TIME, overlap_keys=frozenset())

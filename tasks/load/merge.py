@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.core.postgres import Connection, Cursor, execute_for_one, fetch_rows, roll_back
+from tasks.core.progress import with_progress
 from tasks.core.warehouse import take_load_lock
 from tasks.load.statements import (
     LOAD_SQL,
@@ -114,7 +115,11 @@ def _copy_straight_in(cursor: Cursor, table: str, batch_id: str, stream: BatchSt
     for drop, _ in rebuilds:
         cursor.execute(drop)
     copied = cursor.adbc_ingest(
-        table, pa.RecordBatchReader.from_batches(target_schema, with_batch_id(batches(), batch_id)), mode="append"
+        table,
+        pa.RecordBatchReader.from_batches(
+            target_schema, with_progress(with_batch_id(batches(), batch_id), f"{table}: copied")
+        ),
+        mode="append",
     )
     for _, create in rebuilds:
         cursor.execute(create)
@@ -126,7 +131,11 @@ def _merge_table(cursor: Cursor, table: str, batch_id: str, stream: BatchStream)
     if _is_empty(cursor, table):
         return _copy_straight_in(cursor, table, batch_id, stream)
     schema, batches = stream
-    staged = ingest_temporary(cursor, staging_name(table), pa.RecordBatchReader.from_batches(schema, batches()))
+    staged = ingest_temporary(
+        cursor,
+        staging_name(table),
+        pa.RecordBatchReader.from_batches(schema, with_progress(batches(), f"{table}: staged")),
+    )
     if staged == 0:
         return 0
     (changed,) = execute_for_one(cursor, merge_statement(table), (batch_id,))

@@ -528,7 +528,7 @@ def seed_generated(
     counts = {}
     for table, data in generate_tables(scale, seed=seed):
         counts[table] = ingest_rows(connection, table, data)
-        log.info("seeded %s: %d rows", table, counts[table])
+        log.debug("seeded %s: %d rows", table, counts[table])
     connection.commit()
     finish_schema(connection, delta_indexes=delta_indexes)
     return counts

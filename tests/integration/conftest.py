@@ -60,6 +60,16 @@ def execute(url: str, *statements: str) -> None:
         connection.commit()
 
 
+def null_units_sold(sales_order_id: int) -> tuple[str, str]:
+    """Statements that give order ``sales_order_id`` a NULL ``units_sold`` (as a source without
+    constraints, like the real 2024 dump, can): a bad row the product sets aside."""
+    return (
+        "alter table sales_order alter column units_sold drop not null",
+        "update sales_order set units_sold = null, last_updated = (now() at time zone 'UTC') "
+        f"where sales_order_id = {sales_order_id}",
+    )
+
+
 def warehouse_query(table: str) -> str:
     """A star table's columns; for a dimension, its rows not deleted in the source (the source has
     no deleted rows to compare with). Facts: every version, deleted or not (history)."""
@@ -147,12 +157,15 @@ class Pipeline:
         self.checkpoint()
         return totesys_etl()
 
-    def run_cli(self, *args: str, env: dict[str, str | None] | None = None, **popen: object) -> subprocess.Popen:
+    def run_cli(
+        self, *args: str, env: dict[str, str | None] | None = None, verbose: bool = False, **popen: object
+    ) -> subprocess.Popen:
         """``totes <args>`` in a child process with this pipeline's settings (``env`` adds variables;
-        one set to None is removed)."""
+        one set to None is removed). ``verbose``: ``totes -v``, every task run's lines (a test that
+        waits for a given task to start, or checks everything logged, needs them)."""
         child_env = {name: value for name, value in (dict(os.environ) | (env or {})).items() if value is not None}
         return subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", *args],
+            [sys.executable, "-m", "flows.cli", *(["-v"] if verbose else []), *args],
             env=child_env,
             text=True,
             stdout=subprocess.PIPE,

@@ -116,7 +116,7 @@ def test_sigkill_at_random_moments_then_rerun_converges(
         command, stage, trigger, longest = rng.choice(TARGETS)
         mode = rng.choice(["server", "local"])
         versions = pipeline.source_versions() if command == "run" else None
-        child = pipeline.run_cli(command, env=env if mode == "server" else local, start_new_session=True)
+        child = pipeline.run_cli(command, env=env if mode == "server" else local, verbose=True, start_new_session=True)
         killed = kill_after(child, trigger, rng.uniform(0, longest))
         if killed:
             hits[f"{command}: {stage} ({mode} API)"] += 1

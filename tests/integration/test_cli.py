@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import SHARED_DATA
 from tests.integration.conftest import Pipeline, scalar
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -38,8 +44,12 @@ def test_real_totesys_dump_through_the_command_line(local_pipeline):
     code, _, err = totes(local_pipeline, "churn", "--orders", "25")
     assert code == 0, err
     local_pipeline.checkpoint()
-    code, out, err = totes(local_pipeline, "run")
-    assert code == 0, err
+    # The next cycle the way a Prefect user developing locally runs a flow: its module as a script.
+    script = subprocess.run(
+        [sys.executable, str(REPO / "flows" / "etl.py")], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert script.returncode == 0, script.stderr
+    assert "totes run: done in" in script.stdout
     local_pipeline.assert_warehouse_matches_source()
     revenue = scalar(local_pipeline.warehouse_url, "select sum(units_sold * unit_price)::text from fact_sales_order")
     assert "." in revenue and len(revenue.split(".")[1]) == 2  # exact money, never float
@@ -106,3 +116,26 @@ def test_run_without_configuration_names_the_missing_variable(local_pipeline, mo
     _, err = child.communicate(timeout=120)
     assert child.returncode == 1
     assert "TOTES_WAREHOUSE_URL" in err.strip().splitlines()[-1]
+
+
+def test_rebuild_asks_first_and_backfill_names_an_unknown_table(local_pipeline):
+    local_pipeline.seed(scale=0.02)
+    local_pipeline.checkpoint()
+    code, _, err = totes(local_pipeline, "run")
+    assert code == 0, err
+
+    refused = local_pipeline.run_cli("rebuild", stdin=subprocess.DEVNULL)  # no terminal: no one to ask
+    _, err = refused.communicate(timeout=300)
+    assert refused.returncode == 1
+    assert err.strip().splitlines() == [
+        "totes rebuild: failed: NotConfirmed: the rebuild replaces every star table: confirm with --yes "
+        "(no terminal to ask on)"
+    ]
+    code, out, err = totes(local_pipeline, "rebuild", "--yes")
+    assert code == 0, err
+    assert "totes rebuild: done in" in out
+    local_pipeline.assert_warehouse_matches_source()
+
+    code, _, err = totes(local_pipeline, "backfill", "--table", "sales_orders")
+    assert code == 1
+    assert err.strip().startswith("totes backfill: failed: ValueError: backfill: unknown source table(s) sales_orders;")

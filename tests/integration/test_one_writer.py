@@ -59,7 +59,7 @@ def test_two_runs_at_once_take_turns_and_the_warehouse_matches_the_source(pipeli
             cursor.execute("select pg_advisory_lock(500086105459)")  # the load lock (tasks/core/sql)
         blocker.commit()
         first = pipeline.run_cli("run", env=env)
-        first_log = lines_until(first, "[list-pending-transforms-")  # then it loads: blocked
+        first_log = lines_until(first, "Ingest: done in")  # then it loads: blocked
         second = pipeline.run_cli("run", env=env)
         second_log = lines_until(second, "Waiting for the etl cycle lock")
     first_out = first.communicate(timeout=600)
@@ -73,13 +73,19 @@ def test_two_runs_at_once_take_turns_and_the_warehouse_matches_the_source(pipeli
     pipeline.assert_warehouse_matches_source()
 
 
-def lines_until(child: subprocess.Popen, trigger: str) -> list[str]:
-    """The child's log lines up to the first that contains ``trigger`` (fails if it never comes)."""
+def lines_until(child: subprocess.Popen, trigger: str, *, within: float = 300) -> list[str]:
+    """The child's log lines up to the first that contains ``trigger`` (fails if it never comes, or
+    not ``within`` seconds: the child is killed then, rather than wait on it for ever)."""
     seen = []
-    for line in child.stderr:
-        seen.append(line)
-        if trigger in line:
-            return seen
+    watchdog = threading.Timer(within, child.kill)
+    watchdog.start()
+    try:
+        for line in child.stderr:
+            seen.append(line)
+            if trigger in line:
+                return seen
+    finally:
+        watchdog.cancel()
     child.wait(timeout=60)
     pytest.fail(f"the run ended ({child.returncode}) without logging {trigger!r}:\n" + "".join(seen)[-3000:])
 
@@ -116,7 +122,7 @@ def test_runs_without_a_prefect_api_share_one_local_server_and_a_killed_run_wedg
     assert json.loads(state.read_text()) == first_server
 
     pipeline.churn(orders=5)
-    child = pipeline.run_cli("run", env=env, start_new_session=True)
+    child = pipeline.run_cli("run", env=env, verbose=True, start_new_session=True)
     lines_until(child, "[read-source-horizon-")  # it holds the cycle lock and the source's only slot
     time.sleep(0.2)
     os.killpg(child.pid, signal.SIGKILL)  # the run's whole process group: the server is not in it
@@ -166,7 +172,7 @@ def test_a_killed_run_s_slots_come_back_with_a_prefect_server(pipeline, quick_le
     one-minute lease expires: the next run says what it waits for, then takes it and completes."""
     pipeline.seed(scale=0.02)
     env = {"PREFECT_API_URL": prefect_server, "TOTES_DATABASE_CONCURRENCY": "1"}
-    child = pipeline.run_cli("run", env=env)
+    child = pipeline.run_cli("run", env=env, verbose=True)
     lines_until(child, "[read-source-horizon-")
     child.kill()
     child.communicate(timeout=60)

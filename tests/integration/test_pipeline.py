@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from tasks.core.lake import RAW, STAR, Lake
-from tests.integration.conftest import execute, late_orders_loaded, late_writer, rows_as_text, scalar
+from tests.integration.conftest import execute, late_orders_loaded, late_writer, null_units_sold, rows_as_text, scalar
 
 
 def lake_objects(pipeline) -> list[str]:
@@ -313,8 +313,7 @@ def test_bad_source_rows_are_quarantined_good_rows_flow_and_a_fix_arrives(pipeli
     pipeline.run()
     execute(
         pipeline.source_url,
-        "alter table sales_order alter column units_sold drop not null",
-        "update sales_order set units_sold = null, last_updated = (now() at time zone 'UTC') where sales_order_id = 3",
+        *null_units_sold(3),
         "update sales_order set agreed_payment_date = '2024-13-45', last_updated = (now() at time zone 'UTC') "
         "where sales_order_id = 4",
     )
@@ -523,3 +522,30 @@ def test_a_second_write_under_the_same_stamp_is_not_dropped_as_known(pipeline):
     )
     assert amounts == Counter({"(2.22)": 1}), amounts
     assert str(scalar(url, f"select payment_amount from current_fact_payment where payment_id = {payment}")) == "2.22"
+
+
+def test_backfill_reads_tables_whole_duplicates_nothing_and_rebuilds_their_dimensions(pipeline):
+    """A repair in the source that no ``last_updated`` shows (a department renamed by hand):
+    ``backfill`` reads the table whole, and the new name reaches dim_staff through the join. Every
+    sales order is read again too, and the warehouse still holds each version once."""
+    from flows.etl import totesys_etl
+
+    pipeline.seed(scale=0.02)
+    pipeline.run()
+    execute(
+        pipeline.source_url,
+        "update department set department_name = 'Repaired' where department_id = 1",
+    )
+    orders = scalar(pipeline.source_url, "select count(*) from sales_order")
+    departments = scalar(pipeline.source_url, "select count(*) from department")
+
+    summary = totesys_etl(backfill=["department", "sales_order"])
+
+    assert summary.ingested["department"] == departments
+    assert summary.ingested["sales_order"] == orders
+    assert scalar(
+        pipeline.warehouse_url,
+        "select count(*) from dim_staff where department_name = 'Repaired'",
+    ) == scalar(pipeline.source_url, "select count(*) from staff where department_id = 1")
+    pipeline.checkpoint()
+    pipeline.assert_warehouse_matches_source()

@@ -121,11 +121,11 @@ def test_no_password_in_output_tracebacks_logs_artifacts_parameters_or_parquet_a
         "PREFECT_API_URL": prefect_api,
         "PREFECT_LOGGING_LEVEL": "DEBUG",
     }
-    first = pipeline.run_cli("run", env=settings | {"TOTES_WAREHOUSE_URL": warehouse_with_password})
+    first = pipeline.run_cli("run", env=settings | {"TOTES_WAREHOUSE_URL": warehouse_with_password}, verbose=True)
     first_out, first_err = first.communicate(timeout=300)
     assert first.returncode == 0, first_err[-2000:]
     missing_warehouse = warehouse_with_password.replace("/warehouse_", "/gone_")
-    child = pipeline.run_cli("run", env=settings | {"TOTES_WAREHOUSE_URL": missing_warehouse})
+    child = pipeline.run_cli("run", env=settings | {"TOTES_WAREHOUSE_URL": missing_warehouse}, verbose=True)
     out, err = child.communicate(timeout=300)
     out, err = first_out + out, first_err + err
     assert child.returncode == 1, err[-2000:]
