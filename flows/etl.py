@@ -11,15 +11,18 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.announce import announce_ingested, announce_loaded, announce_transformed
 from flows.fan_out import extract_on_work_pool, extract_table
 from flows.plain_flow import plain_flow
 from tasks.core.alerts import alert_on_failure, alert_on_warnings
+from tasks.core.asset_keys import AssetKeys
 from tasks.core.concurrency import source_slots, warehouse_slot
 from tasks.core.handoff import StarHandoff
 from tasks.core.locks import cycle_lock
-from tasks.core.manifests import RawTableEntry
+from tasks.core.manifests import Horizon, RawTableEntry
 from tasks.core.reports import RunSummary, publish_run_report
 from tasks.ingest.tasks import (
+    IngestPlan,
     check_source_schema,
     extract_table_delta,
     plan_ingest_batch,
@@ -112,24 +115,31 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
         tables = extract_on_work_pool(plan, horizon, settings)
         with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
             tables = _read_missed_changes(plan.batch_id, tables, slots=slots, deep=reconcile)
-        return record_ingest_batch(plan, tables, horizon, schema_check)
-    with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
-        horizon = read_horizon()
-        schema_check = check_source_schema()
-        futures: dict[str, PrefectFuture] = {}
-        in_flight: list[PrefectFuture] = []
-        for name in SOURCE_TABLES:
-            if len(in_flight) >= slots:
-                in_flight.remove(next(as_completed(in_flight)))
-            previous = plan.previous.get(name)
-            futures[name] = extract_table_delta.submit(
-                name, plan.batch_id, read_whole(previous) if name in whole else previous, horizon
-            )
-            in_flight.append(futures[name])
-        wait(list(futures.values()))
-        tables = {name: future.result() for name, future in futures.items()}
-        tables = _read_missed_changes(plan.batch_id, tables, slots=slots, deep=reconcile)
-    return record_ingest_batch(plan, tables, horizon, schema_check)
+    else:
+        with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
+            horizon = read_horizon()
+            schema_check = check_source_schema()
+            tables = _extract_here(plan, horizon, slots=slots, whole=whole)
+            tables = _read_missed_changes(plan.batch_id, tables, slots=slots, deep=reconcile)
+    summary = record_ingest_batch(plan, tables, horizon, schema_check)
+    announce_ingested(AssetKeys.from_settings(settings, with_source=True), plan.batch_id, tables)
+    return summary
+
+
+def _extract_here(plan: IngestPlan, horizon: Horizon, *, slots: int, whole: frozenset[str]) -> dict[str, RawTableEntry]:
+    """Every source table's delta (or, for ``whole``, every row), ``slots`` tables at once."""
+    futures: dict[str, PrefectFuture] = {}
+    in_flight: list[PrefectFuture] = []
+    for name in SOURCE_TABLES:
+        if len(in_flight) >= slots:
+            in_flight.remove(next(as_completed(in_flight)))
+        previous = plan.previous.get(name)
+        futures[name] = extract_table_delta.submit(
+            name, plan.batch_id, read_whole(previous) if name in whole else previous, horizon
+        )
+        in_flight.append(futures[name])
+    wait(list(futures.values()))
+    return {name: future.result() for name, future in futures.items()}
 
 
 def _read_missed_changes(
@@ -161,8 +171,11 @@ def transform() -> RunSummary:
     summary = RunSummary()
     started = time.perf_counter()
     with _one_cycle_at_a_time(load_settings()):
+        keys = AssetKeys.from_settings(load_settings())
         for batch_id in list_pending_transforms():
-            summary = summary.then(transform_batch(batch_id))
+            transformed = transform_batch(batch_id)
+            announce_transformed(keys, batch_id, transformed)
+            summary = summary.then(transformed)
     return _timed(summary, "transform", started)
 
 
@@ -176,9 +189,18 @@ def load() -> RunSummary:
     started = time.perf_counter()
     with _one_cycle_at_a_time(settings), warehouse_slot(settings):
         migrate_warehouse()
-        for batch_id in list_unloaded_batches():
-            summary = summary.then(load_star_batch(batch_id))
+        summary = _load_from_lake(AssetKeys.from_settings(settings))
     return _timed(summary, "load", started)
+
+
+def _load_from_lake(keys: AssetKeys) -> RunSummary:
+    """Every star batch the warehouse lacks, from the lake, one transaction each, in batch order."""
+    summary = RunSummary()
+    for batch_id in list_unloaded_batches():
+        loaded = load_star_batch(batch_id)
+        announce_loaded(keys, batch_id, loaded)
+        summary = summary.then(loaded)
+    return summary
 
 
 # The cycle runs each stage's body inside its own flow run rather than as a subflow: a subflow costs
@@ -216,17 +238,16 @@ def _transform_and_load() -> RunSummary:
     Runs inside the cycle's warehouse slot. The stage seconds reported: the transform's, then the
     load's after the transform ended."""
     started = time.perf_counter()
-    summary = RunSummary()
+    keys = AssetKeys.from_settings(load_settings())
     # Listed before the warehouse is touched: what is left to transform is the lake's business alone.
     pending = list_pending_transforms()
     migrate_warehouse()
-    for batch_id in list_unloaded_batches():
-        summary = summary.then(load_star_batch(batch_id))
+    summary = _load_from_lake(keys)
     transform_seconds = 0.0
     if pending:
         get_run_logger().info("Transform and load: %s, the load beside the transform", ", ".join(pending))
     for batch_id in pending:
-        transformed, seconds = _transform_and_load_batch(batch_id)
+        transformed, seconds = _transform_and_load_batch(keys, batch_id)
         summary, transform_seconds = summary.then(transformed), transform_seconds + seconds
     load_seconds = time.perf_counter() - started - transform_seconds
     logger = get_run_logger()
@@ -235,7 +256,7 @@ def _transform_and_load() -> RunSummary:
     return summary.timed("transform", transform_seconds).timed("load", load_seconds)
 
 
-def _transform_and_load_batch(batch_id: str) -> tuple[RunSummary, float]:
+def _transform_and_load_batch(keys: AssetKeys, batch_id: str) -> tuple[RunSummary, float]:
     """Transform one batch with its load beside it; the outcome and the transform's seconds. If the
     load beside it fails, the batch is loaded again from the lake (with the load's retries)."""
     handoff = StarHandoff(batch_id)
@@ -257,6 +278,8 @@ def _transform_and_load_batch(batch_id: str) -> tuple[RunSummary, float]:
             failure,
         )
         loaded = load_star_batch(batch_id)
+    announce_transformed(keys, batch_id, transformed)
+    announce_loaded(keys, batch_id, loaded)
     return transformed.then(loaded), seconds
 
 
@@ -273,6 +296,8 @@ def rebuild_warehouse() -> RunSummary:
         started = time.perf_counter()
         with warehouse_slot(settings):
             rebuilt = _timed(rebuild_warehouse_from_lake(), "rebuild", started)
+        if rebuilt.batches_loaded:
+            announce_loaded(AssetKeys.from_settings(settings), rebuilt.batches_loaded[-1], rebuilt)
         return publish_run_report(transformed.then(rebuilt))
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from prefect import get_run_logger
 
+from flows.announce import announce_feed
 from flows.plain_flow import plain_flow
 from tasks.core.alerts import alert_on_failure
+from tasks.core.asset_keys import AssetKeys
 from tasks.core.concurrency import database_slots
 from tasks.core.locks import cycle_lock
 from tasks.feeds.declarations import load_feeds
@@ -42,6 +44,7 @@ def totesys_files(feeds: list[str] | None = None) -> FeedsSummary:
         msg = f"unknown feed(s) {', '.join(unknown)}; declared: {', '.join(declared)}"
         raise ValueError(msg)
     warehouse_url = settings.require_warehouse_url()
+    keys = AssetKeys.from_settings(settings)
     summary = FeedsSummary()
     # One files cycle at a time: two would fetch, stage and load the same files against each other.
     with cycle_lock(warehouse_url, "files", wait_seconds=settings.lock_wait_seconds):
@@ -58,6 +61,7 @@ def totesys_files(feeds: list[str] | None = None) -> FeedsSummary:
                 ):
                     loaded, refused = load_feed(name)
                 summary.feeds.append(FeedReport.of(name, fetched, staged, loaded, refused))
+                announce_feed(keys, declared[name], summary.feeds[-1])
             except Exception as error:  # noqa: BLE001 - one failing feed must not stop the others
                 summary.feeds.append(FeedReport(feed=name, error=scrub(f"{type(error).__name__}: {error}", settings)))
                 logger.error("Feed %s failed: %s", name, summary.feeds[-1].error)

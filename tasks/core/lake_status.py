@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tasks.core.lake import RAW, STAR, Lake
-from tasks.core.manifests import RawManifest, StarManifest
+from tasks.core.manifests import FileSet, RawManifest, StarManifest
 from tasks.schema import SOURCE_TABLES
 
 
@@ -73,13 +73,18 @@ def read_lake_status(lake: Lake, *, recent_batches: int) -> LakeStatus:
     )
 
 
+def set_aside_reasons(lake: Lake, set_aside: FileSet) -> Counter[str]:
+    """Rows set aside per reason (their ``_reason`` column)."""
+    return Counter(lake.read_column(set_aside.files, "_reason").to_pylist())
+
+
 def _table_status(lake: Lake, table: str, raw: list[RawManifest], star: list[StarManifest]) -> SourceTableStatus:
     latest = raw[-1].tables.get(table) if raw else None
     changed = next((manifest for manifest in reversed(raw) if _rows(manifest, table)), None)
     reasons: Counter[str] = Counter()
     for manifest in star:
         if quarantined := manifest.quarantined.get(table):
-            reasons.update(lake.read_column(quarantined.files, "_reason").to_pylist())
+            reasons.update(set_aside_reasons(lake, quarantined))
     return SourceTableStatus(
         table=table,
         watermark=latest.watermark if latest else None,

@@ -16,6 +16,7 @@ import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.core.assets import announce_file_quarantined
 from tasks.core.manifests import REFUSED_AT_LOAD, QuarantineRecord
 from tasks.core.postgres import Connection, Cursor, connect, execute_for_one, roll_back
 from tasks.core.retries import RETRY_POLICY
@@ -179,7 +180,8 @@ def load_feed(feed_name: str) -> tuple[LoadResult, list[str]]:
     for path, reason in result.rejected.items():
         name, (version, _) = by_path[path]
         record = QuarantineRecord(feed=feed.name, file=name, version=version, problem=reason, stage=REFUSED_AT_LOAD)
-        if store.quarantine(record):
+        if kept := store.quarantine(record):
+            announce_file_quarantined(kept)
             new_rejections.append(reason)
         logger.error("Feed %s: version %s of %s not loaded: %s", feed.name, version, name, reason)
     for path, version in result.loaded.items():

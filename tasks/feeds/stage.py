@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.core.assets import announce_file_quarantined
 from tasks.core.manifests import REFUSED_AT_PARSE
 from tasks.core.retries import RETRY_POLICY
 from tasks.feeds.declarations import Feed, declared_feed
@@ -54,7 +55,8 @@ def stage_feed(feed_name: str, latest: dict[str, str]) -> StageResult:
         try:
             table = parse_feed_file(feed, feed.source_path(name), data, version=version)
         except FeedFileError as error:
-            if store.quarantine(error.quarantine_record(feed=feed.name, file=name, version=version)):
+            if kept := store.quarantine(error.quarantine_record(feed=feed.name, file=name, version=version)):
+                announce_file_quarantined(kept)
                 result.new_quarantine.append(str(error))
             logger.error("Feed %s: quarantined version %s of %s: %s", feed.name, version, name, error)
             continue

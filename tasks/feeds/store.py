@@ -183,19 +183,20 @@ class FeedStore:
                 records[(record.file, record.version)] = record
         return records
 
-    def quarantine(self, record: QuarantineRecord) -> bool:
-        """Record why a version cannot be loaded. False if it was already quarantined."""
+    def quarantine(self, record: QuarantineRecord) -> QuarantineRecord | None:
+        """Record why a version cannot be loaded: the record as kept (stamped with the time), or
+        None if it was already quarantined."""
         relative = f"quarantine/{record.feed}/{record.file}/{record.version}.json"
         if self.lake.fs.exists(self.lake.full(relative)):
-            return False
+            return None
         stamped = replace(record, quarantined_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         try:
             self.lake.put_whole(
                 relative, json.dumps(stamped.to_json(), indent=1).encode(), create_only=self.lake.is_local
             )
         except FileExistsError:
-            return False
-        return True
+            return None
+        return stamped
 
     def release(self, feed: str, name: str, version: str) -> None:
         """Forget a load-time quarantine (the version loaded after all, e.g. once a dimension caught up)."""

@@ -19,6 +19,8 @@ import pyarrow.compute as pc
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.core.asset_keys import database_key
+from tasks.core.assets import announce_schema_drift
 from tasks.core.lake import RAW, Lake, batch_sequence, new_batch_id
 from tasks.core.manifests import FileSet, Horizon, RawManifest, RawTableEntry
 from tasks.core.postgres import Connection, DatabaseError, connect, database_error_reason
@@ -177,7 +179,9 @@ def check_source_schema() -> SchemaCheck:
     logger = get_run_logger()
     for warning in warnings:
         logger.warning(warning)
+    source = database_key(settings.require_source_url())
     if errors:
+        announce_schema_drift(source, problems=errors, stopped=True)
         raise SchemaDrift("schema drift: " + "; ".join(errors))
     lake = Lake.from_url(settings.lake_url)
     reported_path = f"{RAW}/_schema_drift.json"
@@ -186,7 +190,10 @@ def check_source_schema() -> SchemaCheck:
     )
     if sorted(warnings) != sorted(reported):
         lake.put_whole(reported_path, json.dumps(sorted(warnings)).encode())
-    return SchemaCheck(warnings=warnings, new_warnings=[w for w in warnings if w not in reported])
+    new_warnings = [w for w in warnings if w not in reported]
+    if new_warnings:
+        announce_schema_drift(source, problems=new_warnings, stopped=False)
+    return SchemaCheck(warnings=warnings, new_warnings=new_warnings)
 
 
 class _DeltaStream:

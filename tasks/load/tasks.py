@@ -10,6 +10,8 @@ import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.core.asset_keys import AssetKeys
+from tasks.core.assets import announce_batch_loaded
 from tasks.core.handoff import StarHandoff
 from tasks.core.lake import STAR, Lake
 from tasks.core.manifests import StarManifest
@@ -105,6 +107,13 @@ def _report(batch_id: str, loaded: BatchLoad | None) -> RunSummary:
         logger.info("Batch %s: %d row(s) of %s marked deleted", batch_id, rows, table)
     for warning in loaded.warnings:
         logger.warning("Data quality, batch %s: %s", batch_id, warning)
+    keys = AssetKeys.from_settings(load_settings())
+    announce_batch_loaded(
+        batch_id,
+        changed=loaded.changed,
+        deleted=loaded.deleted,
+        warehouse_tables={table: keys.warehouse_table(table) for table in loaded.changed},
+    )
     return _summary(batch_id, loaded)
 
 

@@ -15,8 +15,11 @@ import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.core.asset_keys import AssetKeys
+from tasks.core.assets import announce_rows_quarantined
 from tasks.core.handoff import StarHandoff
 from tasks.core.lake import RAW, STAR, Lake, batch_sequence
+from tasks.core.lake_status import set_aside_reasons
 from tasks.core.manifests import FileSet, RawManifest, StarManifest
 from tasks.core.reports import RunSummary
 from tasks.core.retries import RETRY_POLICY
@@ -162,6 +165,7 @@ def _transform_batch(batch_id: str, handoff: StarHandoff | None) -> RunSummary:
     lake.write_star_manifest(manifest)
     if handoff is not None:
         handoff.finish(manifest)
+    _announce_set_aside(lake, manifest)
     counts = {name: entry.rows for name, entry in writer.tables.items()}
     logger.info(
         "Batch %s transformed: %s",
@@ -169,6 +173,15 @@ def _transform_batch(batch_id: str, handoff: StarHandoff | None) -> RunSummary:
         ", ".join(f"{name} {rows}" for name, rows in counts.items() if rows) or "no star rows",
     )
     return RunSummary(transformed=counts, warnings=built.warnings, new_warnings=built.warnings)
+
+
+def _announce_set_aside(lake: Lake, manifest: StarManifest) -> None:
+    """One ``totes.rows.quarantined`` event per source table with rows the batch set aside."""
+    keys = AssetKeys.from_settings(load_settings())
+    for table, set_aside in manifest.quarantined.items():
+        if set_aside.rows:
+            reasons = set_aside_reasons(lake, set_aside)
+            announce_rows_quarantined(manifest.batch_id, table, dict(reasons.most_common()), asset=keys.raw(table))
 
 
 @task(name="list-pending-transforms", cache_policy=NO_CACHE, **RETRY_POLICY)

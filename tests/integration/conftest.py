@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -360,6 +361,26 @@ def wait_for(predicate, *, timeout: float, what: str) -> None:
             return
         time.sleep(0.5)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def create_downstream_deployment(api_url: str) -> str:
+    """A deployment standing for a user's downstream job (dbt, a report) on the server: its id. No
+    worker runs it: a test checks that an automation creates its flow run."""
+    flow = call_api(api_url, "/flows/", {"name": "downstream-report"})
+    deployment = call_api(api_url, "/deployments/", {"name": "after-totes", "flow_id": flow["id"]})
+    return deployment["id"]
+
+
+def call_api(api_url: str, path: str, body: dict | None = None) -> Any:
+    """A Prefect REST API call: POST ``body`` as JSON (GET without one); the JSON answer."""
+    request = urllib.request.Request(
+        f"{api_url}{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+        method="POST" if body is not None else "GET",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
 
 
 def _healthy(url: str) -> bool:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.integration.conftest import PREFECT, wait_for
+from tests.integration.conftest import PREFECT, call_api, create_downstream_deployment, wait_for
 
 
 def prefect(api_url: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
@@ -81,6 +81,7 @@ def test_prefect_deploy_and_a_process_worker_run_the_cycle(prefect_server, deplo
     )
     assert deployment_exists(prefect_server, "totesys-etl/totesys-etl")
     assert deployment_exists(prefect_server, "rebuild-warehouse/totesys-rebuild")
+    assert deployment_exists(prefect_server, "totesys-etl/totesys-backfill")
 
     flow_run_id = run_deployment(prefect_server, "totesys-etl/totesys-etl")
     prefect(
@@ -169,6 +170,7 @@ def test_production_prefect_yaml_registers_on_an_ecs_pool(prefect_server, tmp_pa
     for name in (
         "totesys-etl/totesys-etl",
         "totesys-etl/totesys-reconcile",
+        "totesys-etl/totesys-backfill",
         "ingest/totesys-ingest",
         "extract-table/totesys-extract-table",
         "transform/totesys-transform",
@@ -196,6 +198,8 @@ def test_production_prefect_yaml_registers_on_an_ecs_pool(prefect_server, tmp_pa
     assert (etl["job_variables"]["cpu"], etl["job_variables"]["memory"]) == (1024, 4096)
     assert child["global_concurrency_limit"] is None
     assert deep_pass["schedules"][0]["schedule"]["cron"] == "30 2 * * *"
+    backfill = read_deployment(prefect_server, "totesys-etl/totesys-backfill")
+    assert backfill["schedules"] == [] and backfill["parameters"] == {}  # run by hand, with the tables named
 
 
 def test_crash_automation_definition_registers(prefect_server, tmp_path):
@@ -215,11 +219,14 @@ def test_crash_automation_definition_registers(prefect_server, tmp_path):
     block_id = result.stdout.strip().splitlines()[-1]
     # What `envsubst` does in the documented command.
     definition = (
-        (REPO / "deployments" / "automations.yaml").read_text().replace("${TOTES_ALERT_BLOCK_DOCUMENT_ID}", block_id)
+        (REPO / "deployments" / "automations.yaml")
+        .read_text()
+        .replace("${TOTES_ALERT_BLOCK_DOCUMENT_ID}", block_id)
+        .replace("${TOTES_DOWNSTREAM_DEPLOYMENT_ID}", create_downstream_deployment(prefect_server))
     )
     (tmp_path / "automations.yaml").write_text(definition)
 
     prefect(prefect_server, "automation", "create", "--from-file", str(tmp_path / "automations.yaml"))
 
-    listing = prefect(prefect_server, "automation", "ls")
-    assert "totes-run-crashed" in listing
+    created = {automation["name"] for automation in call_api(prefect_server, "/automations/filter", {})}
+    assert created == {"totes-run-crashed", "totes-batch-loaded-runs-downstream"}
