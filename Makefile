@@ -28,9 +28,11 @@ demo: $(DEMO_INSTALLED)
 	$(BIN)/totes demo
 
 # Two workers (pytest-xdist): the integration tests mostly wait on servers and child processes, and
-# each worker starts its own PostgreSQL, S3 server and Prefect API.
+# each worker starts its own PostgreSQL, S3 server and Prefect API. The longest tests are collected
+# first (tests/conftest.py) and an idle worker takes tests queued for the other (worksteal), so that
+# no long test runs alone at the end.
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -n 2 --durations=25
+	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=25
 
 unit: $(INSTALLED)
 	$(BIN)/python -m pytest -m unit

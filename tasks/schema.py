@@ -478,3 +478,29 @@ DIMENSION_TABLES = tuple(name for name in STAR_TABLES if name.startswith("dim_")
 def quote_ident(name: str) -> str:
     """A PostgreSQL quoted identifier. Only ever called with names defined in this module."""
     return '"' + name.replace('"', '""') + '"'
+
+
+# Source text columns whose values the transform reads (dates, enum names, currency codes): a hash
+# would break them, so PII policies refuse them.
+SOURCE_INTERPRETED_TEXT_COLUMNS = frozenset(
+    {(table, column) for table, columns in SOURCE_TEXT_DATE_COLUMNS.items() for column in columns}
+    | set(SOURCE_ENUM_COLUMNS)
+    | {("currency", "currency_code")}
+)
+
+
+def pii_column_problem(column: str, how: str) -> str | None:
+    """Why ``column`` ("table.column") cannot take the PII policy ``how`` (None if it can)."""
+    table, _, name = column.partition(".")
+    if table not in SOURCE_TABLES or name not in SOURCE_TABLES[table].columns:
+        return f"{column!r} is not a source column (table.column)"
+    if name in SOURCE_TABLES[table].key or name in ("created_at", "last_updated") or name.endswith("_id"):
+        return f"{column} is a key or a timestamp totes needs as it is"
+    if how == "exclude" and (table, name) not in SOURCE_NULLABLE_COLUMNS:
+        return f"{column} cannot be excluded: the model needs a value there (NOT NULL); hash it instead"
+    if how == "hash" and (
+        not pa.types.is_string(SOURCE_TABLES[table].schema.field(name).type)
+        or (table, name) in SOURCE_INTERPRETED_TEXT_COLUMNS
+    ):
+        return f"{column} cannot be hashed: only free-text columns can (the transform reads its values)"
+    return None

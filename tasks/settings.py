@@ -112,6 +112,16 @@ class TotesSettings(BaseSettings):
         feeds_file: the feeds declaration (default: the ``feeds.toml`` shipped with totes).
         files_url: where raw, staged and quarantined feed files live (default ``<lake>/files``).
             On S3 the bucket must have versioning on: every change of a file is a new version.
+        schema_drift_policy: per source table (or ``"*"`` for every table) what a new source column
+            does: ``warn`` (the default: the run goes on, alerting once) or ``freeze`` (the run stops,
+            nothing read, until the model or the policy changes). ``TOTES_SCHEMA_DRIFT_POLICY`` as
+            JSON, e.g. ``{"*": "freeze"}`` or ``{"sales_order": "freeze"}``.
+        pii_columns: source columns (``"table.column"``) that never reach the lake as they are:
+            ``exclude`` (read as NULL; only columns the model lets be NULL) or ``hash`` (a keyed
+            HMAC-SHA256, hex: equal values stay equal, so joins and counts still work).
+            ``TOTES_PII_COLUMNS`` as JSON, e.g. ``{"staff.email_address": "hash"}``.
+        pii_hash_key: the key of ``hash`` (``TOTES_PII_HASH_KEY``; or ``TOTES_PII_HASH_KEY_SECRET``,
+            an AWS Secrets Manager secret id, or ``TOTES_PII_HASH_KEY_BLOCK``, a Prefect Secret block).
     """
 
     model_config = SettingsConfigDict(env_prefix="TOTES_", env_file=".env", extra="ignore", frozen=True)
@@ -146,6 +156,49 @@ class TotesSettings(BaseSettings):
     sftp_timeout_seconds: float = Field(default=30.0, gt=0)
     feeds_file: Path | None = None
     files_url: str | None = None
+    schema_drift_policy: dict[str, Literal["warn", "freeze"]] = Field(default_factory=dict)
+    pii_columns: dict[str, Literal["exclude", "hash"]] = Field(default_factory=dict)
+    pii_hash_key: SecretStr | None = None
+    pii_hash_key_secret: str | None = None
+    pii_hash_key_block: str | None = None
+
+    @field_validator("schema_drift_policy")
+    @classmethod
+    def _policy_names_tables(cls, value: dict[str, str]) -> dict[str, str]:
+        from tasks.schema import SOURCE_TABLES
+
+        unknown = sorted(set(value) - {"*", *SOURCE_TABLES})
+        if unknown:
+            msg = f'TOTES_SCHEMA_DRIFT_POLICY names unknown source table(s) {", ".join(unknown)} (or use "*")'
+            raise ValueError(msg)
+        return value
+
+    @field_validator("pii_columns")
+    @classmethod
+    def _pii_columns_can_be_masked(cls, value: dict[str, str]) -> dict[str, str]:
+        from tasks.schema import pii_column_problem
+
+        problems = [problem for column, how in value.items() if (problem := pii_column_problem(column, how))]
+        if problems:
+            raise ValueError("TOTES_PII_COLUMNS: " + "; ".join(problems))
+        return value
+
+    def frozen_tables(self) -> frozenset[str]:
+        """The source tables whose schema drift stops the run (policy ``freeze``)."""
+        from tasks.schema import SOURCE_TABLES
+
+        default = self.schema_drift_policy.get("*", "warn")
+        return frozenset(name for name in SOURCE_TABLES if self.schema_drift_policy.get(name, default) == "freeze")
+
+    def require_pii_hash_key(self) -> bytes:
+        """The key of the ``hash`` PII policy."""
+        if self.pii_hash_key is None or not self.pii_hash_key.get_secret_value():
+            msg = (
+                "TOTES_PII_COLUMNS hashes a column but no key is set: give TOTES_PII_HASH_KEY (or "
+                "TOTES_PII_HASH_KEY_SECRET / TOTES_PII_HASH_KEY_BLOCK)"
+            )
+            raise ValueError(msg)
+        return self.pii_hash_key.get_secret_value().encode()
 
     @field_validator("sftp_url")
     @classmethod
@@ -198,6 +251,8 @@ class TotesSettings(BaseSettings):
                 password = urlsplit(url.get_secret_value()).password
                 if password:
                     found.append(password)
+        if self.pii_hash_key is not None and self.pii_hash_key.get_secret_value():
+            found.append(self.pii_hash_key.get_secret_value())
         return found
 
     def describe(self) -> dict[str, str]:
@@ -283,6 +338,16 @@ def _resolve_url(settings: TotesSettings, which: str) -> SecretStr | None:
     return getattr(settings, f"{which}_url")
 
 
+def _resolve_hash_key(settings: TotesSettings) -> SecretStr:
+    secret_id, block = settings.pii_hash_key_secret, settings.pii_hash_key_block
+    try:
+        return SecretStr(_read_aws_secret(secret_id) if secret_id else _read_prefect_secret(str(block)))
+    except Exception as error:
+        source = f"AWS Secrets Manager secret {secret_id!r}" if secret_id else f"Prefect Secret block {block!r}"
+        msg = f"cannot read TOTES_PII_HASH_KEY from {source}: {type(error).__name__}: {error}"
+        raise RuntimeError(msg) from error
+
+
 def load_settings() -> TotesSettings:
     """Read and validate the settings from the environment (and a ``.env`` file if present).
 
@@ -291,6 +356,8 @@ def load_settings() -> TotesSettings:
     read once per process.
     """
     settings = TotesSettings()
+    if settings.pii_hash_key_secret or settings.pii_hash_key_block:
+        settings = settings.model_copy(update={"pii_hash_key": _resolve_hash_key(settings)})
     if not any(
         (
             settings.source_url_secret,

@@ -23,10 +23,27 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "totesys-2024-02.sql.gz"
 
 
+# The longest tests (one to four minutes each in CI), started first: pytest-xdist hands tests out in
+# collection order, and one of them left to the end runs alone while the other worker idles.
+SLOWEST_FIRST = (
+    "test_fan_out.py",
+    "test_bench.py",
+    "test_chaos.py",
+    "test_one_writer.py",
+    "test_database_faults.py",
+    "test_assets.py",
+    "test_deployments.py",
+    "test_status.py",
+    "test_demo.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = "integration" if "integration" in item.path.parts else "unit"
         item.add_marker(getattr(pytest.mark, tier))
+    rank = {name: position for position, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -22,11 +22,14 @@ SOURCE_TYPES_FOR = (
 )
 
 
-def schema_drift(found: dict[str, dict[str, str]]) -> tuple[list[str], list[str]]:
+def schema_drift(
+    found: dict[str, dict[str, str]], *, frozen: frozenset[str] = frozenset()
+) -> tuple[list[str], list[str]]:
     """(errors, warnings) from the source's columns (table -> column -> data_type) against the model.
 
     Errors: a table or a column totes reads is gone (dropped or renamed), or its type changed to one
-    the model cannot take. Warnings: new columns, which totes does not carry (the run goes on). Pure.
+    the model cannot take, or a ``frozen`` table (schema-drift policy ``freeze``) has a new column.
+    Warnings: new columns of the other tables, which totes does not carry (the run goes on). Pure.
     """
     errors: list[str] = []
     warnings: list[str] = []
@@ -40,6 +43,11 @@ def schema_drift(found: dict[str, dict[str, str]]) -> tuple[list[str], list[str]
         if missing:
             hint = f"; new column(s) there: {', '.join(new)} (renamed?)" if new else " (dropped or renamed?)"
             errors.append(f"source table {name} lacks column(s) {', '.join(missing)}{hint}")
+        elif new and name in frozen:
+            errors.append(
+                f"source table {name} has new column(s) {', '.join(new)} and its schema-drift policy is freeze "
+                "(TOTES_SCHEMA_DRIFT_POLICY): carry them in the model, or set the policy to warn"
+            )
         elif new:
             warnings.append(
                 f"schema drift: source table {name} has new column(s) {', '.join(new)}, not carried into the warehouse"

@@ -24,7 +24,9 @@ from tasks.ingest.delta import (
     range_query,
     unstamped_query,
 )
+from tasks.ingest.pii import PiiPolicy, mask_pii
 from tasks.schema import Table, quote_ident
+from tasks.settings import load_settings
 
 
 class SourceReadFailed(RuntimeError):
@@ -110,9 +112,12 @@ class SourceRows:
     index: pa.Table
 
     @classmethod
-    def read(cls, batch: pa.RecordBatch, table: Table) -> SourceRows:
-        rows, rejected = conform_batch(batch, table)
-        return cls(rows, rejected, index_rows(batch, table))
+    def read(cls, batch: pa.RecordBatch, table: Table, pii: PiiPolicy) -> SourceRows:
+        """Rows as read, PII masked first: the rows set aside keep only masked values too (the
+        content index holds keys, foreign keys and the server's hash of the row: no value)."""
+        index = index_rows(batch, table)
+        rows, rejected = conform_batch(mask_pii(batch, table.name, pii), table)
+        return cls(rows, rejected, index)
 
     def only(self, keys: pa.Array, key: str) -> SourceRows:
         """These rows restricted to the given keys."""
@@ -126,16 +131,18 @@ class SourceRows:
 
 def stream_delta(connection: Connection, table: Table, since: datetime) -> Iterator[SourceRows]:
     """Every version of ``table`` stamped at or after ``since``, batch by batch."""
+    pii = source_pii_policy()
     with read_transaction(connection) as cursor:
         cursor.execute(delta_query(table, since))
         for batch in cursor.fetch_record_batch():
-            yield SourceRows.read(batch, table)
+            yield SourceRows.read(batch, table, pii)
 
 
 def read_rows_in_range(connection: Connection, table: Table, low: int, high: int) -> Iterator[SourceRows]:
     """The stamped rows of ``table`` with a key in [low, high), read as the delta's are."""
+    pii = source_pii_policy()
     for batch in fetch_arrow(connection, range_query(table), (low, high)).to_batches():
-        yield SourceRows.read(batch, table)
+        yield SourceRows.read(batch, table, pii)
 
 
 def read_rows_by_key(connection: Connection, table: Table, keys: list[int]) -> Iterator[SourceRows]:
@@ -143,8 +150,9 @@ def read_rows_by_key(connection: Connection, table: Table, keys: list[int]) -> I
     if not keys:
         return
     wanted = "{" + ",".join(str(int(k)) for k in keys) + "}"
+    pii = source_pii_policy()
     for batch in fetch_arrow(connection, by_key_query(table), (wanted,)).to_batches():
-        yield SourceRows.read(batch, table)
+        yield SourceRows.read(batch, table, pii)
 
 
 def read_content_buckets(connection: Connection, table: Table, width: int) -> pl.DataFrame:
@@ -154,7 +162,14 @@ def read_content_buckets(connection: Connection, table: Table, width: int) -> pl
 
 def read_unstamped_rows(connection: Connection, table: Table) -> pa.Table:
     """The rows of ``table`` whose ``last_updated`` is NULL, as the delta selects them (money as text)."""
-    return fetch_arrow(connection, unstamped_query(table))
+    return mask_pii(fetch_arrow(connection, unstamped_query(table)), table.name, source_pii_policy())
+
+
+def source_pii_policy() -> PiiPolicy:
+    """The deployment's PII policy (``TOTES_PII_COLUMNS``), applied to every row read."""
+    settings = load_settings()
+    hashes = "hash" in settings.pii_columns.values()
+    return PiiPolicy.of(settings.pii_columns, settings.require_pii_hash_key() if hashes else None)
 
 
 def read_source_buckets(connection: Connection, table: Table, width: int) -> pl.DataFrame:

@@ -175,7 +175,7 @@ def check_source_schema() -> SchemaCheck:
     alerts once, not every run."""
     settings = load_settings()
     with connect(settings.require_source_url(), purpose="source database") as connection:
-        errors, warnings = schema_drift(read_source_columns(connection))
+        errors, warnings = schema_drift(read_source_columns(connection), frozen=settings.frozen_tables())
     logger = get_run_logger()
     for warning in warnings:
         logger.warning(warning)

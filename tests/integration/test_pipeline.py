@@ -360,7 +360,7 @@ def test_one_global_concurrency_limit_per_database_bounds_its_connections(pipeli
     assert "postgres:" not in database_limit_name(pipeline.source_url)
 
 
-def test_schema_drift_new_column_warns_and_missing_or_retyped_columns_stop_before_reading(pipeline):
+def test_schema_drift_new_column_warns_and_missing_or_retyped_columns_stop_before_reading(pipeline, monkeypatch):
     from tasks.core.lake import RAW, Lake
 
     pipeline.seed(scale=0.02)
@@ -377,6 +377,23 @@ def test_schema_drift_new_column_warns_and_missing_or_retyped_columns_stop_befor
         in summary.warnings
     )
     pipeline.assert_warehouse_matches_source()
+    batches = lake.list_batches(RAW)
+
+    # The same new column under the freeze policy (that table's, or every table's): the run stops.
+    for policy in ('{"sales_order": "freeze"}', '{"*": "freeze", "design": "warn"}'):
+        monkeypatch.setenv("TOTES_SCHEMA_DRIFT_POLICY", policy)
+        with pytest.raises(
+            Exception,
+            match=re.escape(
+                "source table sales_order has new column(s) discount_code and its schema-drift policy is freeze"
+            ),
+        ):
+            pipeline.run()
+        assert lake.list_batches(RAW) == batches
+    monkeypatch.setenv("TOTES_SCHEMA_DRIFT_POLICY", '{"*": "freeze", "sales_order": "warn"}')
+    pipeline.churn(orders=2)
+    pipeline.run()  # sales_order's own policy wins over "*"
+    monkeypatch.delenv("TOTES_SCHEMA_DRIFT_POLICY")
     batches = lake.list_batches(RAW)
 
     # A renamed column and a changed type: the run stops before reading anything; no watermark moves.
