@@ -112,6 +112,9 @@ class TotesSettings(BaseSettings):
         feeds_file: the feeds declaration (default: the ``feeds.toml`` shipped with totes).
         files_url: where raw, staged and quarantined feed files live (default ``<lake>/files``).
             On S3 the bucket must have versioning on: every change of a file is a new version.
+        dimension_history: history mode (``TOTES_DIMENSION_HISTORY``): every version of each
+            dimension row in ``dim_<name>_history`` (``valid_from``, ``valid_to``, ``is_current``),
+            built from the lake's batches when switched on, so it covers the past too.
         schema_drift_policy: per source table (or ``"*"`` for every table) what a new source column
             does: ``warn`` (the default: the run goes on, alerting once) or ``freeze`` (the run stops,
             nothing read, until the model or the policy changes). ``TOTES_SCHEMA_DRIFT_POLICY`` as
@@ -156,6 +159,7 @@ class TotesSettings(BaseSettings):
     sftp_timeout_seconds: float = Field(default=30.0, gt=0)
     feeds_file: Path | None = None
     files_url: str | None = None
+    dimension_history: bool = False
     schema_drift_policy: dict[str, Literal["warn", "freeze"]] = Field(default_factory=dict)
     pii_columns: dict[str, Literal["exclude", "hash"]] = Field(default_factory=dict)
     pii_hash_key: SecretStr | None = None

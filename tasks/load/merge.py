@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from tasks.core.postgres import Connection, Cursor, execute_for_one, fetch_rows, roll_back
 from tasks.core.progress import with_progress
 from tasks.core.warehouse import take_load_lock
+from tasks.load.history import close_deleted_versions, record_merged_versions
 from tasks.load.statements import (
     LOAD_SQL,
     describe_inferred,
@@ -86,12 +87,15 @@ def infer_missing_members(cursor: Cursor, batch_id: str, referenced: dict[str, l
     return inferred
 
 
-def mark_deleted(cursor: Cursor, deletions: dict[str, pa.Table]) -> dict[str, int]:
-    """Set ``_deleted_at`` on the rows of each star table whose keys the batch records as deleted."""
+def mark_deleted(cursor: Cursor, deletions: dict[str, pa.Table], *, history: bool = False) -> dict[str, int]:
+    """Set ``_deleted_at`` on the rows of each star table whose keys the batch records as deleted
+    (with ``history``, their current versions end then)."""
     marked: dict[str, int] = {}
     for table, marks in sorted(deletions.items()):
         ingest_temporary(cursor, "_totes_deleted", marks)
         (marked[table],) = execute_for_one(cursor, mark_deleted_statement(table))
+        if history:
+            close_deleted_versions(cursor, table)
     return marked
 
 
@@ -173,6 +177,7 @@ def load_batch(
     *,
     deletions: Callable[[], dict[str, pa.Table]] = dict,
     commit: bool = True,
+    history: bool = False,
 ) -> BatchLoad | None:
     """Merge one star batch in one transaction. Returns what changed, or None if the batch was
     already loaded (by an earlier run, or by a concurrent loader that got there first).
@@ -183,7 +188,9 @@ def load_batch(
     empty are copied straight in; otherwise they are staged in a temporary table and merged. With
     ``commit=False`` the caller owns the transaction (a full rebuild loads every batch in one).
     ``deletions`` gives, once every table is merged, per star table the keys found hard-deleted in
-    the source (with ``_deleted_at``): marked last.
+    the source (with ``_deleted_at``): marked last. With ``history`` (history mode), the dimension
+    rows merged and deleted become versions of ``dim_<name>_history`` in the same transaction
+    (``tasks/load/history.py``).
     """
     changed: dict[str, int] = {}
     referenced: dict[str, list[pa.Array]] = {}
@@ -202,8 +209,10 @@ def load_batch(
             inferred = infer_missing_members(cursor, batch_id, referenced)
             for dimension, ids in inferred.items():
                 changed[dimension] = changed.get(dimension, 0) + len(ids)
+            if history:
+                record_merged_versions(cursor, batch_id, [table for table, rows in changed.items() if rows])
             # Last: a row changed and then deleted within the batch ends up deleted.
-            deleted = mark_deleted(cursor, deletions())
+            deleted = mark_deleted(cursor, deletions(), history=history)
             cursor.execute(
                 LOAD_SQL.read("record_loaded_batch"),
                 parameters=(batch_id, json.dumps(changed)),

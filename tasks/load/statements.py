@@ -73,3 +73,35 @@ def mark_deleted_statement(table: str) -> str:
             table=quote_ident(table), key=key, record_id=quote_ident(FACT_RECORD_IDS[table])
         )
     return LOAD_SQL.read("mark_deleted_dimension").format(table=quote_ident(table), key=key)
+
+
+# History mode: the dimensions whose versions are kept (dim_date's rows never change).
+HISTORY_DIMENSIONS = tuple(name for name in DIMENSION_TABLES if name != "dim_date")
+
+
+def history_name(table: str) -> str:
+    return f"{table}_history"
+
+
+def history_statements(name: str, table: str) -> list[str]:
+    """The SQL statements of ``name`` (a history-mode .sql file) for dimension ``table``, with
+    identifiers from our schema only."""
+    spec = STAR_TABLES[table]
+    columns = [quote_ident(c) for c in spec.columns]
+    fields = {
+        "table": quote_ident(table),
+        "history": quote_ident(history_name(table)),
+        "key": quote_ident(spec.key[0]),
+        "columns": ", ".join(columns),
+        "history_columns": ", ".join(f"history.{c}" for c in columns),
+        "batch_columns": ", ".join(f"batch.{c}" for c in columns),
+        "version_index": quote_ident(f"{history_name(table)}_version"),
+        "current_index": quote_ident(f"{history_name(table)}_current"),
+    }
+    return [statement.format(**fields) for statement in LOAD_SQL.statements(name)]
+
+
+def truncate_history_statement() -> str:
+    """Empty every history table and its batch record (they are built again, batch by batch)."""
+    tables = [f"public.{quote_ident(history_name(t))}" for t in HISTORY_DIMENSIONS]
+    return "truncate table " + ", ".join([*tables, "public._totes_history_batch"])

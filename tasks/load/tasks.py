@@ -15,22 +15,74 @@ from tasks.core.assets import announce_batch_loaded
 from tasks.core.handoff import StarHandoff
 from tasks.core.lake import STAR, Lake
 from tasks.core.manifests import StarManifest
-from tasks.core.postgres import connect, roll_back
+from tasks.core.postgres import Connection, Cursor, connect, roll_back
 from tasks.core.reports import RunSummary, add_counts
 from tasks.core.retries import RETRY_POLICY
 from tasks.core.warehouse import migrate_warehouse_schema, take_load_lock
-from tasks.load.merge import BatchLoad, BatchStream, in_merge_order, load_batch, loaded_batches
-from tasks.load.statements import LOAD_SQL
+from tasks.load.history import (
+    apply_staged_versions,
+    close_deleted_versions,
+    create_history_tables,
+    empty_history,
+    history_batches,
+    record_history_batch,
+)
+from tasks.load.merge import BatchLoad, BatchStream, in_merge_order, ingest_temporary, load_batch, loaded_batches
+from tasks.load.statements import HISTORY_DIMENSIONS, LOAD_SQL
 from tasks.schema import STAR_TABLES, deleted_marks_schema
 from tasks.settings import load_settings
 
 
 @task(name="migrate-warehouse", cache_policy=NO_CACHE, **RETRY_POLICY)
 def migrate_warehouse() -> None:
-    """Create or migrate the warehouse's star schema (idempotent)."""
+    """Create or migrate the warehouse's star schema (idempotent); in history mode, create the
+    history tables and, if they are empty, build them from the batches already loaded."""
     settings = load_settings()
     with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
         migrate_warehouse_schema(connection)
+        if settings.dimension_history:
+            _build_history(connection, Lake.from_url(settings.lake_url))
+
+
+def _build_history(connection: Connection, lake: Lake) -> None:
+    """Create the history tables; if they lack a batch the warehouse holds (history mode switched on
+    for a warehouse already loaded, or off for a while), build them again: the dimension rows and
+    deletes of every star batch the warehouse holds, in batch order, in one transaction."""
+    try:
+        take_load_lock(connection)
+        with connection.cursor() as cursor:
+            create_history_tables(cursor)
+            # Read in this transaction (loaded_batches() reads in one of its own, rolled back after).
+            cursor.execute(LOAD_SQL.read("select_loaded_batches"))
+            loaded = {row[0] for row in cursor.fetchall()}
+            batches: list[str] = []
+            if loaded - history_batches(cursor):
+                empty_history(cursor)
+                batches = [batch for batch in lake.list_batches(STAR) if batch in loaded]
+            opened = sum(_replay_history(cursor, lake, lake.read_star_manifest(batch)) for batch in batches)
+        connection.commit()
+    except BaseException:
+        roll_back(connection)
+        raise
+    if batches:
+        get_run_logger().info(
+            "History mode: %d version(s) built from the %d batch(es) already loaded", opened, len(batches)
+        )
+
+
+def _replay_history(cursor: Cursor, lake: Lake, manifest: StarManifest) -> int:
+    """One star batch's dimension rows and deletes, applied to the history tables from the lake."""
+    opened = 0
+    for table in HISTORY_DIMENSIONS:
+        entry = manifest.tables.get(table)
+        if entry is not None and entry.files:
+            ingest_temporary(cursor, "_totes_history_source", lake.read_table(entry.files, STAR_TABLES[table].schema))
+            opened += apply_staged_versions(cursor, table, manifest.batch_id)
+    for table, marks in sorted(star_batch_deletions(lake, manifest).items()):
+        ingest_temporary(cursor, "_totes_deleted", marks)
+        close_deleted_versions(cursor, table)
+    record_history_batch(cursor, manifest.batch_id)
+    return opened
 
 
 @task(name="list-unloaded-batches", cache_policy=NO_CACHE, **RETRY_POLICY)
@@ -57,6 +109,7 @@ def load_star_batch(batch_id: str) -> RunSummary:
             batch_id,
             star_batch_streams(lake, manifest),
             deletions=partial(star_batch_deletions, lake, manifest),
+            history=settings.dimension_history,
         )
     return _report(batch_id, loaded)
 
@@ -75,6 +128,7 @@ def load_star_batch_as_built(batch_id: str, handoff: StarHandoff) -> RunSummary:
                 batch_id,
                 _streams_as_built(handoff),
                 deletions=lambda: star_batch_deletions(lake, handoff.manifest()),
+                history=settings.dimension_history,
             )
     finally:
         # Whatever happened (or if the batch turned out loaded already), the transform goes on alone.
@@ -161,6 +215,9 @@ def rebuild_warehouse_from_lake() -> RunSummary:
             take_load_lock(connection)
             with connection.cursor() as cursor:
                 cursor.execute(LOAD_SQL.read("truncate_star"))
+                if settings.dimension_history:
+                    create_history_tables(cursor)
+                    empty_history(cursor)
             for batch_id in batches:
                 manifest = lake.read_star_manifest(batch_id)
                 loaded = load_batch(
@@ -169,6 +226,7 @@ def rebuild_warehouse_from_lake() -> RunSummary:
                     star_batch_streams(lake, manifest),
                     deletions=partial(star_batch_deletions, lake, manifest),
                     commit=False,
+                    history=settings.dimension_history,
                 )
                 changed = add_counts(changed, loaded.changed if loaded else {})
                 logger.info("Rebuild: batch %s merged", batch_id)

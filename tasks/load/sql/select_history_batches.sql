@@ -1,0 +1,1 @@
+select batch_id from public._totes_history_batch;
