@@ -27,12 +27,13 @@ $(INSTALLED): pyproject.toml requirements-dev.lock | $(VENV)/bin/python
 demo: $(DEMO_INSTALLED)
 	$(BIN)/totes demo
 
-# Two workers (pytest-xdist): the integration tests mostly wait on servers and child processes, and
+# Three workers (pytest-xdist) on two cores: the integration tests mostly wait on servers, child
+# processes and retry back-offs (with two workers CI used 1.5 of its 2 cores and took 24.7 min), and
 # each worker starts its own PostgreSQL, S3 server and Prefect API. The longest tests are collected
-# first (tests/conftest.py) and an idle worker takes tests queued for the other (worksteal), so that
+# first (tests/conftest.py) and an idle worker takes tests queued for another (worksteal), so that
 # no long test runs alone at the end.
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=25
+	$(BIN)/python -m pytest -n 3 --dist worksteal --durations=25
 
 unit: $(INSTALLED)
 	$(BIN)/python -m pytest -m unit

@@ -34,6 +34,11 @@ def announce_ingested(keys: AssetKeys, batch_id: str, tables: dict[str, RawTable
     )
 
 
+def _about(warnings: list[str], tables: tuple[str, ...]) -> list[str]:
+    """The data-quality warnings about these tables (each starts "<table>: ...")."""
+    return [warning for warning in warnings if warning.split(":", 1)[0] in tables]
+
+
 def _deleted(entry: RawTableEntry) -> int:
     return entry.deleted.rows if entry.deleted else 0
 
@@ -48,7 +53,11 @@ def announce_transformed(keys: AssetKeys, batch_id: str, transformed: RunSummary
                 name=f"star.{table}",
                 description=f"The rows of {table} each batch built (Parquet), for the warehouse's load.",
                 upstream=tuple(keys.raw(source) for source in STAR_SOURCES[table]),
-                metadata={"batch_id": batch_id, "rows": rows},
+                metadata={
+                    "batch_id": batch_id,
+                    "rows": rows,
+                    "warnings": _about(transformed.warnings, STAR_SOURCES[table]),
+                },
             )
             for table, rows in transformed.transformed.items()
             if rows
@@ -71,6 +80,7 @@ def announce_loaded(keys: AssetKeys, batch_id: str, loaded: RunSummary) -> None:
                     "batch_id": batch_id,
                     "rows_changed": loaded.loaded.get(table, 0),
                     "rows_marked_deleted": loaded.deleted.get(table, 0),
+                    "warnings": _about(loaded.warnings, (table,)),
                 },
             )
             for table in tables

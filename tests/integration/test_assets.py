@@ -135,11 +135,16 @@ def test_runs_materialize_what_they_changed_and_emit_totes_events(
 
     # 3. A bad row and a new source column: each is an event operators can act on.
     execute(pipeline.source_url, *null_units_sold(3), "alter table design add column colour text")
+    pipeline.churn(orders=5)
     third = run(pipeline, url, "run")
     settle(url, third, expected=2, prefixes=("totes.rows.", "totes.source."))
     (set_aside,) = events_since(url, third, "totes.rows.quarantined")
     assert set_aside["payload"]["table"] == "sales_order" and set_aside["payload"]["rows"] == 1
     assert set_aside["resource"]["prefect.resource.id"] == "totes.table.sales_order"
+    star_sales = keys.star("fact_sales_order")
+    wait_for(lambda: star_sales in materialized(url, third), timeout=60, what="star.fact_sales_order materialized")
+    warned = materialized(url, third)[star_sales]["payload"]["warnings"]
+    assert [w.split(" (")[0] for w in warned] == ["sales_order: 1 row(s) rejected and kept in the lake's quarantine"]
     (drift,) = events_since(url, third, "totes.source.schema_drift")
     assert drift["payload"]["stopped"] is False and "colour" in " ".join(drift["payload"]["problems"])
 
