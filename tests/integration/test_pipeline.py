@@ -544,7 +544,8 @@ def test_a_second_write_under_the_same_stamp_is_not_dropped_as_known(pipeline):
 def test_backfill_reads_tables_whole_duplicates_nothing_and_rebuilds_their_dimensions(pipeline):
     """A repair in the source that no ``last_updated`` shows (a department renamed by hand):
     ``backfill`` reads the table whole, and the new name reaches dim_staff through the join. Every
-    sales order is read again too, and the warehouse still holds each version once."""
+    sales order is read again too, and the warehouse still holds each version once; an order cancelled
+    meanwhile is marked deleted."""
     from flows.etl import totesys_etl
 
     pipeline.seed(scale=0.02)
@@ -553,6 +554,8 @@ def test_backfill_reads_tables_whole_duplicates_nothing_and_rebuilds_their_dimen
         pipeline.source_url,
         "update department set department_name = 'Repaired' where department_id = 1",
     )
+    pipeline.churn(orders=5)  # ... which cancels an unpaid order: a delete the backfill finds on the way
+    pipeline.checkpoint(required=False)
     orders = scalar(pipeline.source_url, "select count(*) from sales_order")
     departments = scalar(pipeline.source_url, "select count(*) from department")
 
@@ -564,5 +567,6 @@ def test_backfill_reads_tables_whole_duplicates_nothing_and_rebuilds_their_dimen
         pipeline.warehouse_url,
         "select count(*) from dim_staff where department_name = 'Repaired'",
     ) == scalar(pipeline.source_url, "select count(*) from staff where department_id = 1")
+    assert summary.deleted.get("fact_sales_order", 0) >= 1
     pipeline.checkpoint()
     pipeline.assert_warehouse_matches_source()
