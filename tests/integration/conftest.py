@@ -237,7 +237,11 @@ def sns_inbox(s3_endpoint):
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
 
     def received() -> list[dict]:
+        """The alerts not received before (each is deleted once read: an SQS message left in the queue
+        comes back after its 30 s visibility timeout, and a slow test would count it twice)."""
         messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=2)
+        for message in messages.get("Messages", []):
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
 
     return topic, received
