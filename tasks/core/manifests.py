@@ -86,6 +86,7 @@ class Horizon:
         return {
             "clock_at": self.clock_at.isoformat(),
             "oldest_open_transaction_at": oldest.isoformat() if oldest else None,
+            "has_hidden_sessions": self.has_hidden_sessions,
         } | ({"oldest_prepared_transaction_at": prepared.isoformat()} if prepared else {})
 
     @classmethod
@@ -97,6 +98,7 @@ class Horizon:
         return cls(
             clock_at=datetime.fromisoformat(data["clock_at"]),
             oldest_open_transaction_at=datetime.fromisoformat(oldest) if oldest else None,
+            has_hidden_sessions=bool(data.get("has_hidden_sessions", False)),
             oldest_prepared_transaction_at=datetime.fromisoformat(prepared) if prepared else None,
         )
 
@@ -123,11 +125,17 @@ class RawTableEntry:
         content: the files of the content index, in order: per key the source's hash and foreign
             keys of the row last observed, a later file overriding an earlier one (see
             ``tasks/ingest/content.py``). None in lakes older than it.
+        content_scheme: how the index's hashes were computed: ``source`` (the source server's
+            hash of the row as it is) or ``keyed`` (a keyed hash of the row as the lake holds it,
+            PII masked: for tables with PII columns, so that no guess of a value can be tested).
+        conflicting_keys: keys under which the source holds several different rows (a source
+            without a primary key): set aside once, read again by key every run until the source
+            holds one row under the key, which then arrives.
     """
 
     data: FileSet = field(default_factory=FileSet)
     watermark: datetime = BEGINNING_OF_TIME
-    overlap_keys: frozenset[tuple[int, datetime, str]] = frozenset()
+    overlap_keys: frozenset[tuple[int | None, datetime, str]] = frozenset()
     keys: list[str] | None = None
     key_summary: list[str] | None = None
     key_width: int | None = None
@@ -135,18 +143,31 @@ class RawTableEntry:
     rejected: FileSet | None = None
     unstamped_keys: frozenset[int] = frozenset()
     content: list[str] | None = None
+    content_scheme: str = "source"
+    conflicting_keys: frozenset[int] = frozenset()
 
     def has_changes(self, previous: RawTableEntry | None) -> bool:
         """True if the table brings anything to the batch after ``previous``: versions, unreadable
-        rows, deletes, or another set of unstamped rows."""
-        before = previous.unstamped_keys if previous else frozenset()
-        return bool(self.data.rows or self.rejected or self.deleted or self.unstamped_keys != before)
+        rows, deletes, another set of unstamped or conflicting rows, or a rewritten content index."""
+        before = previous or RawTableEntry()
+        return bool(
+            self.data.rows
+            or self.rejected
+            or self.deleted
+            or self.unstamped_keys != before.unstamped_keys
+            or self.conflicting_keys != before.conflicting_keys
+            or self.content_scheme != before.content_scheme
+        )
 
     def to_json(self) -> Json:
         body: Json = {
             **self.data.to_json(),
             "watermark": self.watermark.isoformat(),
-            "overlap_keys": sorted([key, ts.isoformat(), digest] for key, ts, digest in self.overlap_keys),
+            # A row with a NULL key (set aside) is recorded with key null, so that it is named once.
+            "overlap_keys": sorted(
+                ([key, ts.isoformat(), digest] for key, ts, digest in self.overlap_keys),
+                key=lambda version: (version[0] is not None, version[0] or 0, version[1], version[2]),
+            ),
         }
         if self.key_width is not None:
             body |= {"keys": self.keys, "key_summary": self.key_summary, "key_width": self.key_width}
@@ -158,6 +179,10 @@ class RawTableEntry:
             body["unstamped_keys"] = sorted(self.unstamped_keys)
         if self.content is not None:
             body["content"] = self.content
+        if self.content_scheme != "source":
+            body["content_scheme"] = self.content_scheme
+        if self.conflicting_keys:
+            body["conflicting_keys"] = sorted(self.conflicting_keys)
         return body
 
     @classmethod
@@ -166,7 +191,11 @@ class RawTableEntry:
             data=FileSet.from_json(data) or FileSet(),
             watermark=datetime.fromisoformat(data["watermark"]) if data.get("watermark") else BEGINNING_OF_TIME,
             overlap_keys=frozenset(
-                (int(entry[0]), datetime.fromisoformat(entry[1]), entry[2] if len(entry) > 2 else "")
+                (
+                    None if entry[0] is None else int(entry[0]),
+                    datetime.fromisoformat(entry[1]),
+                    entry[2] if len(entry) > 2 else "",
+                )
                 for entry in data.get("overlap_keys", [])
             ),
             keys=data.get("keys"),
@@ -176,6 +205,8 @@ class RawTableEntry:
             rejected=FileSet.from_json(data.get("rejected")),
             unstamped_keys=frozenset(int(k) for k in data.get("unstamped_keys", [])),
             content=data.get("content"),
+            content_scheme=str(data.get("content_scheme", "source")),
+            conflicting_keys=frozenset(int(k) for k in data.get("conflicting_keys", [])),
         )
 
 

@@ -153,7 +153,7 @@ def row_digests(rows: pa.Table) -> list[str]:
 
 
 def drop_known_versions(
-    batch: pa.RecordBatch | pa.Table, table: Table, known: AbstractSet[tuple[int, datetime, str]]
+    batch: pa.RecordBatch | pa.Table, table: Table, known: AbstractSet[tuple[int | None, datetime, str]]
 ) -> pa.Table:
     """Drop rows whose version (key, last_updated) an earlier run read with the same content (or,
     for a version recorded without a digest, at all). A row whose content differs under a known
@@ -230,7 +230,9 @@ def split_shared_versions(rows: pa.Table, positions: np.ndarray, table: Table) -
     return leave_out, picked.append_column("_reason", reasons.to_series().to_arrow().cast(pa.string()))
 
 
-def versions_since(batch: pa.RecordBatch | pa.Table, table: Table, since: datetime) -> set[tuple[int, datetime, str]]:
+def versions_since(
+    batch: pa.RecordBatch | pa.Table, table: Table, since: datetime
+) -> set[tuple[int | None, datetime, str]]:
     """(key, last_updated, content digest) of the rows stamped at or after ``since``. Pure."""
     (key,) = table.key
     stamped = batch.column("last_updated")

@@ -203,7 +203,7 @@ class _DeltaStream:
     def __init__(self, previous: RawTableEntry, next_mark: datetime, key: str):
         self.previous, self.next_mark, self.key = previous, next_mark, key
         self.read = 0
-        self.overlap: set[tuple[int, datetime, str]] = set()
+        self.overlap: set[tuple[int | None, datetime, str]] = set()
         self.unfit: list[pa.Table] = []
         self.seen_keys: list[np.ndarray] = []
         # (key, last_updated) of each row written, in order: a source without a primary key can
