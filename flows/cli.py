@@ -79,22 +79,30 @@ class NotConfirmed(RuntimeError):
 
 def command_rebuild(args: argparse.Namespace) -> int:
     from flows.etl import rebuild_warehouse
+    from tasks.core.lake import STAR, Lake
+    from tasks.core.lake_binding import check_warehouse_lake
+    from tasks.settings import redact_url
 
     settings = load_settings()
-    settings.require_warehouse_url()
+    warehouse_url = settings.require_warehouse_url()
+    # A wrong, empty or missing lake is refused before anything is asked or changed.
+    identity = check_warehouse_lake(warehouse_url, settings.lake_url, rebuild=True, adopt=args.adopt_lake)
     if not args.yes:
+        batches = len(Lake.from_url(settings.lake_url).list_batches(STAR))
         question = (
-            "Rebuild every star table of the warehouse from the lake alone, in one transaction "
-            "(readers see the old warehouse until it commits)? [y/N] "
+            f"Replace every star table of the warehouse {redact_url(warehouse_url)} with the {batches} batch(es) "
+            f"of lake {identity.lake_id if identity else '(new)'} at {settings.lake_url}"
+            f"{' (adopting that lake)' if args.adopt_lake else ''}? Readers see the old warehouse until the "
+            "rebuilt one is swapped in. [y/N] "
         )
         if not sys.stdin.isatty():
             msg = "the rebuild replaces every star table: confirm with --yes (no terminal to ask on)"
             raise NotConfirmed(msg)
         if input(question).strip().lower() not in ("y", "yes"):
             print("totes rebuild: not confirmed; nothing changed")
-            return 1
+            return 0
     with _prefect_api(settings):
-        summary = rebuild_warehouse()
+        summary = rebuild_warehouse(adopt_lake=args.adopt_lake)
     print(summary.as_text())
     print(f"totes rebuild: done in {time.perf_counter() - _STARTED:.1f} s ({summary.stages_text()})")
     return 0
@@ -260,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
         "rebuild", help="rebuild the whole warehouse from the lake alone, in one transaction (asks first)"
     )
     rebuild.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rebuild.add_argument(
+        "--adopt-lake",
+        action="store_true",
+        help="rebuild from a lake other than the one the warehouse was loaded from, and load from it from now on",
+    )
     rebuild.set_defaults(handler=command_rebuild)
 
     files = commands.add_parser(
@@ -314,12 +327,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _RunLogFormatter(logging.Formatter):
-    """Log lines that name the Prefect task (or flow) run they come from: `[extract-payment-0]`."""
+    """Log lines that name the Prefect task (or flow) run they come from: `[extract-payment-0]`.
+    Without ``tracebacks`` (no ``-v``), a failure logged with its exception is its one line: the
+    command ends with the cause, and the Prefect API keeps the whole traceback."""
+
+    def __init__(self, fmt: str, *, tracebacks: bool):
+        super().__init__(fmt)
+        self.tracebacks = tracebacks
 
     def format(self, record: logging.LogRecord) -> str:
         run = getattr(record, "task_run_name", None) or getattr(record, "flow_run_name", None)
         record.run = f" [{run}]" if run else ""
-        return super().format(record)
+        if self.tracebacks or not (record.exc_info or record.stack_info):
+            return super().format(record)
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
 
 
 # Prefect's temporary local API (no PREFECT_API_URL) gives its server 20 s to start; a busy laptop or
@@ -334,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         # pgserver's platformdirs warns on every start where XDG_RUNTIME_DIR is unset (containers, CI).
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     handler = logging.StreamHandler()
-    handler.setFormatter(_RunLogFormatter("%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s"))
+    handler.setFormatter(
+        _RunLogFormatter("%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s", tracebacks=args.verbose)
+    )
     if not args.verbose:
         handler.addFilter(ReadableRunLogs())
     logging.basicConfig(level=logging.INFO, handlers=[handler])

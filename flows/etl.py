@@ -18,6 +18,7 @@ from tasks.core.alerts import alert_on_failure, alert_on_warnings
 from tasks.core.asset_keys import AssetKeys
 from tasks.core.concurrency import source_slots, warehouse_slot
 from tasks.core.handoff import StarHandoff
+from tasks.core.lake_binding import bind_warehouse_lake, check_warehouse_lake
 from tasks.core.locks import cycle_lock
 from tasks.core.manifests import Horizon, RawTableEntry
 from tasks.core.reports import RunSummary, publish_run_report
@@ -25,10 +26,12 @@ from tasks.ingest.tasks import (
     IngestPlan,
     check_source_schema,
     extract_table_delta,
+    index_content_under_policy,
     plan_ingest_batch,
     read_horizon,
     read_missed_changes_task,
     record_ingest_batch,
+    remove_superseded_indexes,
 )
 from tasks.ingest.watermark import read_whole
 from tasks.load.tasks import (
@@ -55,6 +58,12 @@ def _one_cycle_at_a_time(settings: TotesSettings) -> AbstractContextManager[None
     return cycle_lock(settings.require_warehouse_url(), "etl", wait_seconds=settings.lock_wait_seconds)
 
 
+def _check_lake(settings: TotesSettings, *, rebuild: bool = False, adopt: bool = False) -> None:
+    """Refuse a lake that is not the warehouse's own (or an empty or missing one) before anything is
+    written; bind the warehouse to its lake when it has none yet (tasks/core/lake_binding.py)."""
+    check_warehouse_lake(settings.require_warehouse_url(), settings.lake_url, rebuild=rebuild, adopt=adopt)
+
+
 # Source tables read at once, at most (and never more than the database's concurrency limit allows).
 EXTRACT_THREADS = 4
 
@@ -74,6 +83,7 @@ def ingest(reconcile: bool = False, fan_out: bool | None = None, backfill: list[
         get_run_logger().info("Backfill: %s read whole", ", ".join(sorted(whole)))
     started = time.perf_counter()
     with _one_cycle_at_a_time(settings):
+        _check_lake(settings)
         fan_out = (settings.fan_out if fan_out is None else fan_out) and not whole
         summary = _ingest(settings, reconcile=reconcile, fan_out=fan_out, whole=whole)
     return _timed(summary, "ingest", started)
@@ -114,14 +124,17 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
             schema_check = check_source_schema()
         tables = extract_on_work_pool(plan, horizon, settings)
         with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
+            tables = index_content_under_policy(plan, tables)
             tables = _read_missed_changes(plan.batch_id, tables, slots=slots, deep=reconcile)
     else:
         with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
             horizon = read_horizon()
             schema_check = check_source_schema()
             tables = _extract_here(plan, horizon, slots=slots, whole=whole)
+            tables = index_content_under_policy(plan, tables)
             tables = _read_missed_changes(plan.batch_id, tables, slots=slots, deep=reconcile)
     summary = record_ingest_batch(plan, tables, horizon, schema_check)
+    remove_superseded_indexes()
     announce_ingested(AssetKeys.from_settings(settings, with_source=True), plan.batch_id, tables)
     return summary
 
@@ -189,6 +202,7 @@ def load() -> RunSummary:
     started = time.perf_counter()
     with _one_cycle_at_a_time(settings), warehouse_slot(settings):
         migrate_warehouse()
+        _check_lake(settings)
         summary = _load_from_lake(AssetKeys.from_settings(settings))
     return _timed(summary, "load", started)
 
@@ -242,6 +256,7 @@ def _transform_and_load() -> RunSummary:
     # Listed before the warehouse is touched: what is left to transform is the lake's business alone.
     pending = list_pending_transforms()
     migrate_warehouse()
+    _check_lake(load_settings())  # binds a new warehouse to the lake its first batch came from
     summary = _load_from_lake(keys)
     transform_seconds = 0.0
     if pending:
@@ -284,18 +299,22 @@ def _transform_and_load_batch(keys: AssetKeys, batch_id: str) -> tuple[RunSummar
 
 
 @plain_flow(name="rebuild-warehouse", on_failure=[alert_on_failure])
-def rebuild_warehouse() -> RunSummary:
-    """Rebuild the whole warehouse from the lake alone: transform what is pending, then empty the
-    star tables and merge every star batch again, in one transaction (readers see the old
-    warehouse until it commits)."""
+def rebuild_warehouse(adopt_lake: bool = False) -> RunSummary:
+    """Rebuild the whole warehouse from the lake alone: transform what is pending, then merge every
+    star batch again into a shadow copy of the star tables, a transaction per batch, and swap it
+    into the warehouse in one transaction (readers see the old warehouse until it commits). The
+    lake must be the warehouse's own, or ``adopt_lake`` given: then the warehouse is loaded from this
+    lake from now on."""
     settings = load_settings()
     # The same lock as the cycle, taken before the batches are listed: a scheduled run cannot add a
     # batch the rebuild would miss, nor load one out of order while it rebuilds.
     with _one_cycle_at_a_time(settings):
+        _check_lake(settings, rebuild=True, adopt=adopt_lake)
         transformed = transform.fn()
         started = time.perf_counter()
         with warehouse_slot(settings):
             rebuilt = _timed(rebuild_warehouse_from_lake(), "rebuild", started)
+        bind_warehouse_lake(settings.require_warehouse_url(), settings.lake_url)
         if rebuilt.batches_loaded:
             announce_loaded(AssetKeys.from_settings(settings), rebuilt.batches_loaded[-1], rebuilt)
         return publish_run_report(transformed.then(rebuilt))

@@ -12,6 +12,7 @@ from typing import Any
 
 from tasks.core.concurrency import SlotsInUse, prefect_slots_in_use
 from tasks.core.lake import Lake
+from tasks.core.lake_binding import WarehouseLake, read_warehouse_lake
 from tasks.core.lake_status import LakeStatus, read_lake_status
 from tasks.core.locks import slots_held_on
 from tasks.core.manifests import QuarantineRecord
@@ -31,6 +32,8 @@ class TotesStatus:
     lake_url: str
     lake: LakeStatus
     warehouse: WarehouseStatus
+    lake_id: str | None
+    warehouse_lake: WarehouseLake
     pending_load: list[str]
     quarantined_files: dict[str, list[QuarantineRecord]]
     prefect_slots: list[SlotsInUse] | None
@@ -43,14 +46,18 @@ def read_status(settings: TotesSettings, *, recent_batches: int = RECENT_BATCHES
     lake = Lake.from_url(settings.lake_url)
     lake.require_bucket()
     lake_status = read_lake_status(lake, recent_batches=recent_batches)
+    identity = lake.read_identity()
     with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
         warehouse = read_warehouse_status(connection)
+        warehouse_lake = read_warehouse_lake(connection)
         held = slots_held_on(connection)
     store = FeedStore(settings.feed_files_url)
     return TotesStatus(
         lake_url=redact_url(settings.lake_url),
         lake=lake_status,
         warehouse=warehouse,
+        lake_id=identity.lake_id if identity else None,
+        warehouse_lake=warehouse_lake,
         pending_load=[b for b in lake_status.star_batches if b not in warehouse.loaded_batches],
         quarantined_files={
             feed: sorted(records.values(), key=lambda r: (r.file, r.quarantined_at))
@@ -70,6 +77,7 @@ def status_json(status: TotesStatus) -> dict[str, Any]:
         "read_at": status.read_at.isoformat(),
         "lake": {
             "url": status.lake_url,
+            "id": status.lake_id,
             "raw_batches": len(lake.raw_batches),
             "star_batches": len(lake.star_batches),
             "last_batch": lake.last_batch,
@@ -80,6 +88,8 @@ def status_json(status: TotesStatus) -> dict[str, Any]:
         "source_tables": [asdict(table) | {"watermark": _iso(table.watermark)} for table in lake.tables],
         "warehouse": {
             "created": warehouse.created,
+            "lake_id": status.warehouse_lake.lake_id,
+            "lake_url": status.warehouse_lake.lake_url,
             "batches_loaded": len(warehouse.loaded_batches),
             "last_loaded_batch": warehouse.last_loaded_batch,
             "last_loaded_at": _iso(warehouse.last_loaded_at),
@@ -100,7 +110,8 @@ def status_text(status: TotesStatus) -> str:
     """The status for a person: a few lines, then one table per zone."""
     lake, warehouse = status.lake, status.warehouse
     lines = [
-        f"Lake {status.lake_url}: {len(lake.raw_batches)} raw batch(es), {len(lake.star_batches)} star batch(es); "
+        f"Lake {status.lake_url}{f' (lake {status.lake_id})' if status.lake_id else ''}: "
+        f"{len(lake.raw_batches)} raw batch(es), {len(lake.star_batches)} star batch(es); "
         f"last {lake.last_batch or 'none'}"
         + (f", the source as of {_when(lake.source_clock_at)}" if lake.source_clock_at else ""),
         f"Pending: transform {_batches(lake.pending_transform)}; load {_batches(status.pending_load)}",
@@ -115,6 +126,12 @@ def status_text(status: TotesStatus) -> str:
                 if warehouse.last_loaded_at
                 else ""
             )
+        )
+    bound = status.warehouse_lake
+    if bound.lake_id is not None and bound.lake_id != status.lake_id:
+        lines.append(
+            f"The warehouse is loaded from lake {bound.lake_id} at {bound.lake_url}, not this one: "
+            "run, backfill and rebuild refuse this lake"
         )
     recent = f"last {lake.recent_batches} batches"
     lines += [

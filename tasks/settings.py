@@ -62,11 +62,21 @@ class TotesSettings(BaseSettings):
     Attributes:
         source_url: ToteSys, the operational PostgreSQL database (``TOTES_SOURCE_URL``).
         warehouse_url: the star-schema PostgreSQL warehouse (``TOTES_WAREHOUSE_URL``).
-        source_primary_url: when ``source_url`` is a hot standby: a read-only connection to its
-            primary, where the in-flight horizon is read (``TOTES_SOURCE_PRIMARY_URL``). A standby
-            without it is refused.
-        replica_wait_seconds: how long a run waits for a standby source to replay up to the
-            primary's position at the horizon before it gives up, reading nothing.
+        source_primary_url: when ``source_url`` is a copy of another database (a hot standby, a
+            logical-replication subscriber, or ``source_is_copy``): a read-only connection to the
+            database it copies (the primary, the publisher), where the in-flight horizon is read
+            (``TOTES_SOURCE_PRIMARY_URL``). A copy without it is refused, and so is one that reaches
+            another database.
+        replica_wait_seconds: how long a run waits for a standby source to replay (a subscriber to
+            apply) up to the primary's position at the horizon before it gives up, reading nothing.
+        source_is_copy: the source is a copy of the database ``source_primary_url`` names, kept by
+            a tool PostgreSQL does not show (AWS DMS, a trigger- or CDC-based copier); standbys and
+            subscribers are recognised without it. The horizon is read on that primary, and since
+            the copy's apply position cannot be known, the watermark stays ``fallback_lag_seconds``
+            behind the primary's clock (``TOTES_SOURCE_IS_COPY``).
+        source_stamps_are_utc: every writer of the source stores UTC in its ``timestamp without time
+            zone`` audit columns whatever the database's TimeZone (``now() at time zone 'UTC'``):
+            lets a source whose default TimeZone is not UTC run (``TOTES_SOURCE_STAMPS_ARE_UTC``).
         lake_url: a local folder, ``file://`` URL or ``s3://bucket/prefix`` (``TOTES_LAKE_URL``).
             S3-compatible endpoints come from the standard ``AWS_ENDPOINT_URL`` and credentials
             from the standard AWS variables.
@@ -133,6 +143,8 @@ class TotesSettings(BaseSettings):
     warehouse_url: SecretStr | None = None
     source_primary_url: SecretStr | None = None
     replica_wait_seconds: float = Field(default=300.0, ge=0)
+    source_is_copy: bool = False
+    source_stamps_are_utc: bool = False
     lake_url: str = ".totes/lake"
     parquet_rows_per_file: int = Field(default=100_000, ge=1)
     watermark_safety_seconds: float = Field(default=1.0, ge=0)

@@ -88,6 +88,13 @@ data "aws_iam_policy_document" "task" {
     ]
   }
   statement {
+    # A content index rewritten under the PII policy leaves files whose hashes let a reader test
+    # guesses of personal data: totes deletes them, every version (the bucket is versioned).
+    sid       = "RemoveSupersededContentIndexes"
+    actions   = ["s3:DeleteObject", "s3:DeleteObjectVersion"]
+    resources = ["${aws_s3_bucket.lake.arn}/${var.lake_prefix}/raw/_content_*"]
+  }
+  statement {
     sid     = "ReadTheDatabaseUrls"
     actions = ["secretsmanager:GetSecretValue"]
     resources = [

@@ -2,6 +2,7 @@
 
 Layout under ``TOTES_LAKE_URL``::
 
+    _totes_lake.json                                                 the lake's identity
     raw/<source table>/batch=<batch id>/part-<n>-<attempt>.parquet   deltas read from ToteSys
     raw/_batches/<batch id>.json                                     ingest manifest (watermarks)
     star/<star table>/batch=<batch id>/part-<attempt>.parquet        dims and facts of that batch
@@ -29,10 +30,11 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.core.manifests import RawManifest, RawTableEntry, StarManifest
+from tasks.core.manifests import LakeIdentity, RawManifest, RawTableEntry, StarManifest
 
 RAW = "raw"
 STAR = "star"
+LAKE_IDENTITY = "_totes_lake.json"
 _MANIFESTS = "_batches"
 # Per batch, the manifest entry each fan-out child run extracted (read by the run that records it).
 _EXTRACTED = "_extracted"
@@ -84,9 +86,10 @@ class Lake:
             )
             root = f"{parts.netloc}{parts.path}".rstrip("/")
         else:
+            # Not created here: a command that only reads a lake must not make an empty one where a
+            # wrong TOTES_LAKE_URL points (writes create the folders they write to).
             fs = fsspec.filesystem("file")
             root = str(Path(parts.path if parts.scheme == "file" else url).expanduser().resolve())
-            fs.makedirs(root, exist_ok=True)
         return cls(fs=fs, root=root, url=url)
 
     def require_bucket(self) -> None:
@@ -98,6 +101,9 @@ class Lake:
             LakeNotFound: naming the bucket and the setting.
         """
         if self.is_local:
+            if Path(self.root).exists() and not Path(self.root).is_dir():
+                msg = f"TOTES_LAKE_URL {self.url} is a file, not a folder: point it at the lake's folder (or a new one)"
+                raise LakeNotFound(msg)
             return
         bucket = self.root.split("/", 1)[0]
         try:
@@ -115,6 +121,36 @@ class Lake:
 
     def full(self, relative: str) -> str:
         return f"{self.root}/{relative}"
+
+    # --- identity --------------------------------------------------------------------------
+
+    def read_identity(self) -> LakeIdentity | None:
+        """The lake's identity (None: no lake here yet, or one written before lakes had one)."""
+        try:
+            with self.fs.open(self.full(LAKE_IDENTITY), "rb") as handle:
+                return LakeIdentity.from_json(json.load(handle))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def ensure_identity(self) -> LakeIdentity:
+        """The lake's identity, created if it has none (create-only: of two writers, one wins)."""
+        found = self.read_identity()
+        if found is not None:
+            return found
+        made = LakeIdentity(lake_id=uuid.uuid4().hex)
+        try:
+            self.put_whole(LAKE_IDENTITY, json.dumps(made.to_json(), indent=1).encode(), create_only=True)
+        except FileExistsError:
+            return self.read_identity() or made
+        return made
+
+    @property
+    def exists(self) -> bool:
+        """Whether anything is at the lake's root (a local folder or an S3 prefix)."""
+        try:
+            return bool(self.fs.ls(self.root, detail=False, refresh=True))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
 
     # --- manifests -------------------------------------------------------------------------
 
@@ -297,3 +333,46 @@ class Lake:
             with self.fs.open(self.full(relative), "rb") as handle:
                 for batch in pq.ParquetFile(handle).iter_batches(batch_size=65_536):
                     yield batch.select(schema.names).cast(schema)
+
+    def remove_all_but(self, folder: str, keep: Iterable[str]) -> int:
+        """Delete every object under ``folder`` that ``keep`` (relative paths) does not name, with
+        every version of it on S3 (the lake's bucket is versioned: a plain delete would leave the
+        bytes readable as a noncurrent version); return how many objects. The one exception to an
+        immutable lake: files that must not be read by anyone any more (see
+        ``tasks/ingest/tasks.py``, ``remove_superseded_indexes``)."""
+        kept = {self.full(relative) for relative in keep}
+        if self.is_local:
+            self.fs.invalidate_cache(self.full(folder))
+            found = [path for path in self.fs.find(self.full(folder)) if path not in kept]
+            if found:
+                self.fs.rm(found)
+            return len(found)
+        bucket, prefix = self.full(folder).split("/", 1)
+        versions: list[dict[str, str]] = []
+        for page in self._object_versions(bucket, f"{prefix}/"):
+            for found in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                if f"{bucket}/{found['Key']}" not in kept:
+                    versions.append({"Key": found["Key"], "VersionId": found["VersionId"]})
+        for start in range(0, len(versions), 1000):  # the most one request deletes
+            answer = self.fs.call_s3(
+                "delete_objects", Bucket=bucket, Delete={"Objects": versions[start : start + 1000]}
+            )
+            if answer.get("Errors"):  # S3 answers 200 and lists the objects it refused
+                refused = answer["Errors"][0]
+                msg = (
+                    f"cannot delete {bucket}/{refused['Key']} from the lake ({refused.get('Code')}: "
+                    f"{refused.get('Message')}); {len(answer['Errors'])} object version(s) refused"
+                )
+                raise LakeError(msg)
+        self.fs.invalidate_cache(self.full(folder))
+        return len({version["Key"] for version in versions})
+
+    def _object_versions(self, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+        """The pages of ListObjectVersions under ``prefix``."""
+        marks: dict[str, str] = {}
+        while True:
+            page = self.fs.call_s3("list_object_versions", Bucket=bucket, Prefix=prefix, **marks)
+            yield page
+            if not page.get("IsTruncated"):
+                return
+            marks = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page["NextVersionIdMarker"]}

@@ -52,6 +52,11 @@ class LockNotTaken(RuntimeError):
     """Another totes run held a lock for longer than this run was willing to wait."""
 
 
+class CycleLockLost(RuntimeError):
+    """The cycle lock's session ended while the run held it: another run may be writing now, so
+    this one records nothing more."""
+
+
 def run_logger() -> logging.Logger | logging.LoggerAdapter:
     """The flow or task run's logger (lines reach the Prefect UI), else the module's."""
     try:
@@ -104,6 +109,12 @@ def _holding_connection(url: str, purpose: str, role: str) -> Connection:
         # Named so that a waiting run can say who holds the lock (host and process id).
         cursor.execute(f"set application_name = '{_application_name(role)}'")
     connection.commit()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(CORE_SQL.read("keep_lock_session"))
+        connection.commit()
+    except DatabaseError:
+        roll_back(connection)  # before PostgreSQL 14 there is no idle_session_timeout to turn off
     return connection
 
 
@@ -140,6 +151,37 @@ def wait_for(
 # its own flow run, and each stage takes the lock too when it runs alone.
 _held: dict[tuple[str, Cycle], int] = {}
 _held_guard = threading.Lock()
+# The connection holding each of them, and a mutex: tasks in other threads check it is still held.
+_holding: dict[tuple[str, Cycle], tuple[Connection, threading.Lock]] = {}
+
+
+def verify_cycle_locks() -> None:
+    """Check that every cycle lock this process holds is still held, before a manifest is recorded
+    or a load commits. The lock lives with its session: an idle cut by a proxy, a failover or
+    ``pg_terminate_backend`` ends it silently, and a second run could then plan the same batch.
+
+    Raises:
+        CycleLockLost: naming the lock and what happened; nothing more is recorded by this run.
+    """
+    with _held_guard:
+        holding = dict(_holding)
+    for (url, cycle), (connection, mutex) in holding.items():
+        lost = f"the {cycle} cycle lock of the warehouse {redact_url(url)}"
+        with mutex:
+            try:
+                ((still_held,),) = fetch_rows(
+                    connection, CORE_SQL.read("select_lock_still_held"), (TOTES_LOCK_CLASS, _CYCLE_KEYS[cycle])
+                )
+            except DatabaseError as error:
+                msg = (
+                    f"{lost} was lost: its session ended ({database_error_reason(error)}); another run may be "
+                    "writing, so this one recorded nothing more. The next run starts where the last recorded "
+                    "batch ended"
+                )
+                raise CycleLockLost(msg) from error
+        if not still_held:
+            msg = f"{lost} is no longer held by this run; it recorded nothing more"
+            raise CycleLockLost(msg)
 
 
 @contextmanager
@@ -179,11 +221,13 @@ def cycle_lock(warehouse_url: str, cycle: Cycle, *, wait_seconds: float) -> Iter
         )
         with _held_guard:
             _held[entry] = 1
+            _holding[entry] = (connection, threading.Lock())
         try:
             yield
         finally:
             with _held_guard:
                 del _held[entry]
+                del _holding[entry]
     finally:
         _close(connection)
 

@@ -5,6 +5,7 @@ what makes a batch exist. Each one carries ``format`` (:data:`MANIFEST_FORMAT`).
 totes wrote before manifests were typed (no ``format`` key, optional keys sometimes absent); every
 reader here still takes it, so an existing lake needs no migration.
 
+- :class:`LakeIdentity` (``_totes_lake.json``): which lake this is, for the warehouse loaded from it.
 - :class:`RawManifest` (``raw/_batches/<batch>.json``): ingest -> transform, and ingest -> the next
   ingest (watermarks, the known key set of the delete check).
 - :class:`StarManifest` (``star/_batches/<batch>.json``): transform -> load, and transform -> the next
@@ -63,6 +64,26 @@ class FileSet:
 
 def _file_sets(data: Json | None) -> dict[str, FileSet]:
     return {name: found for name, entry in (data or {}).items() if (found := FileSet.from_json(entry)) is not None}
+
+
+# --- the lake itself ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LakeIdentity:
+    """Who a lake is (``_totes_lake.json`` at its root, created with its first batch and never
+    changed): the warehouse records the identity of the lake it is loaded from, and refuses another."""
+
+    lake_id: str
+    created_at: datetime = field(default_factory=_now)
+
+    def to_json(self) -> Json:
+        return {"format": MANIFEST_FORMAT, "lake_id": self.lake_id, "created_at": self.created_at.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: Json) -> LakeIdentity:
+        _check_format(data, "lake identity")
+        return cls(lake_id=str(data["lake_id"]), created_at=datetime.fromisoformat(data["created_at"]))
 
 
 # --- raw zone: ingest ---------------------------------------------------------------------------------
@@ -126,8 +147,12 @@ class RawTableEntry:
             keys of the row last observed, a later file overriding an earlier one (see
             ``tasks/ingest/content.py``). None in lakes older than it.
         content_scheme: how the index's hashes were computed: ``source`` (the source server's
-            hash of the row as it is) or ``keyed`` (a keyed hash of the row as the lake holds it,
-            PII masked: for tables with PII columns, so that no guess of a value can be tested).
+            hash of the row as it is) or ``keyed:<the table's PII policy>[;key=<fingerprint>]``,
+            e.g. ``keyed:hash=email_address;key=9c1f0e2d4b6a8375`` (a keyed hash of the row as the
+            lake holds it, PII masked: for tables with PII columns, so that no guess of a value can
+            be tested; see ``tasks/ingest/pii.py``). When the policy asks for another scheme, the
+            next run rewrites the index and deletes its old files; for such a table only the newest
+            manifest's index files are kept.
         conflicting_keys: keys under which the source holds several different rows (a source
             without a primary key): set aside once, read again by key every run until the source
             holds one row under the key, which then arrives.

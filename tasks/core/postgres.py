@@ -8,6 +8,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import adbc_driver_manager
@@ -25,6 +26,7 @@ __all__ = [
     "ConnectionFailed",
     "Cursor",
     "DatabaseError",
+    "ResourceExhausted",
     "connect",
     "execute_for_one",
     "fetch_arrow",
@@ -76,17 +78,105 @@ def _database(url: str) -> _SharedDatabase:
 
 
 _DRIVER_PREFIXES = re.compile(
-    r"^(?:[A-Z_]+: )?(?:\[libpq\] )?(?:Failed to (?:connect|prepare query|execute query)[^:]*: )?(?:ERROR: +)?"
+    r"^(?:[A-Z_]+: )?(?:\[libpq\] )?(?:Failed to (?:connect|prepare query|execute query|create table)[^:]*: )?(?:ERROR: +)?"
 )
 
 
 def database_error_reason(error: BaseException) -> str:
     """The server's own words from an ADBC error: its first line without the driver's prefixes
-    (and never the SQL text the driver appends), with the SQLSTATE when there is one."""
+    (and never the SQL text the driver appends), with the SQLSTATE when there is one, and what to
+    change when the server ran out of a resource."""
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     reason = _DRIVER_PREFIXES.sub("", first).strip()
     sqlstate = getattr(error, "sqlstate", None)
-    return f"{reason} (SQLSTATE {sqlstate})" if sqlstate else reason
+    reason = f"{reason} (SQLSTATE {sqlstate})" if sqlstate else reason
+    shortage = resource_shortage(error)
+    return f"{reason}; {shortage.fix}" if shortage else reason
+
+
+@dataclass(frozen=True)
+class ResourceShortage:
+    """A resource a PostgreSQL server ran out of (SQLSTATE class 53, insufficient resources): its
+    SQLSTATE, the server's words for it, what to change, and whether a later attempt may succeed."""
+
+    sqlstate: str
+    words: str
+    fix: str
+    transient: bool = False
+
+
+# Most specific first. The server's words are matched too: the driver leaves the SQLSTATE out of
+# some errors (a failed bulk ingest, a refused connection). Retrying does not help the others:
+# the same work meets the same limit (a rebuild filled the lock table again on each of four
+# retries). 53300 too_many_connections does: the server's connections are shared with every other
+# client, whose sessions come and go, and totes's own are bounded by its connection slots.
+RESOURCE_SHORTAGES = (
+    ResourceShortage(
+        "53200",
+        "out of shared memory",
+        "the server's lock table is full: raise max_locks_per_transaction (or max_connections) in its "
+        "configuration and restart it; it holds max_locks_per_transaction x (max_connections + "
+        "max_prepared_transactions) locks for every session together",
+    ),
+    ResourceShortage(
+        "53200",
+        "out of memory",
+        "lower the server's work_mem or maintenance_work_mem, give it more memory, or lower TOTES_DATABASE_CONCURRENCY",
+    ),
+    ResourceShortage(
+        "53100",
+        "no space left on device",
+        "free or add disk space on the database server (a rebuild holds a second copy of the star "
+        "tables until it swaps it in)",
+    ),
+    ResourceShortage(
+        "53300",
+        "too many clients already",
+        "raise the server's max_connections, or lower TOTES_DATABASE_CONCURRENCY or other clients' connections",
+        transient=True,
+    ),
+    ResourceShortage(
+        "53300",
+        "remaining connection slots are reserved",
+        "raise the server's max_connections, or lower TOTES_DATABASE_CONCURRENCY or other clients' connections",
+        transient=True,
+    ),
+    ResourceShortage("53400", "", "raise the server setting the message names"),
+    ResourceShortage("53000", "", "the server's log says which resource ran out"),
+)
+
+
+def resource_shortage(error: BaseException) -> ResourceShortage | None:
+    """The resource a database driver's error (one with a ``sqlstate``, perhaps None) says the server
+    ran out of, if it says so."""
+    if not hasattr(error, "sqlstate"):
+        return None
+    sqlstate = getattr(error, "sqlstate", None) or ""
+    text = str(error).lower()
+    for shortage in RESOURCE_SHORTAGES:
+        if shortage.words and shortage.words in text and sqlstate in ("", shortage.sqlstate):
+            return shortage
+    if sqlstate.startswith("53"):
+        return next((s for s in RESOURCE_SHORTAGES if s.sqlstate == sqlstate), RESOURCE_SHORTAGES[-1])
+    return None
+
+
+class ResourceExhausted(RuntimeError):
+    """A database server ran out of a resource; the message names the database and what to change."""
+
+
+@contextmanager
+def explaining_resource_errors(purpose: str) -> Iterator[None]:
+    """Turn a database error of the block that says the server ran out of a resource into
+    :class:`ResourceExhausted`, naming ``purpose`` (e.g. "warehouse database") and what to change;
+    the driver's error stays its cause, for the retry decision."""
+    try:
+        yield
+    except DatabaseError as error:
+        if resource_shortage(error) is None:
+            raise
+        msg = f"the {purpose} ran out of a resource: {database_error_reason(error)}"
+        raise ResourceExhausted(msg) from error
 
 
 @contextmanager

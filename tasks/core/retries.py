@@ -1,9 +1,10 @@
 """Which failures are worth retrying, and the retry policy every totes task shares.
 
 Transient: the network or a server is briefly unavailable (connection refused or reset, a
-PostgreSQL restart or failover, S3 5xx or throttling, serialization failures). Permanent: retrying
-cannot help (bad password, missing database or table, bad data, our own validation errors), so the
-task fails at once and the message names the cause.
+PostgreSQL restart or failover, S3 5xx or throttling, serialization failures, no connection left on
+the server). Permanent: retrying cannot help (bad password, missing database or table, bad data, our
+own validation errors, a database server out of shared memory, memory or disk), so the task fails at
+once and the message names the cause.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from typing import Any
 
 from prefect.tasks import exponential_backoff
 
-# SQLSTATE classes and codes (PostgreSQL appendix A) that a later attempt can get past.
-_TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P", "40001", "40P01", "55P03", "57014", "58")
+from tasks.core.postgres import resource_shortage
+
+# SQLSTATE classes and codes (PostgreSQL appendix A) that a later attempt can get past. Class 53,
+# insufficient resources, is decided apart: see RESOURCE_SHORTAGES in tasks/core/postgres.py.
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "57P", "40001", "40P01", "55P03", "57014", "58")
 _TRANSIENT_MESSAGES = re.compile(
     r"connection refused|could not connect|server closed the connection|connection reset|"
     r"broken pipe|timed out|timeout|terminating connection|the database system is (starting|shutting)|"
@@ -45,6 +49,8 @@ def _causes(error: BaseException) -> list[BaseException]:
 def is_transient(error: BaseException) -> bool:
     """True if retrying the operation that raised ``error`` may succeed."""
     for cause in _causes(error):
+        if (shortage := resource_shortage(cause)) is not None:
+            return shortage.transient
         sqlstate = getattr(cause, "sqlstate", None)
         if sqlstate:
             return sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -56,6 +57,14 @@ def unstamped_query(table: Table) -> str:
     return INGEST_SQL.read("select_unstamped_rows").format(table=quote_ident(table.name), columns=_select_list(table))
 
 
+def stamped_query(table: Table) -> str:
+    """The SELECT of every stamped row of one source table with a key (as the delta reads)."""
+    (key,) = table.key
+    return INGEST_SQL.read("select_stamped_rows").format(
+        table=quote_ident(table.name), key=quote_ident(key), columns=_select_list(table)
+    )
+
+
 def _select_list(table: Table) -> str:
     columns = []
     for name, arrow_type in zip(table.schema.names, table.schema.types, strict=True):
@@ -100,47 +109,112 @@ _EXACT_MONEY_TEXT = r"^-?[0-9]{1,8}(\.[0-9]{0,2}0*)?$"
 def conform_batch(batch: pa.RecordBatch, table: Table) -> tuple[pa.RecordBatch, pa.Table | None]:
     """Cast one record batch read from the source to the table's exact raw-zone schema. Pure.
 
-    Returns the conformed rows and the rows that cannot be conformed (None if none): a money
-    value that numeric(10,2) cannot hold exactly (too large, more than 2 decimals, NaN). Those
-    rows keep their source text and gain ``_reason``, naming the column and value; the
-    rest of the batch flows.
+    Returns the conformed rows and the rows set aside (None if none), in the raw zone's schema of
+    unreadable rows, with ``_reason`` naming the column and value: a NULL key (the real ToteSys
+    dump enforces no constraints), a value its column cannot hold (an integer beyond ``integer``
+    read from a ``bigint`` column), money that numeric(10,2) cannot hold exactly (too large, more
+    than 2 decimals, NaN). A value that cannot be kept is NULL in the row set aside; the reason
+    names it. The rest of the batch flows.
 
     Raises:
-        ValueError: a column is missing, or a value does not fit its type; names the table and column.
+        ValueError: a column is missing (schema drift); names the table and column.
     """
-    unfit = reasons = None
-    for target in table.schema:
-        if (
-            target.name in batch.schema.names
-            and pa.types.is_decimal(target.type)
-            and pa.types.is_string(batch.column(target.name).type)
-        ):
-            text = batch.column(target.name)
-            bad = pc.fill_null(pc.invert(pc.match_substring_regex(text, _EXACT_MONEY_TEXT)), False)
-            if not pc.any(bad).as_py():
-                continue  # the usual case: no reason strings built
-            reason = pc.binary_join_element_wise(
-                pa.scalar(f"{target.name} "), text, pa.scalar(f" does not fit {_decimal_sql(target.type)} exactly"), ""
-            )
-            reason = pc.if_else(bad, reason, pa.scalar(None, pa.string()))
-            reasons = reason if reasons is None else pc.coalesce(reasons, reason)
-            unfit = bad if unfit is None else pc.or_(unfit, bad)
-    rejected = None
-    if unfit is not None and reasons is not None:
-        rejected = pa.Table.from_batches([batch.filter(unfit)]).append_column("_reason", reasons.filter(unfit))
-        batch = batch.filter(pc.invert(unfit))
-    arrays = []
     for target in table.schema:
         if target.name not in batch.schema.names:
             msg = f"source table {table.name} has no column {target.name!r} (schema drift)"
             raise ValueError(msg)
+    problems = _RowProblems(batch.num_rows)
+    for key in table.key:
+        problems.add(pc.is_null(batch.column(key)), pa.scalar(f"{key} is NULL: {NULL_KEY_FIX}"))
+    for target in table.schema:
         column = batch.column(target.name)
+        if pa.types.is_decimal(target.type) and pa.types.is_string(column.type):
+            bad = pc.fill_null(pc.invert(pc.match_substring_regex(column, _EXACT_MONEY_TEXT)), False)
+            if pc.any(bad).as_py():  # the usual case: no reason strings built
+                problems.add(
+                    bad, _value_reason(target.name, column, f"does not fit {_decimal_sql(target.type)} exactly")
+                )
+        elif column.type != target.type and (bad := _uncastable(column, target.type)) is not None:
+            problems.add(bad, _value_reason(target.name, column, f"does not fit {_type_sql(target.type)}"))
+    kept = batch if problems.unfit is None else batch.filter(pc.invert(problems.unfit))
+    arrays = [
+        pc.cast(kept.column(t.name), t.type) if kept.column(t.name).type != t.type else kept.column(t.name)
+        for t in table.schema
+    ]
+    conformed = pa.RecordBatch.from_arrays(arrays, schema=table.schema)
+    if problems.unfit is None or problems.reasons is None:
+        return conformed, None
+    return conformed, _set_aside(batch.filter(problems.unfit), problems.reasons.filter(problems.unfit), table)
+
+
+NULL_KEY_FIX = "the row has no key; give it one in the source (it arrives then)"
+
+
+class _RowProblems:
+    """Which rows of a batch cannot be conformed, and why (reasons joined with "; ")."""
+
+    def __init__(self, rows: int):
+        self.rows = rows
+        self.unfit: pa.BooleanArray | None = None
+        self.reasons: pa.StringArray | None = None
+
+    def add(self, bad: pa.BooleanArray, reason: pa.Array | pa.Scalar) -> None:
+        bad = pc.fill_null(bad, False)
+        if not pc.any(bad).as_py():
+            return
+        if isinstance(reason, pa.Scalar):
+            reason = pa.array([reason.as_py()] * self.rows, pa.string())
+        reason = pc.if_else(bad, reason, pa.scalar(None, pa.string()))
+        if self.reasons is None:
+            self.reasons = reason
+        else:
+            joined = pc.binary_join_element_wise(self.reasons, reason, "; ")
+            self.reasons = pc.coalesce(joined, self.reasons, reason)
+        self.unfit = bad if self.unfit is None else pc.or_(self.unfit, bad)
+
+
+def _value_reason(name: str, column: pa.Array, outcome: str) -> pa.Array:
+    text = pc.cast(column, pa.string())
+    return pc.binary_join_element_wise(pa.scalar(f"{name} "), text, pa.scalar(f" {outcome}"), "")
+
+
+def _uncastable(column: pa.Array, target: pa.DataType) -> pa.BooleanArray | None:
+    """Where ``column`` cannot be cast to ``target`` exactly (None if it all can): the rare path."""
+    try:
+        pc.cast(column, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    else:
+        return None
+    bad = []
+    for value in column:
         try:
-            arrays.append(pc.cast(column, target.type) if column.type != target.type else column)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-            msg = f"{table.name}.{target.name}: cannot read as {target.type}: {error}"
-            raise ValueError(msg) from error
-    return pa.RecordBatch.from_arrays(arrays, schema=table.schema), rejected
+            pc.cast(pa.array([value.as_py()], column.type), target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            bad.append(True)
+        else:
+            bad.append(False)
+    return pa.array(bad, pa.bool_())
+
+
+def _set_aside(rows: pa.RecordBatch, reasons: pa.Array, table: Table) -> pa.Table:
+    """Rows set aside, in the raw zone's schema of unreadable rows: money as the source's text, a
+    value its column cannot hold as NULL (``_reason`` names it)."""
+    schema = unreadable_rows_schema(table)
+    arrays = []
+    for target in schema:
+        if target.name == "_reason":
+            arrays.append(reasons)
+            continue
+        column = rows.column(target.name)
+        if column.type != target.type and (bad := _uncastable(column, target.type)) is not None:
+            column = pc.if_else(bad, pa.scalar(None, column.type), column)
+        arrays.append(pc.cast(column, target.type) if column.type != target.type else column)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _type_sql(arrow_type: pa.DataType) -> str:
+    return {pa.int32(): "integer", pa.int16(): "smallint", pa.int64(): "bigint"}.get(arrow_type, str(arrow_type))
 
 
 def _decimal_sql(decimal: pa.Decimal128Type) -> str:
@@ -170,8 +244,14 @@ def drop_known_versions(
         },
         schema={key: pl.Int32, "last_updated": pl.Datetime("us"), "_digest": pl.String},
     )
-    positions = pl.DataFrame({key: rows.column(key).to_numpy(), "last_updated": rows.column("last_updated")})
-    matched = positions.with_row_index("_row").join(known_frame, on=[key, "last_updated"], how="inner")
+    positions = pl.DataFrame(
+        {key: rows.column(key), "last_updated": rows.column("last_updated")},
+        schema={key: pl.Int32, "last_updated": pl.Datetime("us")},
+    )
+    # A row set aside for its NULL key is recorded with key None: it matches itself, named once.
+    matched = positions.with_row_index("_row").join(
+        known_frame, on=[key, "last_updated"], how="inner", nulls_equal=True
+    )
     if matched.height == 0:
         return rows
     digests = row_digests(rows.take(pa.array(matched["_row"].to_numpy())))
@@ -180,54 +260,74 @@ def drop_known_versions(
     return rows.filter(pa.array(~np.isin(np.arange(rows.num_rows), known_rows)))
 
 
-def shared_versions(keys: np.ndarray, stamps: np.ndarray) -> np.ndarray:
-    """Positions, in read order, of the rows whose (key, ``last_updated``) another row of the same
-    read has too: exact repeats, or different rows under one version, which a source without a
-    primary key can hold. Empty (after one sort of the keys) when every key is read once. Pure."""
+def repeated_keys(keys: np.ndarray) -> np.ndarray:
+    """The keys that appear more than once among ``keys``, sorted (usually none: one sort). Pure."""
     if keys.size < 2:
-        return np.empty(0, np.int64)
-    sorted_keys = np.sort(keys)
-    if not (sorted_keys[1:] == sorted_keys[:-1]).any():
-        return np.empty(0, np.int64)
-    order = np.lexsort((stamps, keys))  # by key, then stamp
-    ordered_keys, ordered_stamps = keys[order], stamps[order]
-    same = (ordered_keys[1:] == ordered_keys[:-1]) & (ordered_stamps[1:] == ordered_stamps[:-1])
-    shared = np.zeros(keys.size, dtype=bool)
-    shared[1:] |= same
-    shared[:-1] |= same
-    return np.sort(order[shared]).astype(np.int64)
+        return np.empty(0, keys.dtype)
+    ordered = np.sort(keys)
+    same = ordered[1:] == ordered[:-1]
+    return np.unique(ordered[1:][same]) if same.any() else np.empty(0, keys.dtype)
 
 
-def split_shared_versions(rows: pa.Table, positions: np.ndarray, table: Table) -> tuple[np.ndarray, pa.Table | None]:
-    """Decide what to do with rows that share a version (``rows``, read at ``positions``), as the
-    transform does within one file, but across the whole batch. Pure.
+@dataclass(frozen=True)
+class ConflictDecision:
+    """What to do with every row the source holds under keys read more than once (see
+    :func:`decide_conflicts`).
 
-    Returns the positions to leave out of the raw zone and the rows to quarantine (None if none):
-    an exact repeat is kept once (its later copies left out); different rows under one version are
-    all quarantined, as ``N different rows share <key> K and last_updated T``: which is true cannot
-    be told."""
+    Attributes:
+        kept: one row per key whose rows all have one content (exact repeats kept once).
+        set_aside: rows to quarantine, with ``_reason`` (None if none): every row of a key newly
+            found under several different rows, and a key's single row that cannot be read exactly.
+        conflicting: the keys under which the source still holds several different rows.
+    """
+
+    kept: pa.Table
+    set_aside: pa.Table | None
+    conflicting: frozenset[int]
+
+
+def decide_conflicts(
+    rows: pa.Table, unfit: pa.Table | None, table: Table, *, reported: frozenset[int]
+) -> ConflictDecision:
+    """Decide, key by key, what every row the source holds under some keys becomes. Pure.
+
+    ``rows`` are those rows conformed, ``unfit`` those that could not be (the raw zone's schema of
+    unreadable rows). A key whose rows all have one content arrives (a source without a primary
+    key may hold a row twice); a key with several different rows is set aside whole, as ``N
+    different rows share <key> K``: which is true cannot be told, whatever their stamps. Keys in
+    ``reported`` were set aside before and are not named again while they stay so."""
     (key,) = table.key
-    version = [key, "last_updated"]
-    frame = pl.DataFrame(rows).with_columns(pl.Series("_position", positions))
-    distinct = frame.unique(subset=table.columns, keep="first", maintain_order=True)
-    distinct = distinct.with_columns(pl.len().over(version).alias("_contents"))
-    conflicting = distinct.filter(pl.col("_contents") > 1)
-    kept_once = distinct.filter(pl.col("_contents") == 1)["_position"].to_numpy()
-    leave_out = np.setdiff1d(positions, kept_once)
-    if conflicting.height == 0:
-        return leave_out, None
-    reasons = conflicting.select(
+    schema = unreadable_rows_schema(table)
+    as_read = rows.append_column("_reason", pa.nulls(rows.num_rows, pa.string()))
+    together = pl.DataFrame(pa.concat_tables([as_read.cast(schema), *([unfit.cast(schema)] if unfit else [])]))
+    distinct = together.unique(subset=table.columns, keep="first", maintain_order=True)
+    distinct = distinct.with_columns(pl.len().over(key).alias("_contents"))
+    conflicting = frozenset(int(k) for k in distinct.filter(pl.col("_contents") > 1)[key].unique())
+    settled = pl.Series(key, sorted(conflicting), pl.Int32).implode()
+    kept = (
+        pl.DataFrame(rows)
+        .unique(subset=table.columns, keep="first", maintain_order=True)
+        .filter(~pl.col(key).is_in(settled))
+        .to_arrow()
+        .cast(table.schema)
+    )
+    newly = pl.Series(key, sorted(conflicting - reported), pl.Int32).implode()
+    named = distinct.filter(pl.col(key).is_in(newly)).with_columns(
         pl.format(
-            "{} different rows share {} {} and last_updated {}",
+            "{} different rows share {} {} (the source holds them under one key: it enforces no primary key); "
+            "which is true cannot be told: keep one in the source and it arrives",
             pl.col("_contents"),
             pl.lit(key),
             pl.col(key),
-            pl.col("last_updated"),
         ).alias("_reason")
     )
-    # The quarantined rows as read (Arrow, exact money), found by their position among ``rows``.
-    picked = rows.take(pa.array(np.searchsorted(positions, conflicting["_position"].to_numpy())))
-    return leave_out, picked.append_column("_reason", reasons.to_series().to_arrow().cast(pa.string()))
+    single_unfit = distinct.filter((pl.col("_contents") == 1) & pl.col("_reason").is_not_null())
+    set_aside = pl.concat([single_unfit, named]).drop("_contents")
+    return ConflictDecision(
+        kept=kept,
+        set_aside=set_aside.to_arrow().cast(schema) if set_aside.height else None,
+        conflicting=conflicting,
+    )
 
 
 def versions_since(

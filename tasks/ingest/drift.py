@@ -11,9 +11,17 @@ class SchemaDrift(RuntimeError):
     """The source's tables no longer have the columns or types totes reads (names them all)."""
 
 
+class SourceInLocalTime(RuntimeError):
+    """The source's writers would store local wall times in its audit columns, which totes reads as UTC."""
+
+
+# The audit columns: last_updated bounds every delta read; created_at becomes the facts' created date and time.
+AUDIT_COLUMNS = ("created_at", "last_updated")
+
+
 # The PostgreSQL types (information_schema's data_type) each raw Arrow type can be read from.
 SOURCE_TYPES_FOR = (
-    (pa.types.is_int32, {"integer", "smallint"}),
+    (pa.types.is_int32, {"integer", "smallint", "bigint"}),  # a bigint beyond integer: set aside
     (pa.types.is_string, {"text", "character varying", "character", "USER-DEFINED"}),
     (pa.types.is_timestamp, {"timestamp without time zone", "timestamp with time zone"}),
     (pa.types.is_decimal, {"numeric"}),
@@ -60,3 +68,37 @@ def schema_drift(
                     f"source column {name}.{expected.name} is {actual}, expected one of {', '.join(sorted(allowed))}"
                 )
     return errors, warnings
+
+
+def local_time_stamps(
+    found: dict[str, dict[str, str]], *, time_zone: str, is_utc: bool, database: str, where: str = "source database"
+) -> str | None:
+    """Why the stamps of a source would be misread (a refusal naming the fix), or None.
+
+    A ``timestamp without time zone`` audit column keeps a wall time and no zone: a writer whose
+    session TimeZone is not UTC stores its local time there with ``now()``, which totes compares
+    with its UTC watermark as if it were UTC: west of UTC every change falls behind the watermark,
+    and in any other zone every time reaches the warehouse off by the zone's offset.
+    ``timestamp with time zone`` columns keep the instant,
+    whatever the TimeZone. ``found`` is table -> column -> data_type; ``time_zone``/``is_utc`` the
+    default TimeZone of ``database`` (``where``: which connection). Pure.
+    """
+    if is_utc:
+        return None
+    naive = [
+        f"{name}.{column}"
+        for name, table in SOURCE_TABLES.items()
+        for column in AUDIT_COLUMNS
+        if column in table.columns and found.get(name, {}).get(column) == "timestamp without time zone"
+    ]
+    if not naive:
+        return None
+    shown = ", ".join(naive[:3]) + (f" and {len(naive) - 3} more" if len(naive) > 3 else "")
+    return (
+        f"the {where}'s default TimeZone is {time_zone} and its audit columns ({shown}) are timestamp without "
+        f"time zone: a writer's now() stores {time_zone} wall time there, which totes would read as UTC (changes "
+        "missed behind the watermark west of UTC, every time off by the offset). Set the database's TimeZone to UTC "
+        f'(ALTER DATABASE "{database}" SET '
+        "timezone TO 'UTC') or make the columns timestamptz; if every writer stores UTC whatever the TimeZone, "
+        "set TOTES_SOURCE_STAMPS_ARE_UTC=true; nothing was read"
+    )

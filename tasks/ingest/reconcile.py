@@ -1,6 +1,7 @@
 """Changes no delta can see, found by content: children that PostgreSQL rewrote when their parent key
 was deleted or changed (every run), and any row whose content is not what the lake last observed
-(the deep pass, ``totes reconcile``). The arithmetic is in ``content.py``; this is its I/O.
+(the deep pass, ``totes reconcile``). The arithmetic is in ``content.py``; this is its I/O. And the
+one-off rewrite of a table's index when the PII policy changes how it must be hashed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tasks.ingest.source import (
     read_content_buckets,
     read_rows_by_key,
     read_rows_in_range,
+    stream_every_row,
 )
 from tasks.schema import Table
 
@@ -60,11 +62,16 @@ def write_index(lake: Lake, table: Table, batch_id: str, before: list[str] | Non
     # Written as read, not folded: folding a full load's index costs a few times its size in memory
     # while four tables are read at once. Readers fold it (fold_index).
     rows = pa.concat_tables([p.cast(schema) for p in change])
-    files += lake.write_table(RAW, f"_content_{table.name}", batch_id, rows)
+    files += lake.write_table(RAW, index_folder(table), batch_id, rows)
     if len(files) > INDEX_FILES_BEFORE_FOLDING:
         folded = read_index(lake, table, files).to_arrow().cast(schema)
-        files = lake.write_table(RAW, f"_content_{table.name}", batch_id, folded)
+        files = lake.write_table(RAW, index_folder(table), batch_id, folded)
     return files
+
+
+def index_folder(table: Table) -> str:
+    """The raw zone's folder of ``table``'s content index files."""
+    return f"_content_{table.name}"
 
 
 @dataclass(frozen=True)
@@ -77,14 +84,23 @@ class MissedChanges:
     rejected: pa.Table | None
     index: list[pa.Table]
     ranges_differing: int
+    # A keyed index (a table with PII columns) is compared row by row, not per range.
+    compared_by_row: bool = False
 
 
 def read_missed_changes(
-    connection: Connection, table: Table, index: pl.DataFrame, *, children: list[int], width: int | None
+    connection: Connection,
+    table: Table,
+    index: pl.DataFrame,
+    *,
+    children: list[int],
+    width: int | None,
+    by_row: bool = False,
 ) -> MissedChanges:
     """Read ``children`` by key and, with a range ``width`` (the deep pass), every key range whose
     content summary differs from the index's; keep the rows whose hash the index does not hold
-    (memory: the rows kept, not the rows read)."""
+    (memory: the rows kept, not the rows read). ``by_row``: the index is keyed (a table with PII
+    columns), which the source cannot summarise: the deep pass reads and compares every row."""
     (key,) = table.key
     kept: list[SourceRows] = []
 
@@ -102,7 +118,11 @@ def read_missed_changes(
     keep_changed(read_rows_by_key(connection, table, children))
     stale: list[pl.Series] = []
     ranges: list[int] = []
-    if width:
+    if width and by_row:
+        seen = keep_changed(read for read, _ in stream_every_row(connection, table))
+        in_source = pl.Series(key, pa.chunked_array(seen, pa.int32()), pl.Int32)
+        stale.append(index[key].filter(~index[key].is_in(in_source.implode())))
+    elif width:
         source = read_content_buckets(connection, table, width)
         ranges = differing_buckets(source, content_buckets(index, key, width), CONTENT_SUMMARY)
         for bucket in ranges:
@@ -120,4 +140,76 @@ def read_missed_changes(
         rejected=pa.concat_tables(rejected) if rejected else None,
         index=([tombstones(gone, table)] if gone.len() else []) + [part.index for part in kept],
         ranges_differing=len(ranges),
+        compared_by_row=bool(width and by_row),
     )
+
+
+@dataclass(frozen=True)
+class RewrittenIndex:
+    """A table's content index written afresh (``files``, holding ``keys`` keys) and the rows whose
+    content is not what the lake last observed (``missed``: carried as the deep pass's are)."""
+
+    files: list[str]
+    keys: int
+    missed: MissedChanges
+
+
+def rewrite_index(
+    connection: Connection,
+    lake: Lake,
+    table: Table,
+    batch_id: str,
+    index: pl.DataFrame,
+    *,
+    leave_out: frozenset[int],
+) -> RewrittenIndex:
+    """Write ``table``'s content index afresh, one folded file of this batch, from every row the
+    source holds, hashed as its ``PiiPolicy.content_scheme`` now says; keep the rows the lake has
+    not observed as they are.
+
+    ``index`` is the index as the lake holds it: under the old scheme for the keys this batch did
+    not read, under the new one for those it did. A row is unchanged if either of its hashes (the
+    server's of the row as it is, the new one) is the index's: an index of the server's hashes (a
+    lake written before PII tables had keyed hashes) loses no change made without a stamp. A
+    keyed index of another policy or key matches neither, so every row is kept: the table is read
+    again under the new policy. ``leave_out``: keys set aside as conflicting (``conflicts.py``),
+    neither kept nor indexed, as a key read twice here is."""
+    (key,) = table.key
+    kept: list[SourceRows] = []
+    parts: list[pa.Table] = []
+    for read, as_is in stream_every_row(connection, table):
+        new, old = pl.DataFrame(read.index), pl.DataFrame(as_is)
+        changed = changed_rows(new, index, key) & changed_rows(old, index, key)
+        keys = new.filter(changed)[key].to_arrow()
+        if len(keys):
+            kept.append(read.only(keys, key))
+        parts.append(read.index)
+    read_all = pl.DataFrame(pa.concat_tables(parts).cast(index_schema(table))) if parts else None
+    if read_all is not None:
+        twice = read_all.filter(read_all[key].is_duplicated())[key].unique().to_list()
+        leave_out = leave_out | frozenset(twice)
+    skip = pa.array(sorted(leave_out), pa.int32())
+    rows = [pa.Table.from_batches([part.rows], table.schema) for part in kept]
+    rejected = [part.rejected for part in kept if part.rejected is not None and part.rejected.num_rows]
+    missed = MissedChanges(
+        rows=_without(pa.concat_tables(rows) if rows else table.schema.empty_table(), key, skip),
+        rejected=_without(pa.concat_tables(rejected), key, skip) if rejected else None,
+        index=[],
+        ranges_differing=0,
+    )
+    fresh = fold_index([_without(part, key, skip) for part in parts], table).to_arrow().cast(index_schema(table))
+    files = lake.write_table(RAW, index_folder(table), batch_id, fresh)
+    return RewrittenIndex(files=files, keys=fresh.num_rows, missed=missed)
+
+
+def _without(rows: pa.Table, key: str, keys: pa.Array) -> pa.Table:
+    if not len(keys):
+        return rows
+    column = rows.column(key)
+    return rows.filter(pc.invert(pc.fill_null(pc.is_in(column, keys.cast(column.type)), False)))
+
+
+def remove_superseded_index(lake: Lake, table: Table, keep: list[str]) -> int:
+    """Delete every file of ``table``'s content index folder that ``keep`` (the newest manifest's
+    index) does not name; return how many. Only the newest manifest's index is ever read."""
+    return lake.remove_all_but(f"{RAW}/{index_folder(table)}", keep)

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from tasks.core.manifests import Horizon
 from tasks.core.postgres import Connection, connect, fetch_arrow, fetch_rows, read_transaction
-from tasks.ingest.content import index_rows
+from tasks.ingest.content import index_rows, with_keyed_content
 from tasks.ingest.delta import (
     INGEST_SQL,
     by_key_query,
@@ -22,6 +22,7 @@ from tasks.ingest.delta import (
     content_buckets_query,
     delta_query,
     range_query,
+    stamped_query,
     unstamped_query,
 )
 from tasks.ingest.pii import PiiPolicy, mask_pii
@@ -39,6 +40,21 @@ def read_source_columns(connection: Connection) -> dict[str, dict[str, str]]:
     for table, column, data_type in fetch_rows(connection, INGEST_SQL.read("select_source_columns")):
         found.setdefault(table, {})[column] = data_type
     return found
+
+
+@dataclass(frozen=True)
+class DefaultTimeZone:
+    """The TimeZone a new session of a database gets (what a writer's ``now()`` is stored in)."""
+
+    time_zone: str
+    is_utc: bool  # the same wall time as UTC all year
+    database_name: str
+
+
+def read_default_time_zone(connection: Connection) -> DefaultTimeZone:
+    """The database's default TimeZone (not the one a session pinned: see read_default_time_zone.sql)."""
+    ((time_zone, is_utc, database_name),) = fetch_rows(connection, INGEST_SQL.read("read_default_time_zone"))
+    return DefaultTimeZone(time_zone, bool(is_utc), database_name)
 
 
 class SourceIsStandby(RuntimeError):
@@ -105,7 +121,7 @@ def connect_source(url: str, *, purpose: str = "source database") -> Connection:
 class SourceRows:
     """Rows read from the source: those conformed to the raw zone's schema, those that could not be
     (with ``_reason``, see :func:`tasks.ingest.delta.conform_batch`), and the content index rows of
-    both (key, foreign keys, the server's hash of the row)."""
+    both (key, foreign keys, the hash of the row its table's ``PiiPolicy.content_scheme`` says)."""
 
     rows: pa.RecordBatch
     rejected: pa.Table | None
@@ -113,11 +129,26 @@ class SourceRows:
 
     @classmethod
     def read(cls, batch: pa.RecordBatch, table: Table, pii: PiiPolicy) -> SourceRows:
-        """Rows as read, PII masked first: the rows set aside keep only masked values too (the
-        content index holds keys, foreign keys and the server's hash of the row: no value)."""
-        index = index_rows(batch, table)
-        rows, rejected = conform_batch(mask_pii(batch, table.name, pii), table)
+        """Rows as read, PII masked first: the rows set aside keep only masked values too, and the
+        content index holds keys, foreign keys and a hash of the row: the server's, or for a table
+        with PII columns totes' hash of the masked row, keyed if it hashes a column (the server's
+        hashes the values as they are: see ``content.py``)."""
+        masked = mask_pii(batch, table.name, pii)
+        rows, rejected = conform_batch(masked, table)
+        keyed = pii.content_scheme(table.name) != "source"
+        index = index_rows(with_keyed_content(masked, table, pii.content_key(table.name)) if keyed else batch, table)
         return cls(rows, rejected, index)
+
+    def without(self, keys: pa.Array, key: str) -> SourceRows:
+        """These rows without the given keys."""
+        rejected = self.rejected
+        if rejected is not None:
+            rejected = rejected.filter(pc.invert(pc.fill_null(pc.is_in(rejected.column(key), keys), False)))
+        return SourceRows(
+            self.rows.filter(pc.invert(pc.is_in(self.rows.column(key), keys))),
+            rejected,
+            self.index.filter(pc.invert(pc.is_in(self.index.column(key), keys))),
+        )
 
     def only(self, keys: pa.Array, key: str) -> SourceRows:
         """These rows restricted to the given keys."""
@@ -153,6 +184,18 @@ def read_rows_by_key(connection: Connection, table: Table, keys: list[int]) -> I
     pii = source_pii_policy()
     for batch in fetch_arrow(connection, by_key_query(table), (wanted,)).to_batches():
         yield SourceRows.read(batch, table, pii)
+
+
+def stream_every_row(connection: Connection, table: Table) -> Iterator[tuple[SourceRows, pa.Table]]:
+    """Every stamped row of ``table`` with a key, batch by batch, read as the delta's are; beside
+    each batch, its content index rows under the ``source`` scheme (the server's hash of the row as
+    it is, held in memory only), to compare with an index written under it. For the deep pass of a
+    table whose index is keyed, and the rewrite of an index (see ``reconcile.py``)."""
+    pii = source_pii_policy()
+    with read_transaction(connection) as cursor:
+        cursor.execute(stamped_query(table))
+        for batch in cursor.fetch_record_batch():
+            yield SourceRows.read(batch, table, pii), index_rows(batch, table)
 
 
 def read_content_buckets(connection: Connection, table: Table, width: int) -> pl.DataFrame:

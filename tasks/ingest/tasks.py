@@ -22,38 +22,45 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core.asset_keys import database_key
 from tasks.core.assets import announce_schema_drift
 from tasks.core.lake import RAW, Lake, batch_sequence, new_batch_id
+from tasks.core.locks import verify_cycle_locks
 from tasks.core.manifests import FileSet, Horizon, RawManifest, RawTableEntry
 from tasks.core.postgres import Connection, DatabaseError, connect, database_error_reason
 from tasks.core.progress import with_progress
 from tasks.core.reports import RunSummary
 from tasks.core.retries import RETRY_POLICY
-from tasks.ingest.content import children_of
+from tasks.ingest.conflicts import SettledConflicts, settle_conflicts, without_keys
+from tasks.ingest.content import CONTENT_HASH, children_of
 from tasks.ingest.delta import (
     drop_known_versions,
     raw_quarantine_name,
+    repeated_keys,
     set_aside_unstamped,
-    shared_versions,
-    split_shared_versions,
     versions_since,
 )
-from tasks.ingest.drift import SchemaDrift, schema_drift
+from tasks.ingest.drift import SchemaDrift, SourceInLocalTime, local_time_stamps, schema_drift
 from tasks.ingest.known_keys import check_deletes
-from tasks.ingest.reconcile import MissedChanges, read_index, read_missed_changes, write_index
+from tasks.ingest.reconcile import (
+    MissedChanges,
+    read_index,
+    read_missed_changes,
+    remove_superseded_index,
+    rewrite_index,
+    write_index,
+)
+from tasks.ingest.replica import read_horizon_of_source
 from tasks.ingest.source import (
-    HorizonReading,
-    SourceIsStandby,
     SourceReadFailed,
     SourceRows,
     connect_source,
+    read_default_time_zone,
     read_source_columns,
-    read_source_horizon,
     read_unstamped_rows,
+    source_pii_policy,
     stream_delta,
-    wait_for_replay,
 )
 from tasks.ingest.watermark import complete_before, next_watermark
 from tasks.schema import SOURCE_TABLES, Reference, Table, deleted_marks_schema, references_of, unreadable_rows_schema
-from tasks.settings import TotesSettings, load_settings, redact_url
+from tasks.settings import load_settings, redact_url
 
 
 @dataclass(frozen=True)
@@ -113,20 +120,27 @@ def read_handed_over_extracts(batch_id: str) -> dict[str, RawTableEntry]:
 
 @task(name="read-source-horizon", cache_policy=NO_CACHE, **RETRY_POLICY)
 def read_horizon() -> Horizon:
-    """Read the source's in-flight horizon, before any data is read."""
+    """Read the source's in-flight horizon, before any data is read: on its primary when the source is a
+    standby, a logical-replication subscriber or a declared copy (``replica.py``)."""
     settings = load_settings()
     logger = get_run_logger()
+    primary_url = settings.source_primary_url.get_secret_value() if settings.source_primary_url else None
     with connect(settings.require_source_url(), purpose="source database") as connection:
-        reading = read_source_horizon(connection)
-        if reading.is_standby:
-            reading = _read_horizon_from_primary(settings, connection)
-    horizon = reading.horizon
-    if horizon.has_hidden_sessions:
+        found = read_horizon_of_source(
+            connection,
+            primary_url=primary_url,
+            is_copy=settings.source_is_copy,
+            wait_seconds=settings.replica_wait_seconds,
+        )
+    horizon = found.reading.horizon
+    if found.has_hidden_sessions:
         logger.warning(
             "The source role cannot see other sessions in pg_stat_activity; watermarks lag %.0f s "
             "behind the clock instead of tracking open transactions (grant it pg_read_all_stats).",
             settings.fallback_lag_seconds,
         )
+    for note in found.notes:
+        logger.info(note)
     logger.info(
         "Source horizon: clock %s, oldest open transaction %s",
         horizon.clock_at,
@@ -135,47 +149,26 @@ def read_horizon() -> Horizon:
     return horizon
 
 
-def _read_horizon_from_primary(settings: TotesSettings, standby: Connection) -> HorizonReading:
-    """A standby's pg_stat_activity cannot see transactions open on the primary, and its clock runs
-    ahead of what it has replayed: take the horizon from the primary, then let the standby replay
-    past the primary's WAL position at that moment before any data is read from it.
-
-    Raises:
-        SourceIsStandby: no primary connection is configured, it is a standby too, or replay lags
-            longer than TOTES_REPLICA_WAIT_SECONDS.
-    """
-    if settings.source_primary_url is None:
-        msg = (
-            "the source database is a standby (pg_is_in_recovery() is true): its pg_stat_activity cannot see "
-            "transactions open on the primary, and its replay may lag, so reading it alone would lose rows. "
-            "Set TOTES_SOURCE_PRIMARY_URL to a (read-only) connection to the primary, or point TOTES_SOURCE_URL "
-            "at the primary; nothing was read"
-        )
-        raise SourceIsStandby(msg)
-    with connect(settings.source_primary_url.get_secret_value(), purpose="source's primary database") as primary:
-        reading = read_source_horizon(primary)
-    if reading.is_standby or reading.wal_position is None:
-        msg = "TOTES_SOURCE_PRIMARY_URL points at a standby too, not at the primary; nothing was read"
-        raise SourceIsStandby(msg)
-    waited = wait_for_replay(standby, reading.wal_position, wait_seconds=settings.replica_wait_seconds)
-    get_run_logger().info(
-        "The source is a standby: horizon taken from the primary at WAL %s; the standby replayed past it in %.1f s",
-        reading.wal_position,
-        waited,
-    )
-    return reading
-
-
 @task(name="check-source-schema", cache_policy=NO_CACHE, **RETRY_POLICY)
 def check_source_schema() -> SchemaCheck:
     """Compare the source's tables with the model before reading: fail on a missing table, column or
     incompatible type (nothing is read, no watermark moves); warn about new columns.
 
     The lake keeps the last set of warnings in ``raw/_schema_drift.json``, so that a new column
-    alerts once, not every run."""
+    alerts once, not every run.
+
+    It also refuses a source whose writers would store local wall times that totes reads as UTC
+    (``timestamp`` audit columns, a default TimeZone that is not UTC: see ``local_time_stamps``),
+    unless ``TOTES_SOURCE_STAMPS_ARE_UTC``. When the source copies a primary, its writers are the
+    primary's: that database's TimeZone counts too."""
     settings = load_settings()
     with connect(settings.require_source_url(), purpose="source database") as connection:
-        errors, warnings = schema_drift(read_source_columns(connection), frozen=settings.frozen_tables())
+        found = read_source_columns(connection)
+        time_zones = [("source database", read_default_time_zone(connection))]
+    if settings.source_primary_url is not None and not settings.source_stamps_are_utc:
+        with connect(settings.source_primary_url.get_secret_value(), purpose="source's primary database") as primary:
+            time_zones.append(("source's primary database", read_default_time_zone(primary)))
+    errors, warnings = schema_drift(found, frozen=settings.frozen_tables())
     logger = get_run_logger()
     for warning in warnings:
         logger.warning(warning)
@@ -183,6 +176,12 @@ def check_source_schema() -> SchemaCheck:
     if errors:
         announce_schema_drift(source, problems=errors, stopped=True)
         raise SchemaDrift("schema drift: " + "; ".join(errors))
+    for where, zone in time_zones if not settings.source_stamps_are_utc else []:
+        problem = local_time_stamps(
+            found, time_zone=zone.time_zone, is_utc=zone.is_utc, database=zone.database_name, where=where
+        )
+        if problem is not None:
+            raise SourceInLocalTime(problem)
     lake = Lake.from_url(settings.lake_url)
     reported_path = f"{RAW}/_schema_drift.json"
     reported = (
@@ -198,7 +197,8 @@ def check_source_schema() -> SchemaCheck:
 
 class _DeltaStream:
     """The fresh versions of one table's delta, noting on the way what the manifest needs: rows
-    read, versions at or after the next watermark, unreadable rows, and every key seen."""
+    read, versions at or after the next watermark, unreadable rows, and every key seen. Rows of
+    keys set aside before as conflicting are left out: they are read again by key (conflicts.py)."""
 
     def __init__(self, previous: RawTableEntry, next_mark: datetime, key: str):
         self.previous, self.next_mark, self.key = previous, next_mark, key
@@ -206,16 +206,15 @@ class _DeltaStream:
         self.overlap: set[tuple[int | None, datetime, str]] = set()
         self.unfit: list[pa.Table] = []
         self.seen_keys: list[np.ndarray] = []
-        # (key, last_updated) of each row written, in order: a source without a primary key can
-        # hold one version twice, which no later stage could load.
-        self.written_keys: list[np.ndarray] = []
-        self.written_stamps: list[np.ndarray] = []
         # The content index rows of every row read (see content.py).
         self.index: list[pa.Table] = []
+        self.settling = pa.array(sorted(previous.conflicting_keys), pa.int32())
 
     def fresh(self, stream: Iterator[SourceRows], table_name: str) -> Iterator[pa.RecordBatch]:
         table = SOURCE_TABLES[table_name]
         for read in stream:
+            if len(self.settling):
+                read = read.without(self.settling, self.key)
             batch, rejected = read.rows, read.rejected
             self.index.append(read.index)
             self.read += batch.num_rows
@@ -227,12 +226,7 @@ class _DeltaStream:
             # A copy: the driver's batch is one allocation, and a column kept by reference would
             # keep every column of every batch alive (the whole table, in memory, on a full load).
             self.seen_keys.append(np.array(batch.column(self.key).to_numpy(zero_copy_only=False), copy=True))
-            fresh = drop_known_versions(batch, table, self.previous.overlap_keys)
-            self.written_keys.append(np.array(fresh.column(self.key).to_numpy(), copy=True))
-            self.written_stamps.append(
-                np.array(pc.cast(fresh.column("last_updated"), pa.int64()).to_numpy(), copy=True)
-            )
-            yield from fresh.to_batches()
+            yield from drop_known_versions(batch, table, self.previous.overlap_keys).to_batches()
 
     def seen(self) -> pl.Series:
         return pl.Series(self.key, np.concatenate(self.seen_keys) if self.seen_keys else [], pl.Int32)
@@ -241,38 +235,11 @@ class _DeltaStream:
         rejected = pa.concat_tables(self.unfit) if self.unfit else None
         return rejected if rejected is not None and rejected.num_rows else None
 
-    def shared(self) -> np.ndarray:
-        """Positions of the written rows that share their version with another (usually none)."""
-        if not self.written_keys:
-            return np.empty(0, np.int64)
-        return shared_versions(np.concatenate(self.written_keys), np.concatenate(self.written_stamps))
-
-
-def _resolve_shared_versions(
-    lake: Lake, table: Table, batch_id: str, files: list[str], shared: np.ndarray, *, rows_per_file: int
-) -> tuple[list[str], int, pa.Table | None]:
-    """Rewrite a table's new raw files without repeated and conflicting versions (see
-    :func:`split_shared_versions`); return the new files, their rows and the rows quarantined. The
-    first files are never named by a manifest, so every reader ignores them."""
-
-    def rows_at(wanted: np.ndarray) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
-        offset = 0
-        for batch in lake.iter_batches(files, table.schema):
-            hit = np.isin(np.arange(offset, offset + batch.num_rows), wanted)
-            offset += batch.num_rows
-            yield batch, hit
-
-    members = pa.Table.from_batches([batch.filter(pa.array(hit)) for batch, hit in rows_at(shared)], table.schema)
-    leave_out, quarantined = split_shared_versions(members, shared, table)
-    new_files, rows = lake.write_batches(
-        RAW,
-        table.name,
-        batch_id,
-        table.schema,
-        (batch.filter(pa.array(~hit)) for batch, hit in rows_at(leave_out)),
-        rows_per_file=rows_per_file,
-    )
-    return new_files, rows, quarantined
+    def repeated(self) -> frozenset[int]:
+        """Keys read more than once (a source without a primary key; usually none)."""
+        if not self.seen_keys:
+            return frozenset()
+        return frozenset(int(k) for k in repeated_keys(np.concatenate(self.seen_keys)))
 
 
 @task(
@@ -298,7 +265,8 @@ def extract_table_delta(
     )
     (key,) = table.key
     delta = _DeltaStream(state, next_mark, key)
-    repeated: pa.Table | None = None
+    settled: SettledConflicts | None = None
+    settling: frozenset[int] = frozenset()
     logger = get_run_logger()
     source_url = settings.require_source_url()
     with connect_source(source_url) as connection:
@@ -313,20 +281,6 @@ def extract_table_delta(
                 ),
                 rows_per_file=settings.parquet_rows_per_file,
             )
-            shared = delta.shared()
-            if shared.size:
-                read_rows = rows
-                files, rows, repeated = _resolve_shared_versions(
-                    lake, table, batch_id, files, shared, rows_per_file=settings.parquet_rows_per_file
-                )
-                logger.warning(
-                    "%s: %d row(s) share their (%s, last_updated) with another row of this read (the source does "
-                    "not enforce its primary key): exact repeats kept once, different rows quarantined; %d left out",
-                    table_name,
-                    shared.size,
-                    key,
-                    read_rows - rows,
-                )
             deletes = check_deletes(
                 connection,
                 lake,
@@ -340,6 +294,29 @@ def extract_table_delta(
             unstamped, unstamped_keys = set_aside_unstamped(
                 read_unstamped_rows(connection, table), table, state.unstamped_keys
             )
+            # A key the source holds twice is settled when this run reads it (a copy made long ago, read
+            # by no run, stays as the lake has it).
+            read_now = set(delta.seen().to_list())
+            if deletes.arrived is not None:
+                read_now.update(deletes.arrived.column(key).to_pylist())
+            conflicting = delta.repeated() | state.conflicting_keys | (deletes.duplicated & read_now)
+            if deletes.arrived is not None:
+                conflicting |= frozenset(int(k) for k in repeated_keys(deletes.arrived.column(key).to_numpy()))
+            if conflicting:
+                settling = conflicting
+                settled = settle_conflicts(
+                    connection,
+                    lake,
+                    table,
+                    batch_id=batch_id,
+                    files=files,
+                    rows=rows,
+                    keys=conflicting,
+                    reported=state.conflicting_keys,
+                    known=state.overlap_keys,
+                    rows_per_file=settings.parquet_rows_per_file,
+                )
+                files, rows = settled.files, settled.rows
         except DatabaseError as error:
             msg = (
                 f"reading source table {table_name} from the source database {redact_url(source_url)}: "
@@ -348,18 +325,22 @@ def extract_table_delta(
             raise SourceReadFailed(msg) from error
     if deletes.deleted:
         logger.info("%s: %d row(s) deleted in the source since the last check", table_name, deletes.deleted.rows)
-    if deletes.arrived is not None:
+    if settled is not None:
+        _report_conflicts(table_name, key, settled, before=state.conflicting_keys)
+        delta.overlap.update(versions_since(settled.kept, table, next_mark))
+    arrived = without_keys([deletes.arrived], key, settling)[0] if deletes.arrived is not None else None
+    if arrived is not None and arrived.num_rows:
         # Rows no delta could read (stamped before the watermark): versions of this batch too.
-        files += lake.write_table(RAW, table_name, batch_id, deletes.arrived)
-        rows += deletes.arrived.num_rows
-        delta.overlap.update(versions_since(deletes.arrived, table, next_mark))
+        files += lake.write_table(RAW, table_name, batch_id, arrived)
+        rows += arrived.num_rows
+        delta.overlap.update(versions_since(arrived, table, next_mark))
         logger.warning(
             "%s: %d row(s) the source holds and the lake did not, stamped before the watermark (restored, "
             "imported or inserted again): read by key (%s %s)",
             table_name,
-            deletes.arrived.num_rows,
+            arrived.num_rows,
             key,
-            ", ".join(str(k) for k in deletes.arrived.column(key).to_pylist()[:5]),
+            ", ".join(str(k) for k in arrived.column(key).to_pylist()[:5]),
         )
     if unstamped is not None:
         logger.warning(
@@ -369,8 +350,9 @@ def extract_table_delta(
             key,
             ", ".join(str(k) for k in unstamped.column(key).to_pylist()[:5]),
         )
+    set_aside = settled.set_aside if settled else None
     rejected = _unreadable(
-        [t for t in (delta.rejected(), unstamped, repeated, deletes.arrived_unfit) if t is not None], table_name
+        [t for t in (delta.rejected(), unstamped, set_aside, deletes.arrived_unfit) if t is not None], table_name
     )
     unreadable = None
     if rejected is not None:
@@ -404,12 +386,52 @@ def extract_table_delta(
         rejected=unreadable,
         unstamped_keys=unstamped_keys,
         content=state.content,
+        content_scheme=state.content_scheme,
+        conflicting_keys=settled.conflicting if settled else frozenset(),
     )
     if not entry.has_changes(previous):
         return entry
     # Kept only when the batch is recorded: the rows a run reads and drops as known are in the index.
-    content = write_index(lake, table, batch_id, state.content, [*delta.index, *deletes.index])
+    # The keys settled here are indexed as they were settled (none while they stay conflicting).
+    index = [*without_keys(delta.index, key, settling), *_without_arrivals(deletes.index, key, settling)]
+    if settled is not None and settled.index is not None:
+        index.append(settled.index)
+    content = write_index(lake, table, batch_id, state.content, index)
     return replace(entry, content=content)
+
+
+def _without_arrivals(parts: list[pa.Table], key: str, keys: frozenset[int]) -> list[pa.Table]:
+    """The delete check's index rows without the rows that arrived under ``keys`` (their
+    tombstones stay: a key found deleted is deleted whatever it held)."""
+    if not keys:
+        return parts
+    wanted = pa.array(sorted(keys), pa.int32())
+    return [
+        part.filter(pc.invert(pc.and_(pc.is_in(part.column(key), wanted), pc.is_valid(part.column(CONTENT_HASH)))))
+        for part in parts
+    ]
+
+
+def _report_conflicts(table_name: str, key: str, settled: SettledConflicts, *, before: frozenset[int]) -> None:
+    logger = get_run_logger()
+    newly = sorted(settled.conflicting - before)
+    if newly:
+        logger.warning(
+            "%s: %d key(s) hold several different rows in the source (it enforces no primary key): set aside, "
+            "not named again, until one row remains under the key (%s %s)",
+            table_name,
+            len(newly),
+            key,
+            ", ".join(str(k) for k in newly[:5]),
+        )
+    if resolved := sorted(before - settled.conflicting):
+        logger.info(
+            "%s: %d key(s) set aside for holding several rows hold one now: it arrives (%s %s)",
+            table_name,
+            len(resolved),
+            key,
+            ", ".join(str(k) for k in resolved[:5]),
+        )
 
 
 @task(
@@ -441,7 +463,12 @@ def read_missed_changes_task(
     source_url = settings.require_source_url()
     with connect_source(source_url) as connection:
         try:
-            missed = read_missed_changes(connection, table, index, children=children, width=width)
+            missed = read_missed_changes(
+                connection, table, index, children=children, width=width, by_row=entry.content_scheme != "source"
+            )
+            missed, entry = _settle_missed_conflicts(
+                connection, lake, table, batch_id, entry, missed, rows_per_file=settings.parquet_rows_per_file
+            )
         except DatabaseError as error:
             msg = (
                 f"reading source table {table_name} again from the source database {redact_url(source_url)}: "
@@ -450,7 +477,14 @@ def read_missed_changes_task(
             raise SourceReadFailed(msg) from error
     changed = missed.rows.num_rows + (missed.rejected.num_rows if missed.rejected is not None else 0)
     logger = get_run_logger()
-    if deep:
+    if deep and missed.compared_by_row:
+        logger.info(
+            "%s: deep pass compared every row's content one by one (its content index is keyed: PII columns), %d "
+            "row(s) changed without a new last_updated",
+            table_name,
+            changed,
+        )
+    elif deep:
         logger.info(
             "%s: deep pass compared every row's content: %d key range(s) differed, %d row(s) changed without a new "
             "last_updated",
@@ -468,6 +502,70 @@ def read_missed_changes_task(
     if not changed and not missed.index:
         return entry
     return _carry(lake, table, batch_id, entry, missed, rows_per_file=settings.parquet_rows_per_file)
+
+
+def _settle_missed_conflicts(
+    connection: Connection,
+    lake: Lake,
+    table: Table,
+    batch_id: str,
+    entry: RawTableEntry,
+    missed: MissedChanges,
+    *,
+    rows_per_file: int,
+) -> tuple[MissedChanges, RawTableEntry]:
+    """Rows read again leave out keys set aside as conflicting (read by key every run, see
+    conflicts.py); a key they meet more than once is settled there, not carried."""
+    (key,) = table.key
+    read = [part.filter(pc.is_valid(part.column(CONTENT_HASH))) for part in missed.index]
+    twice = (
+        frozenset(
+            int(k)
+            for k in repeated_keys(
+                pa.concat_arrays(
+                    [part.column(key).combine_chunks() for part in read] or [pa.array([], pa.int32())]
+                ).to_numpy(zero_copy_only=False)
+            )
+        )
+        - entry.conflicting_keys
+    )
+    leave_out = entry.conflicting_keys | twice
+    if not leave_out:
+        return missed, entry
+    missed = replace(
+        missed,
+        rows=without_keys([missed.rows], key, leave_out)[0],
+        rejected=without_keys([missed.rejected], key, leave_out)[0] if missed.rejected is not None else None,
+        index=_without_arrivals(missed.index, key, leave_out),
+    )
+    if not twice:
+        return missed, entry
+    settled = settle_conflicts(
+        connection,
+        lake,
+        table,
+        batch_id=batch_id,
+        files=entry.data.files,
+        rows=entry.data.rows,
+        keys=twice,
+        reported=entry.conflicting_keys,
+        known=entry.overlap_keys,
+        rows_per_file=rows_per_file,
+    )
+    _report_conflicts(table.name, key, settled, before=entry.conflicting_keys)
+    rejected = entry.rejected
+    unfit = _unreadable([settled.set_aside], table.name) if settled.set_aside is not None else None
+    if unfit is not None:
+        written = lake.write_table(RAW, raw_quarantine_name(table.name), batch_id, unfit)
+        rejected = (rejected or FileSet()) + FileSet(written, unfit.num_rows)
+    return missed, replace(
+        entry,
+        data=FileSet(settled.files, settled.rows),
+        overlap_keys=entry.overlap_keys | frozenset(versions_since(settled.kept, table, entry.watermark)),
+        rejected=rejected,
+        conflicting_keys=entry.conflicting_keys | settled.conflicting,
+        content=write_index(lake, table, batch_id, entry.content, [settled.index] if settled.index else []),
+    )
 
 
 # The key range width of the deep pass when the delete check is off (its width is used otherwise).
@@ -532,6 +630,84 @@ def _unreadable(tables: list[pa.Table], table_name: str) -> pa.Table | None:
     return pa.concat_tables([t.select(schema.names).cast(schema) for t in tables]) if tables else None
 
 
+@task(name="index-content-under-policy", cache_policy=NO_CACHE, **RETRY_POLICY)
+def index_content_under_policy(plan: IngestPlan, tables: dict[str, RawTableEntry]) -> dict[str, RawTableEntry]:
+    """Every table's entry with its content index hashed as the PII policy says (``content_scheme``:
+    keyed for a table with PII columns, see ``content.py``), after the extracts.
+
+    An index the batch before holds under another scheme (a lake written before tables with PII
+    columns had keyed hashes, or a table's PII policy or the hash key changed since) is rewritten
+    once, from the source's rows; rows whose content the lake did not hold join the batch as the
+    deep pass's do. Its old files are deleted once the batch is recorded
+    (:func:`remove_superseded_indexes`). Reads nothing when every index is as the policy says."""
+    pii = source_pii_policy()
+    indexed = dict(tables)
+    for name, entry in tables.items():
+        scheme = pii.content_scheme(name)
+        before = plan.previous.get(name)
+        if entry.content is None:
+            continue  # no index yet: nothing to say how it is hashed
+        if before is None or before.content is None or before.content_scheme == scheme:
+            # Every file of the index was written under ``scheme``: the batch before's, and this one's.
+            indexed[name] = replace(entry, content_scheme=scheme)
+        else:
+            indexed[name] = _rewrite_index(SOURCE_TABLES[name], plan.batch_id, entry, scheme)
+    return indexed
+
+
+def _rewrite_index(table: Table, batch_id: str, entry: RawTableEntry, scheme: str) -> RawTableEntry:
+    """``entry`` with its content index written afresh under ``scheme`` (see :func:`rewrite_index`)."""
+    settings = load_settings()
+    lake = Lake.from_url(settings.lake_url)
+    index = read_index(lake, table, entry.content)
+    source_url = settings.require_source_url()
+    with connect_source(source_url) as connection:
+        try:
+            rewritten = rewrite_index(connection, lake, table, batch_id, index, leave_out=entry.conflicting_keys)
+        except DatabaseError as error:
+            msg = (
+                f"reading source table {table.name} again from the source database {redact_url(source_url)}: "
+                f"{database_error_reason(error)}"
+            )
+            raise SourceReadFailed(msg) from error
+    missed = rewritten.missed
+    changed = missed.rows.num_rows + (missed.rejected.num_rows if missed.rejected is not None else 0)
+    get_run_logger().info(
+        "%s: content index rewritten for its PII policy (%s): %d row(s) hashed, %d of them not as the lake held "
+        "them, read again",
+        table.name,
+        scheme,
+        rewritten.keys,
+        changed,
+    )
+    if changed:
+        entry = _carry(lake, table, batch_id, entry, missed, rows_per_file=settings.parquet_rows_per_file)
+    return replace(entry, content=rewritten.files, content_scheme=scheme)
+
+
+@task(name="remove-superseded-content-indexes", cache_policy=NO_CACHE, **RETRY_POLICY)
+def remove_superseded_indexes() -> None:
+    """After the batch is recorded: delete, for each table with PII columns, the content index files
+    the newest manifest does not name. An index rewritten under the PII policy leaves files behind
+    whose hashes let a reader test guesses (the server's, of rows as they are); nothing reads them
+    again. Every run checks (one listing per such table), so a run stopped between recording its
+    batch and deleting them is made good by the next."""
+    pii = source_pii_policy()
+    masked = [name for name in SOURCE_TABLES if pii.masks(name)]
+    if not masked:
+        return
+    lake = Lake.from_url(load_settings().lake_url)
+    batches = lake.list_batches(RAW)
+    newest = lake.read_raw_manifest(batches[-1]).tables if batches else {}
+    for name in masked:
+        entry = newest.get(name)
+        if entry is not None and entry.content is not None and entry.content_scheme != pii.content_scheme(name):
+            continue  # not rewritten yet (the next run compares with it)
+        removed = remove_superseded_index(lake, SOURCE_TABLES[name], (entry.content if entry else None) or [])
+        if removed:
+            get_run_logger().info("%s: deleted %d content index file(s) the newest batch does not name", name, removed)
+
+
 @task(name="record-ingest-batch", cache_policy=NO_CACHE, **RETRY_POLICY)
 def record_ingest_batch(
     plan: IngestPlan, tables: dict[str, RawTableEntry], horizon: Horizon, schema_check: SchemaCheck
@@ -546,6 +722,8 @@ def record_ingest_batch(
     settings = load_settings()
     if any(entry.has_changes(plan.previous.get(name)) for name, entry in tables.items()):
         lake = Lake.from_url(settings.lake_url)
+        lake.ensure_identity()  # the lake's first batch gives it its identity (tasks/core/lake_binding.py)
+        verify_cycle_locks()  # a run whose cycle lock was lost must not record: another may be planning
         lake.write_raw_manifest(RawManifest(batch_id=plan.batch_id, tables=tables, horizon=horizon))
         logger.info("Recorded ingest batch %s", plan.batch_id)
     else:

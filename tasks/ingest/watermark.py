@@ -33,6 +33,20 @@ def complete_before(horizon: Horizon, *, fallback_lag_seconds: float) -> datetim
     return bound
 
 
+def earliest(*horizons: Horizon) -> Horizon:
+    """One horizon that holds for the writers of every one of these servers (a logical-replication
+    subscriber's own and its publisher's): the earliest clock, open and prepared transaction, and
+    hidden sessions if any server hides some."""
+    opened = [h.oldest_open_transaction_at for h in horizons if h.oldest_open_transaction_at is not None]
+    prepared = [h.oldest_prepared_transaction_at for h in horizons if h.oldest_prepared_transaction_at is not None]
+    return Horizon(
+        clock_at=min(h.clock_at for h in horizons),
+        oldest_open_transaction_at=min(opened, default=None),
+        has_hidden_sessions=any(h.has_hidden_sessions for h in horizons),
+        oldest_prepared_transaction_at=min(prepared, default=None),
+    )
+
+
 def next_watermark(
     previous: datetime, horizon: Horizon, *, safety_seconds: float, fallback_lag_seconds: float
 ) -> datetime:

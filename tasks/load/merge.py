@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from tasks.core.postgres import Connection, Cursor, execute_for_one, fetch_rows, roll_back
 from tasks.core.progress import with_progress
-from tasks.core.warehouse import take_load_lock
+from tasks.core.warehouse import WAREHOUSE_SCHEMA, take_load_lock, use_schema
 from tasks.load.history import close_deleted_versions, record_merged_versions
 from tasks.load.statements import (
     LOAD_SQL,
@@ -114,7 +114,7 @@ def _copy_straight_in(cursor: Cursor, table: str, batch_id: str, stream: BatchSt
     """
     schema, batches = stream
     target_schema = schema.append(pa.field("_batch_id", pa.string()))
-    cursor.execute(LOAD_SQL.read("select_index_rebuild"), parameters=(table,))
+    cursor.execute(LOAD_SQL.read("select_index_rebuild"), parameters=(quote_ident(table),))
     rebuilds = cursor.fetchall()
     for drop, _ in rebuilds:
         cursor.execute(drop)
@@ -148,7 +148,7 @@ def _merge_table(cursor: Cursor, table: str, batch_id: str, stream: BatchStream)
 
 def _is_empty(cursor: Cursor, table: str) -> bool:
     # bandit B608: identifier from tasks/schema.py, quoted
-    (empty,) = execute_for_one(cursor, f"select not exists (select from public.{quote_ident(table)})")  # nosec B608
+    (empty,) = execute_for_one(cursor, f"select not exists (select from {quote_ident(table)})")  # nosec B608
     return bool(empty)
 
 
@@ -178,6 +178,7 @@ def load_batch(
     deletions: Callable[[], dict[str, pa.Table]] = dict,
     commit: bool = True,
     history: bool = False,
+    schema: str = WAREHOUSE_SCHEMA,
 ) -> BatchLoad | None:
     """Merge one star batch in one transaction. Returns what changed, or None if the batch was
     already loaded (by an earlier run, or by a concurrent loader that got there first).
@@ -186,7 +187,8 @@ def load_batch(
     its record batches, in the order to merge them (they may still be being built: see
     ``tasks/core/handoff.py``; a table may come more than once). The rows of a table that is still
     empty are copied straight in; otherwise they are staged in a temporary table and merged. With
-    ``commit=False`` the caller owns the transaction (a full rebuild loads every batch in one).
+    ``commit=False`` the caller owns the transaction. The star tables are those of ``schema``: the
+    warehouse's, or a rebuild's shadow (``tasks/load/shadow.py``).
     ``deletions`` gives, once every table is merged, per star table the keys found hard-deleted in
     the source (with ``_deleted_at``): marked last. With ``history`` (history mode), the dimension
     rows merged and deleted become versions of ``dim_<name>_history`` in the same transaction
@@ -197,6 +199,7 @@ def load_batch(
     try:
         take_load_lock(connection)
         with connection.cursor() as cursor:
+            use_schema(cursor, schema)
             cursor.execute(LOAD_SQL.read("select_loaded_batch"), parameters=(batch_id,))
             if cursor.fetchone() is not None:
                 if commit:

@@ -103,5 +103,34 @@ def history_statements(name: str, table: str) -> list[str]:
 
 def truncate_history_statement() -> str:
     """Empty every history table and its batch record (they are built again, batch by batch)."""
-    tables = [f"public.{quote_ident(history_name(t))}" for t in HISTORY_DIMENSIONS]
-    return "truncate table " + ", ".join([*tables, "public._totes_history_batch"])
+    tables = [quote_ident(history_name(t)) for t in HISTORY_DIMENSIONS]
+    return "truncate table " + ", ".join([*tables, "_totes_history_batch"])
+
+
+def rebuilt_tables(*, history: bool) -> list[str]:
+    """The tables a rebuild copies from its shadow into the warehouse: the star tables, and in history
+    mode the history tables and their batch record."""
+    if not history:
+        return list(STAR_TABLES)
+    return [*STAR_TABLES, *(history_name(t) for t in HISTORY_DIMENSIONS), "_totes_history_batch"]
+
+
+def truncate_rebuilt_statement(tables: list[str]) -> str:
+    """Empty the warehouse's ``tables`` and its batch record, in one statement."""
+    names = ", ".join(f"public.{quote_ident(t)}" for t in [*tables, "_totes_loaded_batch"])
+    return LOAD_SQL.read("truncate_star").format(tables=names)
+
+
+def insert_from_shadow_statement(table: str, columns: str) -> str:
+    """Copy one table from the shadow into the warehouse. ``columns``: the shadow table's columns, as
+    the server quoted them (``select_shadow_columns``)."""
+    return LOAD_SQL.read("insert_from_shadow").format(table=quote_ident(table), columns=columns)
+
+
+def record_id_sequence_statement(table: str) -> tuple[str, tuple[str, str]]:
+    """Set a fact's record-id sequence after its highest id: the statement and its parameters."""
+    record_id = FACT_RECORD_IDS[table]
+    statement = LOAD_SQL.read("set_record_id_sequence").format(
+        table=quote_ident(table), record_id=quote_ident(record_id)
+    )
+    return statement, (f"public.{quote_ident(table)}", record_id)

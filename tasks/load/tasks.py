@@ -1,8 +1,10 @@
 """The load stage's Prefect tasks: star batches of the lake -> the warehouse, one transaction per
-batch, in batch order (see ``merge.py``); and the rebuild of the whole warehouse from the lake."""
+batch, in batch order (see ``merge.py``); and the rebuild of the whole warehouse from the lake (see
+``shadow.py``)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from functools import partial
 
@@ -15,10 +17,11 @@ from tasks.core.assets import announce_batch_loaded
 from tasks.core.handoff import StarHandoff
 from tasks.core.lake import STAR, Lake
 from tasks.core.manifests import StarManifest
-from tasks.core.postgres import Connection, Cursor, connect, roll_back
+from tasks.core.postgres import Connection, Cursor, connect, explaining_resource_errors, roll_back
+from tasks.core.progress import PROGRESS_EVERY_SECONDS
 from tasks.core.reports import RunSummary, add_counts
 from tasks.core.retries import RETRY_POLICY
-from tasks.core.warehouse import migrate_warehouse_schema, take_load_lock
+from tasks.core.warehouse import WAREHOUSE_SCHEMA, migrate_warehouse_schema, take_load_lock, use_schema
 from tasks.load.history import (
     apply_staged_versions,
     close_deleted_versions,
@@ -28,6 +31,7 @@ from tasks.load.history import (
     record_history_batch,
 )
 from tasks.load.merge import BatchLoad, BatchStream, in_merge_order, ingest_temporary, load_batch, loaded_batches
+from tasks.load.shadow import SHADOW_SCHEMA, create_shadow, swap_into_warehouse
 from tasks.load.statements import HISTORY_DIMENSIONS, LOAD_SQL
 from tasks.schema import STAR_TABLES, deleted_marks_schema
 from tasks.settings import load_settings
@@ -38,7 +42,10 @@ def migrate_warehouse() -> None:
     """Create or migrate the warehouse's star schema (idempotent); in history mode, create the
     history tables and, if they are empty, build them from the batches already loaded."""
     settings = load_settings()
-    with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
+    with (
+        connect(settings.require_warehouse_url(), purpose="warehouse database") as connection,
+        explaining_resource_errors("warehouse database"),
+    ):
         migrate_warehouse_schema(connection)
         if settings.dimension_history:
             _build_history(connection, Lake.from_url(settings.lake_url))
@@ -51,6 +58,7 @@ def _build_history(connection: Connection, lake: Lake) -> None:
     try:
         take_load_lock(connection)
         with connection.cursor() as cursor:
+            use_schema(cursor, WAREHOUSE_SCHEMA)
             create_history_tables(cursor)
             # Read in this transaction (loaded_batches() reads in one of its own, rolled back after).
             cursor.execute(LOAD_SQL.read("select_loaded_batches"))
@@ -103,7 +111,10 @@ def load_star_batch(batch_id: str) -> RunSummary:
     settings = load_settings()
     lake = Lake.from_url(settings.lake_url)
     manifest = lake.read_star_manifest(batch_id)
-    with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
+    with (
+        connect(settings.require_warehouse_url(), purpose="warehouse database") as connection,
+        explaining_resource_errors("warehouse database"),
+    ):
         loaded = load_batch(
             connection,
             batch_id,
@@ -122,7 +133,10 @@ def load_star_batch_as_built(batch_id: str, handoff: StarHandoff) -> RunSummary:
     settings = load_settings()
     lake = Lake.from_url(settings.lake_url)
     try:
-        with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
+        with (
+            connect(settings.require_warehouse_url(), purpose="warehouse database") as connection,
+            explaining_resource_errors("warehouse database"),
+        ):
             loaded = load_batch(
                 connection,
                 batch_id,
@@ -203,36 +217,49 @@ def star_batch_deletions(lake: Lake, manifest: StarManifest) -> dict[str, pa.Tab
 
 @task(name="rebuild-warehouse", cache_policy=NO_CACHE, **RETRY_POLICY)
 def rebuild_warehouse_from_lake() -> RunSummary:
-    """Empty the star tables and load every star batch of the lake, all in one transaction."""
+    """Rebuild the star tables from every star batch of the lake: load the batches, one transaction
+    each, into a shadow copy of the star schema that only this session sees, while the warehouse and
+    its readers carry on untouched; then swap the shadow's rows into the warehouse in one transaction
+    (``shadow.py``). A failure before the swap commits leaves the warehouse as it was."""
     settings = load_settings()
     lake = Lake.from_url(settings.lake_url)
     batches = lake.list_batches(STAR)
     logger = get_run_logger()
     changed: dict[str, int] = {}
-    with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
+    with (
+        connect(settings.require_warehouse_url(), purpose="warehouse database") as connection,
+        explaining_resource_errors("warehouse database"),
+    ):
         migrate_warehouse_schema(connection)
-        try:
-            take_load_lock(connection)
-            with connection.cursor() as cursor:
-                cursor.execute(LOAD_SQL.read("truncate_star"))
-                if settings.dimension_history:
-                    create_history_tables(cursor)
-                    empty_history(cursor)
-            for batch_id in batches:
-                manifest = lake.read_star_manifest(batch_id)
-                loaded = load_batch(
-                    connection,
+        create_shadow(connection, history=settings.dimension_history)
+        started = reported = time.monotonic()
+        for position, batch_id in enumerate(batches, start=1):
+            manifest = lake.read_star_manifest(batch_id)
+            loaded = load_batch(
+                connection,
+                batch_id,
+                star_batch_streams(lake, manifest),
+                deletions=partial(star_batch_deletions, lake, manifest),
+                history=settings.dimension_history,
+                schema=SHADOW_SCHEMA,
+            )
+            changed = add_counts(changed, loaded.changed if loaded else {})
+            if time.monotonic() - reported >= PROGRESS_EVERY_SECONDS:
+                reported = time.monotonic()
+                logger.info(
+                    "Rebuild: %d of %d batch(es) loaded beside the warehouse (last %s)",
+                    position,
+                    len(batches),
                     batch_id,
-                    star_batch_streams(lake, manifest),
-                    deletions=partial(star_batch_deletions, lake, manifest),
-                    commit=False,
-                    history=settings.dimension_history,
                 )
-                changed = add_counts(changed, loaded.changed if loaded else {})
-                logger.info("Rebuild: batch %s merged", batch_id)
-            connection.commit()
-        except BaseException:
-            roll_back(connection)
-            raise
-    logger.info("Warehouse rebuilt from %d lake batch(es)", len(batches))
+        logger.info(
+            "Rebuild: %d batch(es) loaded beside the warehouse in %.1f s; swapping them in (readers wait for this step only)",
+            len(batches),
+            time.monotonic() - started,
+        )
+        swapping = time.monotonic()
+        swap_into_warehouse(connection, history=settings.dimension_history)
+    logger.info(
+        "Warehouse rebuilt from %d lake batch(es); the swap took %.1f s", len(batches), time.monotonic() - swapping
+    )
     return RunSummary(loaded=changed, batches_loaded=batches)

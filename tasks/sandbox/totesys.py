@@ -73,6 +73,7 @@ def create_schema(connection: adbc_postgres.Connection, *, replace: bool) -> Non
         log.warning("Dropping the existing ToteSys tables: %s", ", ".join(found))
         _execute_script(connection, "drop_totesys_tables")
     _execute_script(connection, "create_totesys_tables")
+    _execute_script(connection, "set_utc_time_zone")
     connection.commit()
 
 

@@ -20,6 +20,7 @@ from tasks.core.assets import announce_rows_quarantined
 from tasks.core.handoff import StarHandoff
 from tasks.core.lake import RAW, STAR, Lake, batch_sequence
 from tasks.core.lake_status import set_aside_reasons
+from tasks.core.locks import verify_cycle_locks
 from tasks.core.manifests import FileSet, RawManifest, StarManifest
 from tasks.core.reports import RunSummary
 from tasks.core.retries import RETRY_POLICY
@@ -162,6 +163,7 @@ def _transform_batch(batch_id: str, handoff: StarHandoff | None) -> RunSummary:
         deleted=deleted,
         warnings=built.warnings,
     )
+    verify_cycle_locks()  # a run whose cycle lock was lost must not record: another may be writing
     lake.write_star_manifest(manifest)
     if handoff is not None:
         handoff.finish(manifest)

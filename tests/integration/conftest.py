@@ -24,7 +24,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -458,14 +458,22 @@ class OwnPostgres:
     data: Path
     port: int
     system_user: str | None
+    # Server settings of the test's own (e.g. a lock table scaled down), applied by configure().
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def _options(self) -> str:
         # Durability settings off: the tests restart the server cleanly or crash only its sessions.
-        return (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
-            "-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=60"
+        settings = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off", "max_connections": "60"}
+        return f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' " + " ".join(
+            f"-c {name}={value}" for name, value in (settings | self.settings).items()
         )
+
+    def configure(self, **settings: object) -> None:
+        """Restart the server with these settings (``max_locks_per_transaction=10``, ...) on top of
+        the tests' own."""
+        self.settings |= {name: str(value) for name, value in settings.items()}
+        self.restart()
 
     def _run(self, binary: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         from pgserver._commands import POSTGRES_BIN_PATH

@@ -184,3 +184,46 @@ def test_a_killed_run_s_slots_come_back_with_a_prefect_server(pipeline, quick_le
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err[-3000:]
     pipeline.assert_warehouse_matches_source()
+
+
+def test_a_run_whose_cycle_lock_is_lost_records_nothing_and_the_next_run_converges(pipeline, prefect_api):
+    """The cycle lock lives with its session: an idle cut by a proxy, a failover or an
+    ``idle_session_timeout`` ends it silently, and a second run could then plan the same batch
+    number. The writer checks that it still holds the lock before it records a manifest: a run
+    whose lock session is ended mid-run fails with one line and records nothing; the next run
+    converges. (On the code before, the run recorded its batch as if nothing had happened.)"""
+    pipeline.seed(scale=0.02)
+    pipeline.checkpoint()
+    with connect(pipeline.source_url) as blocker:
+        with blocker.cursor() as cursor:
+            cursor.execute("lock table design in access exclusive mode")  # holds the extract of design
+        run = pipeline.run_cli("run", env={"PREFECT_API_URL": prefect_api})
+        holder = _wait_for_lock_holder(pipeline.warehouse_url)
+        with connect(pipeline.warehouse_url) as admin, admin.cursor() as cursor:
+            cursor.execute("select pg_terminate_backend($1::int4)", parameters=(holder,))
+            cursor.fetchall()
+        blocker.rollback()
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 1, err
+    assert "etl cycle lock of the warehouse" in err and "was lost" in err, err
+    assert "Traceback" not in err, err
+    assert Lake.from_url(pipeline.lake_url).list_batches("raw") == [], "a run without its lock recorded a batch"
+
+    pipeline.run()
+    pipeline.assert_warehouse_matches_source()
+
+
+def _wait_for_lock_holder(warehouse_url: str) -> int:
+    """The server pid of the session holding the warehouse's etl cycle lock, once a run holds it."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with connect(warehouse_url) as connection, connection.cursor() as cursor:
+            cursor.execute(
+                "select pid from pg_stat_activity where application_name like 'totes etl cycle%' "
+                "and datname = current_database()"
+            )
+            found = cursor.fetchall()
+        if found:
+            return int(found[0][0])
+        time.sleep(0.2)
+    pytest.fail("no run took the cycle lock")

@@ -93,3 +93,64 @@ def test_reading_a_standby_with_the_primary_s_horizon_loses_no_late_commit(
     pipeline.run()
     assert late_orders_loaded(pipeline.warehouse_url) == 1
     pipeline.assert_warehouse_matches_source()
+
+
+def test_a_primary_url_reaching_another_database_of_the_primary_is_refused(
+    own_postgres, standby, s3_lake_url, prefect_api, monkeypatch
+):
+    """The primary's other database shares its WAL (the standby replays past its position) but not
+    its sessions: a horizon read there misses the source's open transactions (issue 21, item 8)."""
+    pipeline = Pipeline(own_postgres.url("totesys"), own_postgres.url("warehouse"), s3_lake_url, monkeypatch)
+    pipeline.seed(scale=0.02)
+    replayed(own_postgres, standby)
+    monkeypatch.setenv("TOTES_SOURCE_URL", standby.url("totesys"))
+    monkeypatch.setenv("TOTES_SOURCE_PRIMARY_URL", own_postgres.url("postgres"))
+    child = pipeline.run_cli("run", env={"PREFECT_API_URL": prefect_api})
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == 1, err
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("totes run: failed: PrimaryMismatch: TOTES_SOURCE_PRIMARY_URL reaches database postgres"), (
+        last
+    )
+    assert "point it at database totesys on the standby's primary" in last
+    assert Lake.from_url(s3_lake_url).list_batches("raw") == []
+
+
+def test_a_declared_copy_is_refused_without_its_primary_and_read_with_the_watermark_held_back(
+    pipeline, prefect_api, monkeypatch
+):
+    """A copy PostgreSQL does not show (AWS DMS) is declared with TOTES_SOURCE_IS_COPY: refused
+    without the database it copies, and one lacking the source tables; with it, the horizon is read
+    there and the watermark stays TOTES_FALLBACK_LAG_SECONDS behind its clock (its apply position
+    cannot be known). Here the copy's primary is the source itself, a copy without delay."""
+    pipeline.seed(scale=0.02)
+    monkeypatch.setenv("TOTES_SOURCE_IS_COPY", "true")
+    refusals = []
+    for primary in (None, pipeline.warehouse_url):
+        child = pipeline.run_cli("run", env={"PREFECT_API_URL": prefect_api, "TOTES_SOURCE_PRIMARY_URL": primary})
+        _, err = child.communicate(timeout=300)
+        assert child.returncode == 1, err
+        assert "Traceback" not in err, err
+        refusals.append(err.strip().splitlines()[-1])
+    alone, elsewhere = refusals
+    assert alone.startswith(
+        "totes run: failed: SourceIsCopy: TOTES_SOURCE_IS_COPY says the source database is a copy"
+    ), alone
+    assert "Set TOTES_SOURCE_PRIMARY_URL" in alone
+    assert elsewhere.startswith("totes run: failed: PrimaryMismatch: TOTES_SOURCE_PRIMARY_URL reaches database "), (
+        elsewhere
+    )
+    assert "which has no source table(s) address, counterparty" in elsewhere
+    assert Lake.from_url(pipeline.lake_url).list_batches("raw") == []
+
+    monkeypatch.setenv("TOTES_SOURCE_PRIMARY_URL", pipeline.source_url)
+    pipeline.run()
+    pipeline.churn(orders=5)
+    pipeline.run()
+    lake = Lake.from_url(pipeline.lake_url)
+    manifest = lake.read_raw_manifest(lake.list_batches("raw")[-1])
+    assert manifest.horizon is not None and manifest.horizon.has_hidden_sessions
+    held_back = manifest.horizon.clock_at - manifest.tables["sales_order"].watermark
+    assert held_back.total_seconds() >= 900, held_back
+    pipeline.assert_warehouse_matches_source()

@@ -142,6 +142,26 @@ class TestBatches:
             unfit.column("_reason").to_pylist()[0] == "payment_amount 123456789.50 does not fit numeric(10,2) exactly"
         )
 
+    def test_conform_sets_aside_a_null_key_and_an_integer_beyond_integer(self):
+        table = SOURCE_TABLES["design"]
+        raw = pa.RecordBatch.from_pydict(
+            {
+                "design_id": pa.array([1, None, 3_000_000_000, 4], pa.int64()),
+                "design_name": ["a", "b", "c", "d"],
+                "file_location": ["/x"] * 4,
+                "file_name": ["x.json"] * 4,
+                "created_at": pa.array([NOW] * 4, pa.timestamp("us")),
+                "last_updated": pa.array([NOW] * 4, pa.timestamp("us")),
+            }
+        )
+        conformed, unfit = delta.conform_batch(raw, table)
+        assert conformed.column("design_id").to_pylist() == [1, 4]
+        assert unfit.column("design_id").to_pylist() == [None, None]
+        assert unfit.column("_reason").to_pylist() == [
+            "design_id is NULL: " + delta.NULL_KEY_FIX,
+            "design_id 3000000000 does not fit integer",
+        ]
+
     def test_conform_reports_a_missing_column_as_drift(self):
         raw = pa.RecordBatch.from_pydict({"currency_id": pa.array([1], pa.int32())})
         with pytest.raises(ValueError, match="currency has no column 'currency_code'"):
@@ -303,7 +323,7 @@ def test_schema_drift_errors_name_missing_renamed_and_retyped_columns_and_warn_o
         "source table currency does not exist",
         "source table design lacks column(s) design_name; new column(s) there: name (renamed?)",
         "source table staff lacks column(s) email_address (dropped or renamed?)",
-        "source column sales_order.units_sold is text, expected one of integer, smallint",
+        "source column sales_order.units_sold is text, expected one of bigint, integer, smallint",
     ]
     assert warnings == [
         "schema drift: source table address has new column(s) what3words, not carried into the warehouse"
@@ -348,7 +368,7 @@ class TestDeletesAndInferredMembers:
         )
 
         sql = inferred_members_statement("dim_location")
-        assert 'insert into public."dim_location" ("location_id", "address_line_1", "address_line_2"' in sql
+        assert 'insert into "dim_location" ("location_id", "address_line_1", "address_line_2"' in sql
         assert "select referenced.id, 'Unknown', null, null, 'Unknown'" in sql
         assert (
             'order by fact."sales_order_id", fact._batch_id desc, fact.last_updated_date desc'
@@ -377,31 +397,58 @@ def test_rows_without_last_updated_are_set_aside_once_with_their_reason():
     assert later is None and keys == {8}  # 7 was stamped: the delta reads it now
 
 
-def test_shared_versions_are_every_read_of_a_key_and_stamp_read_more_than_once():
-    keys = np.array([5, 1, 5, 2, 5, 1], dtype=np.int32)
-    stamps = np.array([10, 10, 10, 10, 11, 10], dtype=np.int64)
-    # key 5 at 10 read at 0 and 2, key 1 at 10 at 1 and 5; key 5 at 11 is another version.
-    assert delta.shared_versions(keys, stamps).tolist() == [0, 1, 2, 5]
-    assert delta.shared_versions(np.array([3, 1, 2], dtype=np.int32), np.array([1, 1, 1])).tolist() == []
-    assert delta.shared_versions(np.array([], dtype=np.int32), np.array([], dtype=np.int64)).tolist() == []
+@pytest.mark.parametrize(
+    ("keys", "repeated"),
+    [
+        ([5, 1, 5, 2, 5, 1], [1, 5]),
+        ([3, 1, 2], []),
+        ([], []),
+        ([7], []),
+    ],
+)
+def test_repeated_keys_are_the_keys_read_more_than_once(keys, repeated):
+    assert delta.repeated_keys(np.array(keys, dtype=np.int32)).tolist() == repeated
 
 
-def test_exact_repeats_are_kept_once_and_different_rows_under_one_version_are_all_quarantined():
+def currency_rows(*rows: tuple[int, str, datetime]) -> pa.Table:
     table = SOURCE_TABLES["currency"]
-    stamp = datetime(2024, 1, 1)
-    rows = pa.Table.from_pylist(
-        [
-            {"currency_id": 1, "currency_code": "GBP", "created_at": stamp, "last_updated": stamp},
-            {"currency_id": 2, "currency_code": "USD", "created_at": stamp, "last_updated": stamp},
-            {"currency_id": 1, "currency_code": "GBP", "created_at": stamp, "last_updated": stamp},
-            {"currency_id": 2, "currency_code": "EUR", "created_at": stamp, "last_updated": stamp},
-        ],
+    return pa.Table.from_pylist(
+        [{"currency_id": k, "currency_code": c, "created_at": t, "last_updated": t} for k, c, t in rows],
         schema=table.schema,
     )
-    leave_out, quarantined = delta.split_shared_versions(rows, np.array([3, 4, 8, 9]), table)
-    assert leave_out.tolist() == [4, 8, 9]  # the repeat of currency 1, and both rows of currency 2
-    assert quarantined.column("currency_code").to_pylist() == ["USD", "EUR"]
-    assert quarantined.column("_reason").to_pylist()[0].startswith("2 different rows share currency_id 2 and")
+
+
+def test_a_key_under_one_content_arrives_once_and_one_under_several_is_set_aside_whole_once():
+    table = SOURCE_TABLES["currency"]
+    first, later = datetime(2024, 1, 1), datetime(2024, 1, 2)
+    rows = currency_rows((1, "GBP", first), (2, "USD", first), (1, "GBP", first), (2, "EUR", later), (3, "JPY", first))
+    decided = delta.decide_conflicts(rows, None, table, reported=frozenset())
+    assert sorted(decided.kept.column("currency_id").to_pylist()) == [1, 3]
+    assert decided.conflicting == {2}
+    assert decided.set_aside.column("currency_code").to_pylist() == ["USD", "EUR"]
+    assert decided.set_aside.column("_reason").to_pylist()[0].startswith("2 different rows share currency_id 2 (")
+
+    again = delta.decide_conflicts(rows, None, table, reported=frozenset({2}))
+    assert again.conflicting == {2} and again.set_aside is None, "named once, not on every run"
+
+    repaired = delta.decide_conflicts(currency_rows((2, "EUR", later)), None, table, reported=frozenset({2}))
+    assert repaired.conflicting == frozenset() and repaired.kept.column("currency_code").to_pylist() == ["EUR"]
+
+
+def test_a_settled_key_whose_one_row_cannot_be_read_is_set_aside_for_that():
+    table = SOURCE_TABLES["payment_type"]
+    unfit = pa.table(
+        {
+            "payment_type_id": pa.array([4], pa.int32()),
+            "payment_type_name": ["X"],
+            "created_at": pa.array([NOW], pa.timestamp("us")),
+            "last_updated": pa.array([NOW], pa.timestamp("us")),
+            "_reason": ["something does not fit"],
+        }
+    )
+    decided = delta.decide_conflicts(table.schema.empty_table(), unfit, table, reported=frozenset({4}))
+    assert decided.conflicting == frozenset() and decided.kept.num_rows == 0
+    assert decided.set_aside.column("_reason").to_pylist() == ["something does not fit"]
 
 
 class TestContentIndex:

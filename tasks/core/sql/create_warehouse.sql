@@ -1,5 +1,6 @@
 -- RevisedDW, the star schema of SPEC section 2, plus totes' own bookkeeping. Idempotent: the
--- pipeline runs it at the start of every load, under an advisory lock.
+-- pipeline runs it at the start of every load, under an advisory lock. Names are unqualified: they
+-- resolve in the schema the caller chose (public; pg_temp for a rebuild's shadow copy).
 -- Lineage columns start with "_": _batch_id names the lake batch that last wrote the row.
 create table if not exists fact_sales_order (
     sales_record_id serial primary key,
@@ -146,6 +147,15 @@ create table if not exists _totes_loaded_batch (
     row_counts jsonb not null
 );
 
+-- The lake this warehouse is loaded from (tasks/core/lake_binding.py): run, backfill and rebuild
+-- refuse another lake, an empty one or a missing one. One row; the URL is kept without credentials.
+create table if not exists _totes_lake (
+    singleton boolean primary key default true check (singleton),
+    lake_id text not null,
+    lake_url text not null,
+    bound_at timestamptz not null default now()
+);
+
 -- Feed tables (tasks/feeds/feeds.toml): one row per line of a staged source file. The lineage columns say
 -- which file (SFTP path), which version of it (the raw zone's version id) and which line; the feed
 -- loader deletes a file's rows when the file is removed or superseded, so the table always holds
@@ -185,7 +195,7 @@ do $$
 begin
 if not exists (
     select from information_schema.columns
-    where table_schema = 'public' and table_name = 'dim_transaction' and column_name = '_inferred'
+    where table_schema = current_schema() and table_name = 'dim_transaction' and column_name = '_inferred'
 ) then
     alter table fact_sales_order add column if not exists _deleted_at timestamptz;
     alter table fact_purchase_order add column if not exists _deleted_at timestamptz;
@@ -229,7 +239,7 @@ declare
 begin
 if not exists (
     select from pg_views
-    where schemaname = 'public' and viewname = 'current_fact_payment' and definition like '%_batch_id DESC%'
+    where schemaname = current_schema() and viewname = 'current_fact_payment' and definition like '%_batch_id DESC%'
 ) then
     foreach fact slice 1 in array array[
         ['sales_order', 'sales_record_id'], ['purchase_order', 'purchase_record_id'], ['payment', 'payment_record_id']

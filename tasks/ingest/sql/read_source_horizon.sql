@@ -5,6 +5,12 @@
 -- replication) write rows too. A prepared transaction (two-phase commit) has left its session; its
 -- preparation time is all the server keeps of it.
 -- Read before any data so that a transaction committing in between is visible to the data reads.
+-- wal_position (a primary's; a replica reads only once it has applied that far): the WAL *insert*
+-- position, read after pg_stat_activity (the aggregate consumes it first), so every transaction not
+-- seen open has its commit record before it. pg_current_wal_lsn() (written) can lag a commit that is
+-- already visible when synchronous_commit is off. At the very start of a page the insert position
+-- points past the page header (24 bytes; 40 on a segment's first page), where no record ends and a
+-- replica that has applied everything stops at the page boundary: then that boundary.
 with activity as (
     select
         a.xact_start,
@@ -23,5 +29,12 @@ select
         where p.database = current_database()
     ) as oldest_prepared_transaction_at,
     pg_is_in_recovery() as is_standby,
-    case when pg_is_in_recovery() then null else pg_current_wal_lsn()::text end as wal_position
+    case when pg_is_in_recovery() then null else (
+        select (w.inserted - case
+            when (w.inserted - '0/0'::pg_lsn) % pg_size_bytes(current_setting('wal_segment_size')) = 40 then 40
+            when (w.inserted - '0/0'::pg_lsn) % current_setting('wal_block_size')::numeric = 24 then 24
+            else 0
+        end)::text
+        from (select pg_current_wal_insert_lsn() as inserted) as w
+    ) end as wal_position
 from activity;

@@ -4,7 +4,7 @@
 -- id and is current again, undeleted, with the content read now. A version observed again within
 -- the same batch (an overlapping re-read) changes nothing.
 with inserted as (
-    insert into public.{table} as target ({columns}, _batch_id)
+    insert into {table} as target ({columns}, _batch_id)
     select {columns}, $1
     from pg_temp.{staging} as staged
     on conflict ({key}) do update

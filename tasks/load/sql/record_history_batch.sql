@@ -1,1 +1,1 @@
-insert into public._totes_history_batch (batch_id) values ($1) on conflict do nothing;
+insert into _totes_history_batch (batch_id) values ($1) on conflict do nothing;

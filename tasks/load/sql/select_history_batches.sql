@@ -1,1 +1,1 @@
-select batch_id from public._totes_history_batch;
+select batch_id from _totes_history_batch;

@@ -1,6 +1,6 @@
--- The indexes of one star table ($1: its name), each as the statement that drops it and the one that
--- builds it again: a constraint's index (the primary key) through ALTER TABLE, any other through
--- DROP / CREATE INDEX. Names are the server's own, quoted by it.
+-- The indexes of one star table ($1: its name, resolved by the search path, or qualified), each as the
+-- statement that drops it and the one that builds it again: a constraint's index (the primary key)
+-- through ALTER TABLE, any other through DROP / CREATE INDEX. Names are the server's own, quoted by it.
 select
     case
         when c.conname is not null
@@ -17,5 +17,5 @@ join pg_class as t on t.oid = i.indrelid
 join pg_class as ic on ic.oid = i.indexrelid
 join pg_namespace as n on n.oid = t.relnamespace
 left join pg_constraint as c on c.conindid = i.indexrelid and c.conrelid = i.indrelid
-where n.nspname = 'public' and t.relname = $1
+where i.indrelid = to_regclass($1)
 order by ic.relname

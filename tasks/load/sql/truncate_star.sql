@@ -1,6 +1,5 @@
--- Full rebuild from the lake: empty every star table and the batch record, in the rebuild's own
--- transaction, so readers see the old warehouse until the rebuilt one commits.
-truncate table
-    fact_sales_order, fact_purchase_order, fact_payment, dim_date, dim_staff, dim_location,
-    dim_design, dim_currency, dim_counterparty, dim_payment_type, dim_transaction, _totes_loaded_batch
-restart identity;
+-- A rebuild's swap: empty the warehouse tables the rebuild replaces ({tables}: the star tables, the
+-- batch record, in history mode the history tables), in the transaction that fills them again from the
+-- shadow, so readers see the old warehouse until it commits. TRUNCATE keeps each table (its oid, so the
+-- views, grants and comments on it stay); the record-id sequences are set after the copy.
+truncate table {tables};

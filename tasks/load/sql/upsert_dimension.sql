@@ -2,7 +2,7 @@
 -- for an inferred member fills it in; one that arrives for a deleted key (re-inserted in the
 -- source) brings it back.
 with upserted as (
-    insert into public.{table} as target ({columns}, _batch_id)
+    insert into {table} as target ({columns}, _batch_id)
     select {columns}, $1
     from pg_temp.{staging} as staged
     on conflict ({key}) do update
