@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DEMO_INSTALLED := $(VENV)/.installed-demo
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test unit integration lint bench bench-codecs chaos clean
+.PHONY: install demo test unit integration lint bench bench-codecs bench-lake-age chaos clean
 
 install: $(INSTALLED)
 
@@ -58,6 +58,12 @@ bench: $(INSTALLED)
 # Parquet codecs and row groups, on the lake the last `make bench` wrote at scale 100.
 bench-codecs: $(INSTALLED)
 	$(BIN)/python -m bench.codecs .totes/bench/lake-100_0
+
+# What a lake's age costs: run, status, backfill, history switch-on and rebuild on lakes of
+# BATCHES batches beside a young lake (e.g. `make bench-lake-age BATCHES="1000 5000"`).
+BATCHES ?= 1000 5000
+bench-lake-age: $(INSTALLED)
+	$(BIN)/python -m bench.lake_age --batches $(BATCHES) --s3
 
 # The long chaos run: 50 SIGKILLs of `totes run` / `totes files` at random moments, then the check.
 KILLS ?= 50

@@ -1,8 +1,8 @@
 """``python -m bench.rebuild``: ``totes rebuild`` at production length, on a default PostgreSQL.
 
 A lake of many small batches, made in seconds: a seeded source, ``totes run``, ``totes churn``,
-``totes run`` (a full batch, then a churn batch), then copies of the churn batch's star manifest under
-the next batch ids, 15 minutes apart (:func:`clone_star_batches`): what a cycle every 15 minutes
+``totes run`` (a full batch, then a churn batch), then copies of the churn batch's manifests under
+the next batch ids, 15 minutes apart (:func:`clone_batches`): what a cycle every 15 minutes
 leaves in the lake, 96 a day. For each count of batches, ``totes rebuild --yes`` into a fresh
 warehouse database of the embedded PostgreSQL (the ``pgserver`` wheel, its default settings:
 ``max_connections`` 100, ``max_locks_per_transaction`` 64), while a thread polls ``pg_locks``: the
@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,21 +36,26 @@ _LOCKS_PER_BACKEND = (
 )
 
 
-def clone_star_batches(lake_url: str, count: int) -> list[str]:
-    """``count`` more star batches, each a copy of the lake's last star manifest (naming the same
-    Parquet files) under the next batch id, 15 minutes apart; their ids. Loading a copy again
-    re-observes its rows: the warehouse ends as after the last real batch."""
+# The rebuild's last line: "Warehouse rebuilt from 200 lake batch(es); the swap took 0.3 s".
+_SWAP = re.compile(r"the swap took ([\d.]+) s")
+
+
+def clone_batches(lake_url: str, count: int) -> list[str]:
+    """``count`` more batches, each a copy of the lake's last (its raw and star manifests, naming the
+    same Parquet files) under the next batch id, 15 minutes apart; their ids. A copy reads as a cycle
+    that found the same rows again: loading it re-observes them, the warehouse ends as after the last
+    real batch, and the next cycle carries on from the same watermarks."""
     from tasks.core.lake import STAR, Lake, batch_sequence, new_batch_id
     from tasks.load.history import batch_time
 
     lake = Lake.from_url(lake_url)
-    last = lake.read_star_manifest(lake.list_batches(STAR)[-1])
+    last = lake.list_batches(STAR)[-1]
+    raw, star = lake.read_raw_manifest(last), lake.read_star_manifest(last)
     made = []
     for step in range(1, count + 1):
-        batch_id = new_batch_id(
-            batch_sequence(last.batch_id) + step, batch_time(last.batch_id) + timedelta(minutes=15 * step)
-        )
-        lake.write_star_manifest(dataclasses.replace(last, batch_id=batch_id))
+        batch_id = new_batch_id(batch_sequence(last) + step, batch_time(last) + timedelta(minutes=15 * step))
+        lake.write_raw_manifest(dataclasses.replace(raw, batch_id=batch_id))
+        lake.write_star_manifest(dataclasses.replace(star, batch_id=batch_id))
         made.append(batch_id)
     return made
 
@@ -64,12 +70,15 @@ class PeakLocks:
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def _poll(self) -> None:
-        from tasks.core.postgres import connect
+        from tasks.core.postgres import DatabaseError, connect
 
         with connect(self.url) as connection, connection.cursor() as cursor:
             while not self._stop.is_set():
-                cursor.execute(_LOCKS_PER_BACKEND)
-                self.peak = max([self.peak, *(count for (count,) in cursor.fetchall())])
+                try:
+                    cursor.execute(_LOCKS_PER_BACKEND)
+                    self.peak = max([self.peak, *(count for (count,) in cursor.fetchall())])
+                except DatabaseError:
+                    pass  # the lock table full: this very query is refused (the rebuild's own error says so)
                 connection.rollback()
                 self._stop.wait(0.01)
 
@@ -117,17 +126,22 @@ def main() -> int:
             copy = work / f"lake-{batches}"
             shutil.rmtree(copy, ignore_errors=True)
             shutil.copytree(lake, copy)
-            clone_star_batches(str(copy), batches - 2)
+            clone_batches(str(copy), batches - 2)
             for code in args.code:
                 name = f"bench_rebuild_{batches}"
                 url = recreate_databases(server, (name,))[name]
                 started = time.perf_counter()
                 with PeakLocks(url) as locks:
                     done = totes(
-                        env | {"TOTES_WAREHOUSE_URL": url, "TOTES_LAKE_URL": str(copy)}, "rebuild", "--yes", code=code
+                        env | {"TOTES_WAREHOUSE_URL": url, "TOTES_LAKE_URL": str(copy)},
+                        *("-v", "rebuild", "--yes"),
+                        code=code,
                     )
                 seconds = time.perf_counter() - started
-                outcome = "done" if done.returncode == 0 else done.stderr.strip().splitlines()[-1][:300]
+                failed = [line for line in done.stderr.splitlines() if line.startswith("totes rebuild: failed")]
+                outcome = failed[-1][:300] if failed else "done"
+                # The code before logged each batch merged: how far its first attempt got.
+                first_attempt = done.stderr.split("out of shared memory")[0]
                 results.append(
                     {
                         "code": str(code),
@@ -135,6 +149,9 @@ def main() -> int:
                         "seconds": round(seconds, 1),
                         "peak_locks": locks.peak,
                         "outcome": outcome,
+                        "merged_before_failure": first_attempt.count("Rebuild: batch") if done.returncode else None,
+                        # What readers waited for (the rebuild's last step; the code before: all of it).
+                        "swap_seconds": float(swap.group(1)) if (swap := _SWAP.search(done.stderr)) else None,
                     }
                 )
                 print(json.dumps(results[-1]), flush=True)

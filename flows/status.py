@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tasks.core.concurrency import SlotsInUse, prefect_slots_in_use
-from tasks.core.lake import Lake
+from tasks.core.lake import STAR, Lake
 from tasks.core.lake_binding import WarehouseLake, read_warehouse_lake
 from tasks.core.lake_status import LakeStatus, read_lake_status
 from tasks.core.locks import slots_held_on
@@ -58,7 +58,7 @@ def read_status(settings: TotesSettings, *, recent_batches: int = RECENT_BATCHES
         warehouse=warehouse,
         lake_id=identity.lake_id if identity else None,
         warehouse_lake=warehouse_lake,
-        pending_load=[b for b in lake_status.star_batches if b not in warehouse.loaded_batches],
+        pending_load=lake.batches_missing_from(STAR, warehouse.loaded_batches),
         quarantined_files={
             feed: sorted(records.values(), key=lambda r: (r.file, r.quarantined_at))
             for feed in load_feeds(settings.feeds_file)
@@ -78,8 +78,8 @@ def status_json(status: TotesStatus) -> dict[str, Any]:
         "lake": {
             "url": status.lake_url,
             "id": status.lake_id,
-            "raw_batches": len(lake.raw_batches),
-            "star_batches": len(lake.star_batches),
+            "raw_batches": lake.raw_count,
+            "star_batches": lake.star_count,
             "last_batch": lake.last_batch,
             "source_clock_at": _iso(lake.source_clock_at),
             "recent_batches": lake.recent_batches,
@@ -111,7 +111,7 @@ def status_text(status: TotesStatus) -> str:
     lake, warehouse = status.lake, status.warehouse
     lines = [
         f"Lake {status.lake_url}{f' (lake {status.lake_id})' if status.lake_id else ''}: "
-        f"{len(lake.raw_batches)} raw batch(es), {len(lake.star_batches)} star batch(es); "
+        f"{lake.raw_count} raw batch(es), {lake.star_count} star batch(es); "
         f"last {lake.last_batch or 'none'}"
         + (f", the source as of {_when(lake.source_clock_at)}" if lake.source_clock_at else ""),
         f"Pending: transform {_batches(lake.pending_transform)}; load {_batches(status.pending_load)}",

@@ -35,6 +35,7 @@ SLOWEST_FIRST = (
     "test_deployments.py",
     "test_status.py",
     "test_demo.py",
+    "test_subscriber.py",
 )
 
 

@@ -5,6 +5,7 @@ Layout under ``TOTES_LAKE_URL``::
     _totes_lake.json                                                 the lake's identity
     raw/<source table>/batch=<batch id>/part-<n>-<attempt>.parquet   deltas read from ToteSys
     raw/_batches/<batch id>.json                                     ingest manifest (watermarks)
+    raw/_head.json, star/_head.json                                  the newest batch of each zone
     star/<star table>/batch=<batch id>/part-<attempt>.parquet        dims and facts of that batch
     star/_batches/<batch id>.json                                    transform manifest
 
@@ -16,10 +17,11 @@ names (left by a crash or a retried attempt) are ignored by every reader.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +38,8 @@ RAW = "raw"
 STAR = "star"
 LAKE_IDENTITY = "_totes_lake.json"
 _MANIFESTS = "_batches"
+# Per zone, the newest batch's id (``<zone>/_head.json``): where listings of a long lake start.
+_HEAD = "_head.json"
 # Per batch, the manifest entry each fan-out child run extracted (read by the run that records it).
 _EXTRACTED = "_extracted"
 _BATCH_ID = re.compile(r"^(\d{8})-(\d{8}T\d{6}Z)$")
@@ -157,15 +161,73 @@ class Lake:
     def manifest_path(self, zone: str, batch_id: str) -> str:
         return f"{zone}/{_MANIFESTS}/{batch_id}.json"
 
-    def list_batches(self, zone: str) -> list[str]:
-        """Ids of the batches with a manifest in ``zone``, oldest first."""
+    def list_batches(self, zone: str, *, after: str | None = None, from_sequence: int | None = None) -> list[str]:
+        """Ids of the batches with a manifest in ``zone``, oldest first: all of them, or only those
+        after the batch ``after``, or from the sequence number ``from_sequence`` on. Ids sort as
+        their keys do (an 8-digit sequence first), so on S3 the listing starts there: a year of
+        15-minute batches (35,000 manifests, 35 pages of a full listing) costs one request."""
+        start = after if after is not None else (f"{from_sequence:08d}" if from_sequence is not None else None)
         folder = self.full(f"{zone}/{_MANIFESTS}")
         try:
-            names = self.fs.ls(folder, detail=False, refresh=True)
-        except FileNotFoundError:
+            if start is not None and not self.is_local:
+                names = self._keys_after(folder, start)
+            else:
+                names = [Path(name).name for name in self.fs.ls(folder, detail=False, refresh=True)]
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        ids = [Path(name).name.removesuffix(".json") for name in names if name.endswith(".json")]
-        return sorted((i for i in ids if _BATCH_ID.match(i)), key=batch_sequence)
+        ids = [name.removesuffix(".json") for name in names if name.endswith(".json")]
+        found = sorted((i for i in ids if _BATCH_ID.match(i)), key=batch_sequence)
+        if after is not None:
+            return [i for i in found if batch_sequence(i) > batch_sequence(after)]
+        if from_sequence is not None:
+            return [i for i in found if batch_sequence(i) >= from_sequence]
+        return found
+
+    def _keys_after(self, folder: str, start: str) -> list[str]:
+        """The names in an S3 folder that sort after ``start`` (a ListObjectsV2 with StartAfter)."""
+        bucket, _, prefix = f"{folder}/".partition("/")
+        names: list[str] = []
+        token: dict[str, str] = {}
+        while True:
+            page = self.fs.call_s3(
+                "list_objects_v2", Bucket=bucket, Prefix=prefix, StartAfter=f"{prefix}{start}", **token
+            )
+            names += [item["Key"][len(prefix) :] for item in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return names
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def batches_missing_from(self, zone: str, present: Collection[str]) -> list[str]:
+        """The batches of ``zone`` not in ``present`` (e.g. those a warehouse has loaded), oldest
+        first. When ``present`` is batches 1 to N, all of them (batches are loaded in order), only
+        the batches after N are listed."""
+        last = max(present, key=batch_sequence, default=None)
+        if last is not None and len(set(present)) == batch_sequence(last):
+            return self.list_batches(zone, after=last)
+        return [batch for batch in self.list_batches(zone) if batch not in present]
+
+    def newest_batch(self, zone: str) -> str | None:
+        """The newest batch of ``zone``: the one its head names (written after each manifest), or a
+        newer one (a head is a hint: a crash may leave it behind). A lake without a head is listed."""
+        head = self._read_head(zone)
+        batches = self.list_batches(zone, after=head) if head else self.list_batches(zone)
+        return batches[-1] if batches else head
+
+    def _read_head(self, zone: str) -> str | None:
+        try:
+            with self.fs.open(self.full(f"{zone}/{_HEAD}"), "rb") as handle:
+                head = json.load(handle).get("batch_id")
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return None
+        return head if isinstance(head, str) and _BATCH_ID.match(head) else None
+
+    def _write_head(self, zone: str, batch_id: str) -> None:
+        """Name ``batch_id`` as the zone's newest. Best effort: a head left behind costs a listing,
+        and the manifest, already written, must not be written again by a retry."""
+        try:
+            self.put_whole(f"{zone}/{_HEAD}", json.dumps({"batch_id": batch_id}).encode())
+        except OSError:
+            logging.getLogger("totes.lake").info("could not update %s/%s; the next run lists past it", zone, _HEAD)
 
     def read_manifest(self, zone: str, batch_id: str) -> dict[str, Any]:
         with self.fs.open(self.full(self.manifest_path(zone, batch_id)), "rb") as handle:
@@ -180,6 +242,7 @@ class Lake:
         except FileExistsError as error:
             msg = f"lake manifest {relative} already exists; another totes run may be writing"
             raise LakeError(msg) from error
+        self._write_head(zone, batch_id)
         return relative
 
     def read_raw_manifest(self, batch_id: str) -> RawManifest:

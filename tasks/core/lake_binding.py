@@ -75,9 +75,13 @@ def check_lake(
     """
     state = read_warehouse_lake(connection)
     identity = lake.read_identity()
+    if not rebuild and identity is not None and identity.lake_id == state.lake_id:
+        if state.lake_url != redact_url(lake.url):
+            bind(connection, identity, lake)  # the same lake, moved: keep where it is now
+        return identity  # the usual case, every run: no listing of a lake's batches
     star_batches = lake.list_batches(STAR)
     has_batches = bool(star_batches or lake.list_batches(RAW))
-    if rebuild and not star_batches:
+    if rebuild and not has_batches:  # raw batches are transformed first, so they count
         msg = (
             f"TOTES_LAKE_URL {lake.url} {_what_is_there(lake, identity, has_batches)}: a rebuild from it would "
             f"empty the warehouse {warehouse}; point TOTES_LAKE_URL at the warehouse's lake; nothing was changed"

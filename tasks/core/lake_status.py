@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tasks.core.lake import RAW, STAR, Lake
+from tasks.core.lake import RAW, STAR, Lake, batch_sequence
 from tasks.core.manifests import FileSet, RawManifest, StarManifest
 from tasks.schema import SOURCE_TABLES
 
@@ -42,8 +42,10 @@ class LakeStatus:
     """The lake's batches and tables. ``recent_batches``: how many of the latest batches the
     per-table history (last change, deletes, quarantine) looked at."""
 
-    raw_batches: list[str]
-    star_batches: list[str]
+    raw_count: int
+    star_count: int
+    raw_batches: list[str]  # the recent ones
+    star_batches: list[str]  # the recent ones
     pending_transform: list[str]
     source_clock_at: datetime | None
     recent_batches: int
@@ -57,20 +59,30 @@ class LakeStatus:
 def read_lake_status(lake: Lake, *, recent_batches: int) -> LakeStatus:
     """The lake's state from its manifests: the latest raw manifest for the watermarks, the latest
     ``recent_batches`` raw and star manifests for each table's history."""
-    raw_batches = lake.list_batches(RAW)
-    star_batches = lake.list_batches(STAR)
-    done = set(star_batches)
-    recent_raw = [lake.read_raw_manifest(batch) for batch in raw_batches[-recent_batches:]]
-    recent_star = [lake.read_star_manifest(batch) for batch in star_batches[-recent_batches:]]
+    # Batch sequence numbers run from 1 without gaps: the newest's is the count, and only the
+    # recent batches are listed (a year of 15-minute batches is 35,000 manifests).
+    newest_raw, newest_star = lake.newest_batch(RAW), lake.newest_batch(STAR)
+    raw_batches = _recent(lake, RAW, newest_raw, recent_batches)
+    star_batches = _recent(lake, STAR, newest_star, recent_batches)
+    recent_raw = [lake.read_raw_manifest(batch) for batch in raw_batches]
+    recent_star = [lake.read_star_manifest(batch) for batch in star_batches]
     latest = recent_raw[-1] if recent_raw else None
     return LakeStatus(
+        raw_count=batch_sequence(newest_raw) if newest_raw else 0,
+        star_count=batch_sequence(newest_star) if newest_star else 0,
         raw_batches=raw_batches,
         star_batches=star_batches,
-        pending_transform=[batch for batch in raw_batches if batch not in done],
+        pending_transform=lake.list_batches(RAW, after=newest_star),
         source_clock_at=latest.horizon.clock_at if latest and latest.horizon else None,
         recent_batches=recent_batches,
         tables=[_table_status(lake, name, recent_raw, recent_star) for name in SOURCE_TABLES],
     )
+
+
+def _recent(lake: Lake, zone: str, newest: str | None, count: int) -> list[str]:
+    if newest is None or count <= 0:
+        return []
+    return lake.list_batches(zone, from_sequence=max(1, batch_sequence(newest) - count + 1))
 
 
 def set_aside_reasons(lake: Lake, set_aside: FileSet) -> Counter[str]:

@@ -78,7 +78,7 @@ def _database(url: str) -> _SharedDatabase:
 
 
 _DRIVER_PREFIXES = re.compile(
-    r"^(?:[A-Z_]+: )?(?:\[libpq\] )?(?:Failed to (?:connect|prepare query|execute query|create table)[^:]*: )?(?:ERROR: +)?"
+    r"^(?:[A-Z_]+: )?(?:\[libpq\] )?(?:(?:Failed to (?:connect|prepare query|execute query|create table)[^:]*|Execution error \[\w+\]): )?(?:ERROR: +)?"
 )
 
 

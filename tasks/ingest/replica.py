@@ -55,8 +55,10 @@ def read_horizon_of_source(
     """The horizon of a run that reads ``source``: its own when it is a primary; its primary's when it
     is a standby, a subscriber or a declared copy, once the primary is checked to be the database the
     source copies and, for a standby or a subscriber, once the source has applied the primary's WAL
-    up to the horizon. A declared copy's horizon counts its sessions as hidden: its watermark stays
-    ``TOTES_FALLBACK_LAG_SECONDS`` behind the primary's clock, the time the copy may lag.
+    up to the horizon. A declared copy's horizon counts its sessions as hidden, as if the role could not
+    see them: its watermark stays ``TOTES_FALLBACK_LAG_SECONDS`` behind the primary's clock (a
+    transaction still open there still holds it), so a change is safe if its transaction's length plus
+    the copy's delay stay under that lag.
 
     Raises:
         SourceIsStandby, SourceIsSubscriber, SourceIsCopy: no primary connection is configured, or

@@ -86,10 +86,10 @@ def plan_ingest_batch() -> IngestPlan:
     """Read the newest ingest manifest: its watermarks are where this run's reads start."""
     lake = Lake.from_url(load_settings().lake_url)
     lake.require_bucket()
-    batches = lake.list_batches(RAW)
-    if not batches:
+    newest_id = lake.newest_batch(RAW)
+    if newest_id is None:
         return IngestPlan(batch_id=new_batch_id(1))
-    newest = lake.read_raw_manifest(batches[-1])
+    newest = lake.read_raw_manifest(newest_id)
     return IngestPlan(
         batch_id=new_batch_id(batch_sequence(newest.batch_id) + 1),
         previous=newest.tables,
@@ -176,11 +176,11 @@ def check_source_schema() -> SchemaCheck:
     if errors:
         announce_schema_drift(source, problems=errors, stopped=True)
         raise SchemaDrift("schema drift: " + "; ".join(errors))
-    for where, zone in time_zones if not settings.source_stamps_are_utc else []:
+    for where, zone in time_zones:
         problem = local_time_stamps(
             found, time_zone=zone.time_zone, is_utc=zone.is_utc, database=zone.database_name, where=where
         )
-        if problem is not None:
+        if problem is not None and not settings.source_stamps_are_utc:
             raise SourceInLocalTime(problem)
     lake = Lake.from_url(settings.lake_url)
     reported_path = f"{RAW}/_schema_drift.json"
@@ -697,8 +697,8 @@ def remove_superseded_indexes() -> None:
     if not masked:
         return
     lake = Lake.from_url(load_settings().lake_url)
-    batches = lake.list_batches(RAW)
-    newest = lake.read_raw_manifest(batches[-1]).tables if batches else {}
+    newest_id = lake.newest_batch(RAW)
+    newest = lake.read_raw_manifest(newest_id).tables if newest_id else {}
     for name in masked:
         entry = newest.get(name)
         if entry is not None and entry.content is not None and entry.content_scheme != pii.content_scheme(name):

@@ -176,9 +176,8 @@ def load_batch(
     tables: Iterable[tuple[str, BatchStream]],
     *,
     deletions: Callable[[], dict[str, pa.Table]] = dict,
-    commit: bool = True,
     history: bool = False,
-    schema: str = WAREHOUSE_SCHEMA,
+    into: str = WAREHOUSE_SCHEMA,
 ) -> BatchLoad | None:
     """Merge one star batch in one transaction. Returns what changed, or None if the batch was
     already loaded (by an earlier run, or by a concurrent loader that got there first).
@@ -186,9 +185,9 @@ def load_batch(
     ``tables`` yields each star table with its Arrow schema and a function returning a stream of
     its record batches, in the order to merge them (they may still be being built: see
     ``tasks/core/handoff.py``; a table may come more than once). The rows of a table that is still
-    empty are copied straight in; otherwise they are staged in a temporary table and merged. With
-    ``commit=False`` the caller owns the transaction. The star tables are those of ``schema``: the
-    warehouse's, or a rebuild's shadow (``tasks/load/shadow.py``).
+    empty are copied straight in; otherwise they are staged in a temporary table and merged. The star
+    tables are those of the database schema ``into``: the warehouse's, or a rebuild's shadow
+    (``tasks/load/shadow.py``).
     ``deletions`` gives, once every table is merged, per star table the keys found hard-deleted in
     the source (with ``_deleted_at``): marked last. With ``history`` (history mode), the dimension
     rows merged and deleted become versions of ``dim_<name>_history`` in the same transaction
@@ -199,11 +198,10 @@ def load_batch(
     try:
         take_load_lock(connection)
         with connection.cursor() as cursor:
-            use_schema(cursor, schema)
+            use_schema(cursor, into)
             cursor.execute(LOAD_SQL.read("select_loaded_batch"), parameters=(batch_id,))
             if cursor.fetchone() is not None:
-                if commit:
-                    roll_back(connection)
+                roll_back(connection)
                 return None
             for table, (schema, batches) in tables:
                 if table in FACT_REFERENCES:
@@ -220,8 +218,7 @@ def load_batch(
                 LOAD_SQL.read("record_loaded_batch"),
                 parameters=(batch_id, json.dumps(changed)),
             )
-        if commit:
-            connection.commit()
+        connection.commit()
     except BaseException:
         roll_back(connection)
         raise

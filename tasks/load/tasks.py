@@ -101,7 +101,7 @@ def list_unloaded_batches() -> list[str]:
     lake.require_bucket()
     with connect(settings.require_warehouse_url(), purpose="warehouse database") as connection:
         loaded = loaded_batches(connection)
-    return [batch for batch in lake.list_batches(STAR) if batch not in loaded]
+    return lake.batches_missing_from(STAR, loaded)
 
 
 @task(name="load-star-batch", task_run_name="load-{batch_id}", cache_policy=NO_CACHE, **RETRY_POLICY)
@@ -241,7 +241,7 @@ def rebuild_warehouse_from_lake() -> RunSummary:
                 star_batch_streams(lake, manifest),
                 deletions=partial(star_batch_deletions, lake, manifest),
                 history=settings.dimension_history,
-                schema=SHADOW_SCHEMA,
+                into=SHADOW_SCHEMA,
             )
             changed = add_counts(changed, loaded.changed if loaded else {})
             if time.monotonic() - reported >= PROGRESS_EVERY_SECONDS:

@@ -44,14 +44,17 @@ from tasks.transform.builders import ROW_WISE_BUILDERS
 
 
 def pending_transform_batches(lake: Lake) -> list[str]:
-    """Raw batches without a star batch, oldest first."""
-    done = set(lake.list_batches(STAR))
-    return [batch for batch in lake.list_batches(RAW) if batch not in done]
+    """Raw batches without a star batch, oldest first: those after the newest star batch (batches
+    are transformed in order, each after the one before, so the star zone is a prefix of the raw)."""
+    return lake.list_batches(RAW, after=lake.newest_batch(STAR))
 
 
 def _previous_star_manifest(lake: Lake, batch_id: str) -> StarManifest | None:
-    earlier = [b for b in lake.list_batches(STAR) if batch_sequence(b) < batch_sequence(batch_id)]
-    return lake.read_star_manifest(earlier[-1]) if earlier else None
+    newest = lake.newest_batch(STAR)
+    if newest is None or batch_sequence(newest) >= batch_sequence(batch_id):
+        earlier = [b for b in lake.list_batches(STAR) if batch_sequence(b) < batch_sequence(batch_id)]
+        newest = earlier[-1] if earlier else None
+    return lake.read_star_manifest(newest) if newest else None
 
 
 def read_batch_frames(lake: Lake, raw: RawManifest) -> BatchFrames:

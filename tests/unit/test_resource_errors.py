@@ -33,6 +33,12 @@ INGEST_OUT_OF_LOCKS = driver_error(
     "HINT:  You might need to increase max_locks_per_transaction.\n\n"
     'Query was: CREATE TEMPORARY TABLE pg_temp . "_totes_referenced" ("id" int4)'
 )
+# A SELECT (run as a COPY) that could not take its lock.
+COPY_OUT_OF_LOCKS = driver_error(
+    "IO: [libpq] Execution error [PGRES_FATAL_ERROR]: ERROR:  out of shared memory\n"
+    "HINT:  You might need to increase max_locks_per_transaction.\n",
+    "53200",
+)
 TOO_MANY_CLIENTS = driver_error(
     'IO: [libpq] Failed to connect: connection to server at "127.0.0.1", port 5432 failed: FATAL:  sorry, too '
     "many clients already"
@@ -65,8 +71,9 @@ def test_a_server_out_of_a_resource_fails_at_once_naming_what_to_change(error, f
     assert not is_transient(raised.value)
 
 
-def test_the_lock_table_full_is_one_line_with_its_sqlstate_and_the_setting_to_raise():
-    assert database_error_reason(OUT_OF_LOCKS) == (
+@pytest.mark.parametrize("error", [OUT_OF_LOCKS, COPY_OUT_OF_LOCKS])
+def test_the_lock_table_full_is_one_line_with_its_sqlstate_and_the_setting_to_raise(error):
+    assert database_error_reason(error) == (
         "out of shared memory (SQLSTATE 53200); the server's lock table is full: raise max_locks_per_transaction "
         "(or max_connections) in its configuration and restart it; it holds max_locks_per_transaction x "
         "(max_connections + max_prepared_transactions) locks for every session together"
