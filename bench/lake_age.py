@@ -63,7 +63,7 @@ def age_lake(lake_url: str, warehouse_url: str, batches: int) -> None:
         new_batch_id(sequence, batch_time(newest) + timedelta(seconds=sequence))
         for sequence in range(first, batches + 1)
     ]
-    # Written all at once (s3fs puts them concurrently); the heads are left behind, as after a crash.
+    # Written all at once (s3fs puts them concurrently), then the zones' heads, as the runs would.
     lake.fs.pipe(
         {
             lake.full(lake.manifest_path(zone, batch_id)): json.dumps(manifest | {"batch_id": batch_id}).encode()
@@ -71,6 +71,8 @@ def age_lake(lake_url: str, warehouse_url: str, batches: int) -> None:
             for zone, manifest in ((RAW, raw), (STAR, star))
         }
     )
+    for zone in (RAW, STAR):
+        lake.write_head(zone, made[-1])
     with connect(warehouse_url) as connection, connection.cursor() as cursor:
         for batch_id in made:
             cursor.execute(

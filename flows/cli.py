@@ -21,7 +21,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from flows.logs import NOISY_LIBRARIES, ReadableRunLogs
-from tasks.core.local_api import ensure_local_api, running_local_api, stop_local_api
+from tasks.core.local_api import ensure_local_api, stop_local_api
 from tasks.settings import (
     TotesSettings,
     describe_validation_error,
@@ -130,23 +130,86 @@ def command_files(args: argparse.Namespace) -> int:
 def _prefect_api(settings: TotesSettings) -> Iterator[None]:
     """Without ``PREFECT_API_URL`` (and ``TOTES_LOCAL_PREFECT_API`` left at ``background``): run
     against totes's local background Prefect server, starting it if none answers. If it cannot be
-    started, the run goes on with Prefect's temporary server, saying why."""
+    started, the run goes on with Prefect's temporary server, saying why. Each flow run the command
+    starts prints its link in the Prefect UI."""
+    from contextlib import ExitStack
+
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-    if get_current_settings().api.url or settings.local_prefect_api != "background":
+    with ExitStack() as stack:
+        stack.enter_context(_printed_run_links())
+        if not get_current_settings().api.url and settings.local_prefect_api == "background":
+            try:
+                api = ensure_local_api(
+                    wait_seconds=float(_PREFECT_SERVER_STARTUP_SECONDS), idle_minutes=settings.local_api_idle_minutes
+                )
+            except (RuntimeError, OSError) as error:
+                logging.getLogger("totes.local_api").warning(
+                    "%s: this run uses Prefect's temporary server instead", error
+                )
+            else:
+                stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api.url}))
+        yield
+
+
+class _RunLinks(logging.Handler):
+    """Prints the Prefect UI link of the command's flow run: Prefect's "View at <url>" line, which
+    the readable logs (``ReadableRunLogs``) leave out with the rest of a run's life, goes to those
+    handlers as "In the Prefect UI: <url>". Subflows' links stay out (their runs are in the UI)."""
+
+    def __init__(self, readable: list[logging.Handler]):
+        super().__init__()
+        self.readable = readable
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if not message.startswith("View at ") or not _top_level_run(message):
+            return
+        link = logging.makeLogRecord(
+            record.__dict__ | {"msg": f"In the Prefect UI: {message.removeprefix('View at ')}", "args": ()}
+        )
+        for handler in self.readable:
+            handler.handle(link)
+
+
+def _top_level_run(view_at: str) -> bool:
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    # Prefect logs the link inside the run's context, or (async engine) before entering it.
+    return run is None or (view_at.endswith(str(run.id)) and run.parent_task_run_id is None)
+
+
+@contextmanager
+def _printed_run_links() -> Iterator[None]:
+    from prefect.logging.configuration import ensure_logging_setup
+
+    # Prefect configures its loggers (replacing their handlers) the first time it sets logging up:
+    # before the handler is added here, not after (later set-ups only change levels).
+    ensure_logging_setup()
+    readable = [
+        handler
+        for handler in logging.getLogger().handlers
+        if any(isinstance(kept, ReadableRunLogs) for kept in handler.filters)
+    ]
+    if not readable:  # -v: Prefect's own line is printed
         yield
         return
+    links = _RunLinks(readable)
+    engine = logging.getLogger("prefect.flow_runs")
+    engine.addHandler(links)
     try:
-        api = ensure_local_api(wait_seconds=float(_PREFECT_SERVER_STARTUP_SECONDS))
-    except (RuntimeError, OSError) as error:
-        logging.getLogger("totes.local_api").warning("%s: this run uses Prefect's temporary server instead", error)
         yield
-        return
-    with temporary_settings(updates={PREFECT_API_URL: api.url}):
-        yield
+    finally:
+        engine.removeHandler(links)
 
 
 def command_local_api(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from tasks.core.local_api import look_at_local_api, quiet, stopped_when_idle
+
     if args.action == "stop":
         stopped = stop_local_api()
         print(
@@ -154,15 +217,41 @@ def command_local_api(args: argparse.Namespace) -> int:
         )
         return 0
     if args.action == "start":
-        api = ensure_local_api(wait_seconds=float(_PREFECT_SERVER_STARTUP_SECONDS))
-    elif (found := running_local_api()) is not None:
-        api = found
+        api = ensure_local_api(
+            wait_seconds=float(_PREFECT_SERVER_STARTUP_SECONDS), idle_minutes=load_settings().local_api_idle_minutes
+        )
+        state = quiet(api)
+    elif (found := look_at_local_api()) is not None:  # the look does not count as a request
+        api, state = found
     else:
-        print("totes local-api: not running (the next totes run starts it)")
+        stopped_at = stopped_when_idle()
+        why = (
+            f": it stopped by itself at {stopped_at[0]:%Y-%m-%d %H:%M:%S} after {stopped_at[1]:g} minutes without a request"
+            if stopped_at
+            else ""
+        )
+        print(f"totes local-api: not running{why} (the next totes run starts it)")
         return 0
     print(
         f"totes local-api: running at {api.url} (process {api.pid}, log {api.log}); UI at {api.url.removesuffix('/api')}"
     )
+    if state is None:
+        print("  it does not stop by itself (started by an earlier totes): `totes local-api stop` ends it")
+    elif (left := state.stops_in_seconds()) is None:
+        print("  it does not stop by itself (TOTES_LOCAL_API_IDLE_MINUTES=0): `totes local-api stop` ends it")
+    else:
+        now = (
+            "in use now"
+            if state.in_flight
+            else f"quiet for {state.seconds:.0f} s"
+            if state.seconds < 120
+            else f"quiet for {state.seconds / 60:.0f} min"
+        )
+        at = datetime.now().astimezone().timestamp() + left
+        print(
+            f"  {now}; it stops by itself after {state.idle_minutes:g} minutes without a request "
+            f"(at {datetime.fromtimestamp(at).astimezone():%H:%M} if none comes; the next totes command starts it again)"
+        )
     return 0
 
 
@@ -357,8 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", _PREFECT_SERVER_STARTUP_SECONDS)
     args = build_parser().parse_args(argv)
     if not args.verbose:
-        # pgserver's platformdirs warns on every start where XDG_RUNTIME_DIR is unset (containers, CI).
-        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        # The libraries' warnings are for their authors (asyncssh's CryptographyDeprecationWarning at a
+        # key exchange, pgserver's platformdirs where XDG_RUNTIME_DIR is unset): only a warning about
+        # totes's own code reaches the default output. -v shows them all.
+        warnings.filterwarnings("ignore", module=r"(?!(tasks|flows|bench|__main__)(\.|$))")
     handler = logging.StreamHandler()
     handler.setFormatter(
         _RunLogFormatter("%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s", tracebacks=args.verbose)

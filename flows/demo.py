@@ -1,33 +1,43 @@
 """``totes demo``: the whole pipeline on nothing but Python.
 
 Starts an embedded PostgreSQL (the ``pgserver`` wheel, which ships its own server binaries) holding a
-``totesys`` source and a ``warehouse`` database, uses a local folder as the lake and Prefect's
-ephemeral API, then: seed, run, churn, run, and show what landed. Then the file feeds: a loopback
-SFTP server receives an exchange-rates file, an amended version of it, a malformed file and finally
-the removal of the first file, with ``totes files`` after each step.
+``totesys`` source and a ``warehouse`` database, uses a local folder as the lake and, without
+``PREFECT_API_URL``, totes's local background Prefect server (``tasks/core/local_api.py``, started if
+none answers, as by any command), then: seed, run, churn, run, and show what landed. Then the file
+feeds: a loopback SFTP server receives an exchange-rates file, an amended version of it, a malformed
+file and finally the removal of the first file, with ``totes files`` after each step.
+
+It ends by handing over: what it left running (the embedded PostgreSQL, the local Prefect API) and
+how to stop it, where the warehouse and the lake are and how to query them, the Prefect UI, and the
+settings file (``<dir>/totes.env``) that points ``totes status`` and the other commands at them.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from tasks.core.lake import RAW, Lake
 from tasks.core.postgres import connect
 from tasks.sandbox.demo_queries import (
     exchange_rates_by_file,
     revenue_by_month,
 )
-from tasks.sandbox.embedded_postgres import recreate_databases, start_embedded_postgres
+from tasks.sandbox.embedded_postgres import (
+    embedded_postgres_pid,
+    embedded_psql,
+    recreate_databases,
+    start_embedded_postgres,
+)
 from tasks.sandbox.sample_feeds import exchange_rates_csv
 from tasks.sandbox.sftp_server import LoopbackSftpServer
 from tasks.sandbox.totesys import churn, seed_from_dump, seed_generated
-from tasks.schema import SOURCE_TABLES
 
 DEMO_DATABASES = ("totesys", "warehouse")
 
@@ -46,7 +56,9 @@ def run_demo(folder: Path, *, scale: float, dump: Path | None) -> None:
     lake_dir = folder / "lake"
     shutil.rmtree(lake_dir, ignore_errors=True)
     _banner(f"Starting an embedded PostgreSQL in {folder / 'pgdata'}")
-    urls = recreate_databases(start_embedded_postgres(folder / "pgdata", fresh=False), DEMO_DATABASES)
+    # Left running at the end, for the user to look at what the demo built (the handover says so).
+    server_url = start_embedded_postgres(folder / "pgdata", fresh=False, keep_running=True)
+    urls = recreate_databases(server_url, DEMO_DATABASES)
     os.environ["TOTES_SOURCE_URL"] = urls["totesys"]
     os.environ["TOTES_WAREHOUSE_URL"] = urls["warehouse"]
     os.environ["TOTES_LAKE_URL"] = str(lake_dir)
@@ -76,15 +88,85 @@ def run_demo(folder: Path, *, scale: float, dump: Path | None) -> None:
         for month, currency, orders, revenue in revenue_by_month(warehouse, months=3):
             print(f"{month:<9}{currency:<10}{orders:>8}{revenue:>18}")
 
-    lake = Lake.from_url(str(lake_dir))
-    _banner("Lake")
-    print(f"{lake_dir}: {len(lake.list_batches(RAW))} batches for {len(SOURCE_TABLES)} source tables")
-
     run_feeds_demo(folder, urls["warehouse"])
     _banner("Where it all stands: totes status")
     print(status_text(read_status(load_settings())))
-    print("\nRun it against your own databases: set TOTES_SOURCE_URL, TOTES_WAREHOUSE_URL and")
-    print("TOTES_LAKE_URL, then `totes run`; for file feeds set TOTES_SFTP_URL and run `totes files` (see README).")
+    _hand_over(folder, urls)
+
+
+def _shown(path: Path) -> str:
+    """``path`` as a person types it where they stand: relative when it is under the working folder."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _command(name: str) -> str:
+    """How to call ``name`` (``totes``, ``python``) of this installation from the working folder."""
+    beside = Path(sys.executable).parent / name
+    on_path = shutil.which(name)
+    if on_path is not None and Path(on_path).resolve() == beside.resolve():
+        return name
+    return _shown(beside)
+
+
+def _write_settings(folder: Path, urls: dict[str, str]) -> Path:
+    """``<folder>/totes.env``: the demo's source, warehouse and lake as shell exports (no password:
+    the embedded PostgreSQL is reached on a unix socket, with trust authentication)."""
+    settings = folder / "totes.env"
+    lines = [
+        "# The demo's source, warehouse and lake, for totes commands in this shell (written by totes demo):",
+        f"#   . {shlex.quote(_shown(settings))}",
+        f"export TOTES_SOURCE_URL={shlex.quote(urls['totesys'])}",
+        f"export TOTES_WAREHOUSE_URL={shlex.quote(urls['warehouse'])}",
+        f"export TOTES_LAKE_URL={shlex.quote(str(folder / 'lake'))}",
+    ]
+    settings.write_text("\n".join(lines) + "\n")
+    return settings
+
+
+def _hand_over(folder: Path, urls: dict[str, str]) -> None:
+    """What the demo leaves: what runs and how to stop it, where the data is and how to query it."""
+    from prefect.settings import PREFECT_UI_URL, get_current_settings
+
+    from tasks.core.local_api import is_local_api, running_local_api
+
+    settings = _write_settings(folder, urls)
+    totes = _command("totes")
+    pgdata = folder / "pgdata"
+    psql = _shown(embedded_psql())
+    api_url = get_current_settings().api.url
+    local_api = running_local_api() if is_local_api(api_url) else None
+
+    _banner("What the demo leaves you")
+    stop_postgres = f"{_command('python')} -m tasks.sandbox.embedded_postgres stop {_shown(pgdata)}"
+    postgres = f"the embedded PostgreSQL (process {embedded_postgres_pid(pgdata)})"
+    if local_api is not None:
+        stops = (
+            f", which stops by itself after {local_api.idle_minutes:g} minutes without a request"
+            if local_api.idle_minutes
+            else ""
+        )
+        print(f"Left running: {postgres} and the local Prefect API (process {local_api.pid}){stops}.")
+        print(f"  To stop both now: {stop_postgres}; {totes} local-api stop")
+        print(f"Prefect UI: {local_api.url.removesuffix('/api')} (every run above, with its tasks and logs)")
+    else:
+        print(f"Left running: {postgres}. To stop it: {stop_postgres}")
+        if api_url:
+            print(f"Prefect UI: {PREFECT_UI_URL.value() or api_url} (your Prefect API holds every run above)")
+        else:
+            print("Prefect: the runs used Prefect's temporary server, which stopped with the demo")
+    print(f"Warehouse: {urls['warehouse']} (a unix socket, no password); query it:")
+    print(f"  {psql} {shlex.quote(urls['warehouse'])} -c 'select * from current_fact_sales_order limit 5'")
+    print(
+        f"Lake: {_shown(folder / 'lake')} (Parquet: raw/ and star/<table>/batch=<id>/, feed files in files/); read it:"
+    )
+    star = _shown(folder / "lake" / "star" / "fact_sales_order" / "*" / "*.parquet")
+    print(f"  {_command('python')} -c \"import polars as pl; print(pl.read_parquet('{star}'))\"")
+    print("totes on the demo's data (status, churn, run; the next totes demo starts it afresh):")
+    print(f"  . {shlex.quote(_shown(settings))}; {totes} status")
+    print("On your own databases: set TOTES_SOURCE_URL, TOTES_WAREHOUSE_URL and TOTES_LAKE_URL (see README).")
 
 
 # Daily rates to GBP of the currencies the seeded ToteSys knows.

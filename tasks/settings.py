@@ -8,14 +8,16 @@ use :meth:`TotesSettings.describe` for a safe, human-readable summary.
 from __future__ import annotations
 
 import json
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 _POSTGRES_SCHEMES = {"postgresql", "postgres"}
 
@@ -53,7 +55,8 @@ def _check_sftp_url(value: SecretStr | None) -> SecretStr | None:
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***``."""
-    return re.sub(r"(://[^:/@?#]*:)[^@/?#]*@", r"\1***@", url)
+    # Greedy to the authority's last "@": a password with an unencoded "@" is masked whole.
+    return re.sub(r"(://[^:/@?#\s]*:)[^/?#\s]*@", r"\1***@", url)
 
 
 class TotesSettings(BaseSettings):
@@ -94,6 +97,8 @@ class TotesSettings(BaseSettings):
             commands against a local Prefect server that the first of them starts in the background
             and the next ones find again (``totes local-api``); ``temporary`` has every command start
             Prefect's temporary server of its own, as Prefect does by itself (8-15 s a command).
+        local_api_idle_minutes: the local background Prefect server stops by itself after this many
+            minutes without an API request (the next command starts it again); ``0``: never.
         fan_out: the cycle's ingest runs each source table's extract as a flow run of its own, on
             the work pool, through ``fan_out_deployment`` (an ECS task each in production), rather
             than in the cycle's process; the cycle waits for them and alone records the batch.
@@ -151,6 +156,7 @@ class TotesSettings(BaseSettings):
     fallback_lag_seconds: float = Field(default=900.0, ge=0)
     database_concurrency: int = Field(default=4, ge=1)
     local_prefect_api: Literal["background", "temporary"] = "background"
+    local_api_idle_minutes: float = Field(default=30.0, ge=0)
     fan_out: bool = False
     fan_out_deployment: str = "extract-table/totesys-extract-table"
     fan_out_timeout_seconds: float = Field(default=3600.0, gt=0)
@@ -246,29 +252,51 @@ class TotesSettings(BaseSettings):
         return value
 
     def require_source_url(self) -> str:
-        return _required(self.source_url, "TOTES_SOURCE_URL", "the ToteSys source database")
+        return _required(self.source_url, "TOTES_SOURCE_URL")
 
     def require_warehouse_url(self) -> str:
-        return _required(self.warehouse_url, "TOTES_WAREHOUSE_URL", "the warehouse database")
+        return _required(self.warehouse_url, "TOTES_WAREHOUSE_URL")
 
     def require_sftp_url(self) -> str:
-        return _required(self.sftp_url, "TOTES_SFTP_URL", "the feeds' SFTP server (sftp://user@host/path)")
+        return _required(self.sftp_url, "TOTES_SFTP_URL")
+
+    def require(self, *variables: str) -> None:
+        """Check that every one of ``variables`` (``TOTES_SOURCE_URL`` …) is set.
+
+        Raises:
+            SettingsProblem: naming every one that is not, and what it takes.
+        """
+        missing = [v for v in variables if getattr(self, v.removeprefix("TOTES_").lower()) is None]
+        if missing:
+            raise SettingsProblem("; ".join(f"{v} is not set: give {_WHAT_IT_TAKES[v]}" for v in missing))
 
     @property
     def feed_files_url(self) -> str:
         """Where the feeds' raw, staged and quarantined files live."""
         return self.files_url or f"{self.lake_url.rstrip('/')}/files"
 
+    def _urls(self) -> list[str]:
+        urls = (self.source_url, self.source_primary_url, self.warehouse_url, self.sftp_url)
+        return [url.get_secret_value() for url in urls if url is not None]
+
     def secrets(self) -> list[str]:
-        """Every password in the settings, to scrub from messages that leave the process."""
+        """Every password in the settings (as written and percent-decoded) and the PII hash key, to
+        scrub from messages that leave the process."""
         found = []
-        for url in (self.source_url, self.source_primary_url, self.warehouse_url, self.sftp_url):
-            if url is not None:
-                password = urlsplit(url.get_secret_value()).password
-                if password:
-                    found.append(password)
+        for url in self._urls():
+            password = urlsplit(url).password
+            if password:
+                found += [password, unquote(password)]
         if self.pii_hash_key is not None and self.pii_hash_key.get_secret_value():
             found.append(self.pii_hash_key.get_secret_value())
+        return sorted(set(found))
+
+    def names(self) -> set[str]:
+        """The user and host names of the settings' URLs: never masked as if they were secrets."""
+        found: set[str] = set()
+        for url in self._urls():
+            parts = urlsplit(url)
+            found |= {name for name in (parts.username, parts.hostname) if name}
         return found
 
     def describe(self) -> dict[str, str]:
@@ -281,10 +309,21 @@ class TotesSettings(BaseSettings):
         }
 
 
-def _required(value: SecretStr | None, variable: str, what: str) -> str:
+class SettingsProblem(ValueError):
+    """Settings are missing or malformed; the message names every variable and what it takes."""
+
+
+# What each variable a command may need takes, for the line that says it is missing.
+_WHAT_IT_TAKES = {
+    "TOTES_SOURCE_URL": "the postgresql:// URI of the ToteSys source database",
+    "TOTES_WAREHOUSE_URL": "the postgresql:// URI of the warehouse database",
+    "TOTES_SFTP_URL": "the sftp:// URL of the feeds' SFTP server (sftp://user[:password]@host[:port]/path)",
+}
+
+
+def _required(value: SecretStr | None, variable: str) -> str:
     if value is None:
-        msg = f"{variable} is not set: give the postgresql:// URI of {what}"
-        raise ValueError(msg)
+        raise SettingsProblem(f"{variable} is not set: give {_WHAT_IT_TAKES[variable]}")
     return value.get_secret_value()
 
 
@@ -371,7 +410,7 @@ def load_settings() -> TotesSettings:
     Secret block (``TOTES_*_URL_BLOCK``), then the plain variable (``TOTES_*_URL``). Secret values are
     read once per process.
     """
-    settings = TotesSettings()
+    settings = _read_settings()
     if settings.pii_hash_key_secret or settings.pii_hash_key_block:
         settings = settings.model_copy(update={"pii_hash_key": _resolve_hash_key(settings)})
     if not any(
@@ -390,13 +429,78 @@ def load_settings() -> TotesSettings:
     )
 
 
+# A URL in a message (scheme://...), up to a space or a quote; and a libpq keyword password.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
+# What may stand on either side of a secret for it to be that secret and not part of a longer word.
+_WORD = r"A-Za-z0-9._\-"
+
+
 def scrub(text: str, settings: TotesSettings | None) -> str:
-    """``text`` with every known password and every URL password replaced by ``***``."""
-    text = redact_url(text)
-    if settings is not None:
-        for secret in settings.secrets():
-            text = text.replace(secret, "***")
+    """``text`` with secrets masked by structure, never by blind text replacement (a password
+    ``postgres`` must not turn ``postgresql://`` into ``***ql://``): the password of every URL in
+    it and of every ``password=`` keyword becomes ``***``; elsewhere a known secret (a URL's
+    password, the PII hash key) is masked only as a whole word, and a password that is also a
+    user or host name of the settings is left to the URLs' own masking."""
+    names = settings.names() if settings is not None else set()
+    secrets = [s for s in settings.secrets() if s not in names] if settings is not None else []
+    pieces, last = [], 0
+    for url in _URL_IN_TEXT.finditer(text):
+        pieces += [_scrub_words(text[last : url.start()], secrets), redact_url(url.group(0))]
+        last = url.end()
+    pieces.append(_scrub_words(text[last:], secrets))
+    return "".join(pieces)
+
+
+def _scrub_words(text: str, secrets: list[str]) -> str:
+    text = _KEYWORD_PASSWORD.sub(lambda m: f"{m.group(1)}***", text)
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = re.sub(rf"(?<![{_WORD}]){re.escape(secret)}(?![{_WORD}])", "***", text)
     return text
+
+
+# Settings given as JSON, and an example of each.
+_JSON_SETTINGS = {
+    "schema_drift_policy": '{"*": "freeze"} or {"sales_order": "warn"}',
+    "pii_columns": '{"staff.email_address": "hash"}',
+}
+# Settings whose given value may hold a secret: never repeated in a message.
+_SECRET_SETTINGS = ("url", "key", "secret", "block")
+
+
+def _read_settings() -> TotesSettings:
+    """The settings from the environment (and ``.env``), or every problem with them at once.
+
+    Raises:
+        SettingsProblem: one line naming each variable that is malformed or out of range, what it
+            got (unless it may hold a secret) and what it takes.
+    """
+    problems: dict[str, str] = {}
+    for field, example in _JSON_SETTINGS.items():
+        variable = f"TOTES_{field.upper()}"
+        text = next((v for k, v in os.environ.items() if k.upper() == variable), None)
+        if text is not None:
+            try:
+                json.loads(text)
+            except ValueError as error:
+                problems[variable] = f"{variable} is not valid JSON ({error}): give an object, e.g. {example}"
+    hidden = {k: os.environ.pop(k) for k in list(os.environ) if k.upper() in problems}
+    try:
+        return TotesSettings()
+    except ValidationError as error:
+        for e in error.errors():
+            field = str(e["loc"][0]) if e["loc"] else "settings"
+            variable = f"TOTES_{field.upper()}"
+            message = e["msg"].removeprefix("Value error, ")
+            given = "" if any(w in field for w in _SECRET_SETTINGS) else f" (got {e.get('input')!r})"
+            problems.setdefault(variable, message if message.startswith(variable) else f"{variable}: {message}{given}")
+    except SettingsError as error:
+        named = re.search(r'field "(\w+)"', str(error))
+        variable = f"TOTES_{named.group(1).upper()}" if named else "a TOTES_ setting"
+        problems.setdefault(variable, f"{variable} cannot be read: {error}")
+    finally:
+        os.environ.update(hidden)
+    raise SettingsProblem("; ".join(problems.values()))
 
 
 def describe_validation_error(error: ValidationError, *, subject: str = "settings") -> str:

@@ -8,8 +8,9 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
   }
 }
 
-# Execution role: what ECS itself needs to start a task (pull the image, write logs, read the
-# worker's Prefect API key).
+# Execution role: what ECS itself needs to start a task (pull the image, write logs, and read the
+# secrets it puts into the container's environment: the Prefect API key of the worker and of the
+# flow runs, and the flow runs' database and SFTP URLs).
 resource "aws_iam_role" "execution" {
   name               = "${var.name}-execution"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
@@ -32,9 +33,14 @@ data "aws_iam_policy_document" "execution" {
     resources = ["${aws_cloudwatch_log_group.etl.arn}:*", "${aws_cloudwatch_log_group.worker.arn}:*"]
   }
   statement {
-    sid       = "WorkerApiKey"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.prefect_api_key.arn]
+    sid     = "InjectTheSecrets"
+    actions = ["secretsmanager:GetSecretValue"]
+    resources = [
+      aws_secretsmanager_secret.prefect_api_key.arn,
+      aws_secretsmanager_secret.source_url.arn,
+      aws_secretsmanager_secret.warehouse_url.arn,
+      aws_secretsmanager_secret.sftp_url.arn,
+    ]
   }
   statement {
     sid       = "DecryptWithTheProjectKey"
@@ -49,8 +55,8 @@ resource "aws_iam_role_policy" "execution" {
   policy = data.aws_iam_policy_document.execution.json
 }
 
-# Task role: what the pipeline's code may do. Read and write the lake prefix only; read the two
-# database URLs only; publish alerts.
+# Task role: what the pipeline's code may do. Read and write the lake prefix only; publish alerts. It
+# reads no secret: ECS puts the URLs into the container's environment with the execution role.
 resource "aws_iam_role" "task" {
   name               = "${var.name}-task"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
@@ -95,15 +101,6 @@ data "aws_iam_policy_document" "task" {
     resources = ["${aws_s3_bucket.lake.arn}/${var.lake_prefix}/raw/_content_*"]
   }
   statement {
-    sid     = "ReadTheDatabaseUrls"
-    actions = ["secretsmanager:GetSecretValue"]
-    resources = [
-      aws_secretsmanager_secret.source_url.arn,
-      aws_secretsmanager_secret.warehouse_url.arn,
-      aws_secretsmanager_secret.sftp_url.arn,
-    ]
-  }
-  statement {
     sid       = "UseTheProjectKey"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.totes.arn]
@@ -146,11 +143,6 @@ data "aws_iam_policy_document" "worker" {
     sid       = "PassOnlyThePipelineRoles"
     actions   = ["iam:PassRole"]
     resources = [aws_iam_role.execution.arn, aws_iam_role.task.arn]
-  }
-  statement {
-    sid       = "DescribeNetworking"
-    actions   = ["ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeSecurityGroups"]
-    resources = ["*"] # describe actions have no resource-level permissions
   }
   statement {
     sid       = "ReadFlowRunLogs"

@@ -103,7 +103,8 @@ resource "aws_ecr_repository" "totes" {
 }
 
 # --- secrets: the values are put out of band, never in Terraform state -------------------------------
-#   aws secretsmanager put-secret-value --secret-id totes/source-url --secret-string 'postgresql://…'
+#   aws secretsmanager put-secret-value --secret-id "$(terraform output -raw source_url_secret_arn)" --secret-string 'postgresql://…'
+# ECS reads them when a task starts (execution role) and puts them into its environment.
 
 resource "aws_secretsmanager_secret" "source_url" {
   #checkov:skip=CKV2_AWS_57:rotation belongs to the database's owner; totes reads the current value each run

@@ -7,7 +7,7 @@ resource "aws_ecs_task_definition" "worker" {
   memory                   = 512
   execution_role_arn       = aws_iam_role.execution.arn
   task_role_arn            = aws_iam_role.worker.arn
-  # The root filesystem is read-only; Prefect's home is an ephemeral task volume.
+  # The root filesystem is read-only; the home (and Prefect's, ~/.prefect) is an ephemeral task volume.
   volume {
     name = "worker-home"
   }
@@ -17,10 +17,14 @@ resource "aws_ecs_task_definition" "worker" {
       image                  = var.prefect_image
       essential              = true
       readonlyRootFilesystem = true
-      command                = ["prefect", "worker", "start", "--pool", local.pool_name, "--type", "ecs"]
+      # Never creates the pool: `prefect work-pool create` does, from the template of the output
+      # work_pool_base_job_template (README, "Run it in production"); until then the worker waits.
+      command = ["prefect", "worker", "start", "--pool", local.pool_name, "--type", "ecs", "--no-create-pool-if-not-found"]
+      # HOME, not PREFECT_HOME: the worker passes every Prefect setting of its own environment on to
+      # the flow runs' containers, where /worker-home does not exist. Prefect's home is ~/.prefect.
       environment = [
         { name = "PREFECT_API_URL", value = var.prefect_api_url },
-        { name = "PREFECT_HOME", value = "/worker-home" },
+        { name = "HOME", value = "/worker-home" },
       ]
       mountPoints = [
         { sourceVolume = "worker-home", containerPath = "/worker-home", readOnly = false },
@@ -51,4 +55,12 @@ resource "aws_ecs_service" "worker" {
     security_groups  = var.worker_security_group_ids
     assign_public_ip = false
   }
+}
+
+# The work pool's base job template: the committed one with the flow-run tasks' network. Flow runs use
+# the worker's subnets and security groups, and get no public IP.
+module "work_pool_template" {
+  source             = "./modules/work_pool_template"
+  subnet_ids         = var.worker_subnet_ids
+  security_group_ids = var.worker_security_group_ids
 }

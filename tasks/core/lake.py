@@ -63,6 +63,11 @@ def batch_sequence(batch_id: str) -> int:
     return int(match.group(1))
 
 
+# Buckets this process has found (a bucket is not deleted under a running pipeline: each stage
+# checking again cost an S3 request apiece).
+_BUCKETS_FOUND: set[str] = set()
+
+
 class LakeNotFound(RuntimeError):
     """The lake's bucket does not exist or refuses our credentials; the message says which."""
 
@@ -110,6 +115,8 @@ class Lake:
                 raise LakeNotFound(msg)
             return
         bucket = self.root.split("/", 1)[0]
+        if bucket in _BUCKETS_FOUND:
+            return
         try:
             self.fs.ls(bucket, refresh=True)
         except FileNotFoundError as error:
@@ -118,6 +125,7 @@ class Lake:
         except PermissionError as error:
             msg = f"the lake's bucket {bucket!r} refuses these AWS credentials ({error})"
             raise LakeNotFound(msg) from error
+        _BUCKETS_FOUND.add(bucket)
 
     @property
     def is_local(self) -> bool:
@@ -194,6 +202,8 @@ class Lake:
             )
             names += [item["Key"][len(prefix) :] for item in page.get("Contents", [])]
             if not page.get("IsTruncated"):
+                # s3fs keeps listings of this process: one taken before would hide the manifests found.
+                self.fs.invalidate_cache(folder)
                 return names
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
@@ -206,14 +216,20 @@ class Lake:
             return self.list_batches(zone, after=last)
         return [batch for batch in self.list_batches(zone) if batch not in present]
 
-    def newest_batch(self, zone: str) -> str | None:
+    def newest_batch(self, zone: str, *, repair: bool = False) -> str | None:
         """The newest batch of ``zone``: the one its head names (written after each manifest), or a
-        newer one (a head is a hint: a crash may leave it behind). A lake without a head is listed."""
+        newer one (a head is a hint: a crash may leave it behind). A lake without a head is listed.
+        ``repair``: a writer sets a head found behind (or missing) to the newest batch."""
         head = self._read_head(zone)
         batches = self.list_batches(zone, after=head) if head else self.list_batches(zone)
-        return batches[-1] if batches else head
+        newest = batches[-1] if batches else head
+        if repair and newest is not None and newest != head:
+            self.write_head(zone, newest)
+        return newest
 
     def _read_head(self, zone: str) -> str | None:
+        if not self.is_local:
+            self.fs.invalidate_cache(self.full(f"{zone}/{_HEAD}"))  # rewritten by every batch
         try:
             with self.fs.open(self.full(f"{zone}/{_HEAD}"), "rb") as handle:
                 head = json.load(handle).get("batch_id")
@@ -221,7 +237,7 @@ class Lake:
             return None
         return head if isinstance(head, str) and _BATCH_ID.match(head) else None
 
-    def _write_head(self, zone: str, batch_id: str) -> None:
+    def write_head(self, zone: str, batch_id: str) -> None:
         """Name ``batch_id`` as the zone's newest. Best effort: a head left behind costs a listing,
         and the manifest, already written, must not be written again by a retry."""
         try:
@@ -242,7 +258,7 @@ class Lake:
         except FileExistsError as error:
             msg = f"lake manifest {relative} already exists; another totes run may be writing"
             raise LakeError(msg) from error
-        self._write_head(zone, batch_id)
+        self.write_head(zone, batch_id)
         return relative
 
     def read_raw_manifest(self, batch_id: str) -> RawManifest:

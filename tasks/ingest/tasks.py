@@ -86,7 +86,7 @@ def plan_ingest_batch() -> IngestPlan:
     """Read the newest ingest manifest: its watermarks are where this run's reads start."""
     lake = Lake.from_url(load_settings().lake_url)
     lake.require_bucket()
-    newest_id = lake.newest_batch(RAW)
+    newest_id = lake.newest_batch(RAW, repair=True)
     if newest_id is None:
         return IngestPlan(batch_id=new_batch_id(1))
     newest = lake.read_raw_manifest(newest_id)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from tasks.core.postgres import Cursor, execute_for_one
-from tasks.load.statements import HISTORY_DIMENSIONS, LOAD_SQL, history_statements, truncate_history_statement
+from tasks.load.statements import HISTORY_DIMENSIONS, LOAD_SQL, history_statements
 
 # The batch id's time: "<sequence>-<YYYYmmddTHHMMSSZ>" (tasks/core/lake.py new_batch_id).
 _BATCH_TIME = "%Y%m%dT%H%M%SZ"
@@ -39,10 +39,6 @@ def history_batches(cursor: Cursor) -> set[str]:
     """The batches the history tables hold."""
     cursor.execute(LOAD_SQL.read("select_history_batches"))
     return {row[0] for row in cursor.fetchall()}
-
-
-def empty_history(cursor: Cursor) -> None:
-    cursor.execute(truncate_history_statement())
 
 
 def record_history_batch(cursor: Cursor, batch_id: str) -> None:

@@ -18,6 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks.core.locks import verify_cycle_locks
 from tasks.core.postgres import Connection, Cursor, execute_for_one, fetch_rows, roll_back
 from tasks.core.progress import with_progress
 from tasks.core.warehouse import WAREHOUSE_SCHEMA, take_load_lock, use_schema
@@ -218,6 +219,7 @@ def load_batch(
                 LOAD_SQL.read("record_loaded_batch"),
                 parameters=(batch_id, json.dumps(changed)),
             )
+        verify_cycle_locks()  # a run whose cycle lock was lost must not commit: another may be loading
         connection.commit()
     except BaseException:
         roll_back(connection)

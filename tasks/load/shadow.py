@@ -17,14 +17,17 @@ stay valid. Readers wait for that transaction only.
 
 from __future__ import annotations
 
+from tasks.core.locks import verify_cycle_locks
 from tasks.core.postgres import Connection, Cursor, execute_for_one, roll_back
 from tasks.core.warehouse import WAREHOUSE_SCHEMA, migrate_warehouse_schema, take_load_lock, use_schema
 from tasks.load.history import create_history_tables
 from tasks.load.statements import (
     LOAD_SQL,
+    history_tables,
     insert_from_shadow_statement,
     rebuilt_tables,
     record_id_sequence_statement,
+    truncate_history_statement,
     truncate_rebuilt_statement,
 )
 from tasks.schema import FACT_RECORD_IDS, quote_ident
@@ -67,6 +70,26 @@ def swap_into_warehouse(connection: Connection, *, history: bool) -> None:
                 statement, parameters = record_id_sequence_statement(table)
                 execute_for_one(cursor, statement, parameters)
             cursor.execute(LOAD_SQL.read("insert_loaded_batches_from_shadow"))
+        verify_cycle_locks()  # a rebuild whose cycle lock was lost must not swap: another run may be loading
+        connection.commit()
+    except BaseException:
+        roll_back(connection)
+        raise
+
+
+def swap_history_into_warehouse(connection: Connection) -> None:
+    """Replace the warehouse's history tables and their batch record with the shadow's (history mode
+    switched on for a warehouse already loaded: its history is built beside it, batch by batch, and
+    readers see the old history until this commits)."""
+    try:
+        take_load_lock(connection)
+        with connection.cursor() as cursor:
+            use_schema(cursor, WAREHOUSE_SCHEMA)
+            create_history_tables(cursor)
+            tables = history_tables()
+            cursor.execute(truncate_history_statement())
+            for table in tables:
+                _copy_from_shadow(cursor, table)
         connection.commit()
     except BaseException:
         roll_back(connection)

@@ -107,12 +107,17 @@ def truncate_history_statement() -> str:
     return "truncate table " + ", ".join([*tables, "_totes_history_batch"])
 
 
+def history_tables() -> list[str]:
+    """The history tables and their batch record."""
+    return [*(history_name(t) for t in HISTORY_DIMENSIONS), "_totes_history_batch"]
+
+
 def rebuilt_tables(*, history: bool) -> list[str]:
     """The tables a rebuild copies from its shadow into the warehouse: the star tables, and in history
     mode the history tables and their batch record."""
     if not history:
         return list(STAR_TABLES)
-    return [*STAR_TABLES, *(history_name(t) for t in HISTORY_DIMENSIONS), "_totes_history_batch"]
+    return [*STAR_TABLES, *history_tables()]
 
 
 def truncate_rebuilt_statement(tables: list[str]) -> str:

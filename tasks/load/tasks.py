@@ -26,12 +26,11 @@ from tasks.load.history import (
     apply_staged_versions,
     close_deleted_versions,
     create_history_tables,
-    empty_history,
     history_batches,
     record_history_batch,
 )
 from tasks.load.merge import BatchLoad, BatchStream, in_merge_order, ingest_temporary, load_batch, loaded_batches
-from tasks.load.shadow import SHADOW_SCHEMA, create_shadow, swap_into_warehouse
+from tasks.load.shadow import SHADOW_SCHEMA, create_shadow, swap_history_into_warehouse, swap_into_warehouse
 from tasks.load.statements import HISTORY_DIMENSIONS, LOAD_SQL
 from tasks.schema import STAR_TABLES, deleted_marks_schema
 from tasks.settings import load_settings
@@ -54,7 +53,9 @@ def migrate_warehouse() -> None:
 def _build_history(connection: Connection, lake: Lake) -> None:
     """Create the history tables; if they lack a batch the warehouse holds (history mode switched on
     for a warehouse already loaded, or off for a while), build them again: the dimension rows and
-    deletes of every star batch the warehouse holds, in batch order, in one transaction."""
+    deletes of every star batch the warehouse holds, in batch order, in a shadow beside the
+    warehouse (one transaction per batch: the locks held do not grow with a year of batches), then
+    swapped in in one transaction (``shadow.py``)."""
     try:
         take_load_lock(connection)
         with connection.cursor() as cursor:
@@ -63,19 +64,29 @@ def _build_history(connection: Connection, lake: Lake) -> None:
             # Read in this transaction (loaded_batches() reads in one of its own, rolled back after).
             cursor.execute(LOAD_SQL.read("select_loaded_batches"))
             loaded = {row[0] for row in cursor.fetchall()}
-            batches: list[str] = []
-            if loaded - history_batches(cursor):
-                empty_history(cursor)
-                batches = [batch for batch in lake.list_batches(STAR) if batch in loaded]
-            opened = sum(_replay_history(cursor, lake, lake.read_star_manifest(batch)) for batch in batches)
+            missing = loaded - history_batches(cursor)
         connection.commit()
     except BaseException:
         roll_back(connection)
         raise
-    if batches:
-        get_run_logger().info(
-            "History mode: %d version(s) built from the %d batch(es) already loaded", opened, len(batches)
-        )
+    if not missing:
+        return
+    batches = [batch for batch in lake.list_batches(STAR) if batch in loaded]
+    create_shadow(connection, history=True)
+    opened = 0
+    for batch in batches:
+        try:
+            with connection.cursor() as cursor:
+                use_schema(cursor, SHADOW_SCHEMA)
+                opened += _replay_history(cursor, lake, lake.read_star_manifest(batch))
+            connection.commit()
+        except BaseException:
+            roll_back(connection)
+            raise
+    swap_history_into_warehouse(connection)
+    get_run_logger().info(
+        "History mode: %d version(s) built from the %d batch(es) already loaded", opened, len(batches)
+    )
 
 
 def _replay_history(cursor: Cursor, lake: Lake, manifest: StarManifest) -> int:

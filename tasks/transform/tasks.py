@@ -46,7 +46,7 @@ from tasks.transform.builders import ROW_WISE_BUILDERS
 def pending_transform_batches(lake: Lake) -> list[str]:
     """Raw batches without a star batch, oldest first: those after the newest star batch (batches
     are transformed in order, each after the one before, so the star zone is a prefix of the raw)."""
-    return lake.list_batches(RAW, after=lake.newest_batch(STAR))
+    return lake.list_batches(RAW, after=lake.newest_batch(STAR, repair=True))
 
 
 def _previous_star_manifest(lake: Lake, batch_id: str) -> StarManifest | None:
