@@ -1,5 +1,6 @@
 # Two commands do all set-up on a machine with Python 3.11+ and make:
-#   make demo   the whole pipeline end to end on embedded PostgreSQL, a local lake, Prefect's ephemeral API
+#   make demo   the whole pipeline end to end on embedded PostgreSQL, a local lake and totes's local
+#               Prefect API (both left running at the end, for a look around: it says how to stop them)
 #   make test   every test, against real PostgreSQL, a real S3 API and a real Prefect API
 PYTHON ?= python3
 VENV ?= .venv

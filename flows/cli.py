@@ -8,53 +8,81 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import logging
 import os
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from pydantic import ValidationError
 
 from flows.logs import NOISY_LIBRARIES, ReadableRunLogs
 from tasks.core.local_api import ensure_local_api, stop_local_api
 from tasks.settings import (
+    SettingsProblem,
     TotesSettings,
     describe_validation_error,
     load_settings,
     scrub,
 )
 
+if TYPE_CHECKING:
+    from tasks.core.reports import RunSummary
+    from tasks.feeds.report import FeedsSummary
+
 # When the command started (its imports come after): "done in" counts what the user waited for.
 _STARTED = time.perf_counter()
+
+
+class UsageError(ValueError):
+    """The command was asked for something that does not exist (a table, a feed): nothing was run."""
 
 
 def _one_line(error: BaseException, settings: TotesSettings | None) -> str:
     if isinstance(error, ValidationError):
         text = describe_validation_error(error)
+    elif isinstance(error, SettingsProblem | UsageError):
+        text = str(error).strip()
     else:
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         text = f"{type(error).__name__}: {text}"
     return scrub(text, settings)
 
 
+def _print_report(args: argparse.Namespace, summary: RunSummary, done: str) -> None:
+    """The run report: text and the command's last line for a person, or JSON (``--json``)."""
+    if getattr(args, "json", False):
+        print(json.dumps(summary_json(summary, seconds=time.perf_counter() - _STARTED), indent=1, default=str))
+        return
+    print(summary.as_text())
+    print(done)
+
+
+def summary_json(summary: RunSummary, *, seconds: float) -> dict[str, object]:
+    """A run report as JSON (``--json``): the counts per table and stage, the batches, warnings."""
+    return asdict(summary) | {"freshness_seconds": summary.freshness_seconds, "seconds": round(seconds, 3)}
+
+
 def command_run(args: argparse.Namespace) -> int:
     from flows.etl import totesys_etl
 
     settings = load_settings()
-    settings.require_source_url()
-    settings.require_warehouse_url()
+    settings.require("TOTES_SOURCE_URL", "TOTES_WAREHOUSE_URL")
     with _prefect_api(settings):
         summary = totesys_etl(reconcile=args.command == "reconcile", fan_out=True if args.fan_out else None)
-    print(summary.as_text())
     elapsed = time.perf_counter() - _STARTED
     rest = elapsed - sum(summary.stage_seconds.values())
-    print(
-        f"totes {args.command}: done in {elapsed:.1f} s ({summary.stages_text()}; start-up, Prefect and the rest {rest:.1f} s)"
+    _print_report(
+        args,
+        summary,
+        f"totes {args.command}: done in {elapsed:.1f} s ({summary.stages_text()}; start-up, Prefect and the rest {rest:.1f} s)",
     )
     return 0
 
@@ -62,19 +90,22 @@ def command_run(args: argparse.Namespace) -> int:
 def command_backfill(args: argparse.Namespace) -> int:
     from flows.etl import backfill_tables, totesys_etl
 
-    tables = sorted(backfill_tables(args.table))  # a wrong name fails here, before any flow run
+    try:
+        tables = sorted(backfill_tables(args.table))  # a wrong name fails here, before any flow run
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     settings = load_settings()
-    settings.require_source_url()
-    settings.require_warehouse_url()
+    settings.require("TOTES_SOURCE_URL", "TOTES_WAREHOUSE_URL")
     with _prefect_api(settings):
         summary = totesys_etl(backfill=tables)
-    print(summary.as_text())
-    print(f"totes backfill: done in {time.perf_counter() - _STARTED:.1f} s ({summary.stages_text()})")
+    _print_report(
+        args, summary, f"totes backfill: done in {time.perf_counter() - _STARTED:.1f} s ({summary.stages_text()})"
+    )
     return 0
 
 
-class NotConfirmed(RuntimeError):
-    """A command that replaces what the warehouse holds was not confirmed."""
+class NotConfirmed(UsageError):
+    """A command that replaces what the warehouse holds was not confirmed (no terminal to ask on)."""
 
 
 def command_rebuild(args: argparse.Namespace) -> int:
@@ -103,27 +134,41 @@ def command_rebuild(args: argparse.Namespace) -> int:
             return 0
     with _prefect_api(settings):
         summary = rebuild_warehouse(adopt_lake=args.adopt_lake)
-    print(summary.as_text())
-    print(f"totes rebuild: done in {time.perf_counter() - _STARTED:.1f} s ({summary.stages_text()})")
+    _print_report(
+        args, summary, f"totes rebuild: done in {time.perf_counter() - _STARTED:.1f} s ({summary.stages_text()})"
+    )
     return 0
 
 
 def command_files(args: argparse.Namespace) -> int:
     from flows.files import FeedFilesRefused, totesys_files
+    from tasks.feeds.declarations import load_feeds
 
     settings = load_settings()
-    settings.require_sftp_url()
-    settings.require_warehouse_url()
+    settings.require("TOTES_SFTP_URL", "TOTES_WAREHOUSE_URL")
+    declared = load_feeds(settings.feeds_file)
+    if unknown := sorted(set(args.feed or []) - declared.keys()):
+        # A typo is not a failed run: nothing runs, and nobody is alerted.
+        msg = f"unknown feed(s) {', '.join(unknown)}; the feeds: {', '.join(declared)}"
+        raise UsageError(msg)
     started = time.perf_counter()
     try:
         with _prefect_api(settings):
             summary = totesys_files(feeds=args.feed or None)
     except FeedFilesRefused as refused:
-        print(refused.summary.as_text())
+        _print_files(args, refused.summary)
         raise
-    print(summary.as_text())
-    print(f"totes files: done in {time.perf_counter() - started:.1f} s")
+    _print_files(args, summary)
+    if not args.json:
+        print(f"totes files: done in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _print_files(args: argparse.Namespace, summary: FeedsSummary) -> None:
+    if args.json:
+        print(json.dumps(asdict(summary) | {"problems": summary.problems}, indent=1, default=str))
+    else:
+        print(summary.as_text())
 
 
 @contextmanager
@@ -256,13 +301,22 @@ def command_local_api(args: argparse.Namespace) -> int:
 
 
 def command_status(args: argparse.Namespace) -> int:
-    import json
-
-    from flows.status import read_status, status_json, status_text
+    from flows.status import behind, read_status, status_json, status_text
 
     status = read_status(load_settings(), recent_batches=args.batches)
     print(json.dumps(status_json(status), indent=1, default=str) if args.json else status_text(status))
+    if problems := behind(status, stale_minutes=args.fail_if_stale, pending=args.fail_if_pending):
+        print(f"totes status: behind: {'; '.join(problems)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def command_doctor(args: argparse.Namespace) -> int:
+    from flows.doctor import checks_json, checks_text, run_checks
+
+    checks = run_checks()
+    print(json.dumps(checks_json(checks), indent=1) if args.json else checks_text(checks))
+    return 0 if all(check.ok for check in checks) else 1
 
 
 def command_seed(args: argparse.Namespace) -> int:
@@ -314,74 +368,175 @@ def command_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# Each command: its one-line help, what it does (shown by `totes <command> --help`) and examples.
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": (
+        "one ETL cycle: ingest, transform, load",
+        "One ETL cycle as the Prefect flow totesys-etl: the source tables' changes into the lake, the star\n"
+        "tables built from them, merged into the warehouse in one transaction per batch. Prints rows per\n"
+        "table per stage and the seconds of each stage.",
+        "totes run\n  totes run --json > report.json\n  totes run --fan-out",
+    ),
+    "reconcile": (
+        "one ETL cycle that also compares every source row's content with the lake's (the deep pass)",
+        "One ETL cycle whose ingest also compares every source row's content with what the lake last\n"
+        "observed: changes made without a new last_updated (a manual fix, a restore) arrive too.",
+        "totes reconcile",
+    ),
+    "backfill": (
+        "one ETL cycle that reads the given source tables whole",
+        "One ETL cycle that reads the named source tables whole, every row again (after a repair in the\n"
+        "source): versions already held stay once, dimensions built from them are rebuilt.",
+        "totes backfill --table staff\n  totes backfill --table sales_order --table payment",
+    ),
+    "rebuild": (
+        "rebuild the whole warehouse from the lake alone (asks first)",
+        "Reloads every batch of the lake beside the warehouse and swaps it in, in one transaction (readers\n"
+        "see the old warehouse until then). Refuses a lake that is not the warehouse's own.",
+        "totes rebuild\n  totes rebuild --yes\n  TOTES_LAKE_URL=s3://other/lake totes rebuild --adopt-lake",
+    ),
+    "files": (
+        "one file-feeds cycle: SFTP -> versioned raw zone -> staging -> warehouse",
+        "One file-feeds cycle as the Prefect flow totesys-files: changed files fetched from SFTP into the\n"
+        "versioned raw zone, the latest good version of each staged, each feed's table made equal to them.",
+        "totes files\n  totes files --feed exchange_rates --json",
+    ),
+    "status": (
+        "where the pipeline stands (reads the lake, the warehouse and the Prefect API; never the source)",
+        "Watermarks, pending batches, freshness, rows set aside, star rows, connection slots. With\n"
+        "--fail-if-stale or --fail-if-pending it exits 1 when the warehouse is behind: for monitors.",
+        "totes status\n  totes status --json\n  totes status --fail-if-stale 60 --fail-if-pending",
+    ),
+    "doctor": (
+        "check the settings, every connection, the roles' grants and the lake, changing nothing",
+        "Checks the settings, the source (and its primary), the warehouse, the lake, SFTP and the Prefect\n"
+        "API: reachable, the grants totes needs, the source's TimeZone and audit columns, which lake the\n"
+        "warehouse was loaded from. One line per check, with the fix for each that fails.",
+        "totes doctor\n  totes doctor --json",
+    ),
+    "seed": (
+        "create and fill a ToteSys source database",
+        "Creates the ToteSys schema in TOTES_SOURCE_URL and fills it: generated data, or a real pg_dump.",
+        "totes seed --scale 1\n  totes seed --from totesys.sql.gz --replace",
+    ),
+    "churn": (
+        "apply one round of business activity to the source",
+        "One round of business activity in the source, in one transaction: new orders, payments,\n"
+        "amendments, a changed address and department, a cancelled order.",
+        "totes churn --orders 30",
+    ),
+    "serve": (
+        "serve the deployments from this process (no work pool needed) until stopped",
+        "Serves every deployment from this one process: the ETL cycle every --interval seconds, and each\n"
+        "stage, the backfill, the reconcile and the rebuild on demand (prefect deployment run).",
+        "totes serve --interval 900",
+    ),
+    "local-api": (
+        "the local Prefect server that runs without PREFECT_API_URL use",
+        "The local Prefect server that commands without PREFECT_API_URL share: where it listens, its log;\n"
+        "start starts it now, stop ends it (it also stops by itself after a quiet spell).",
+        "totes local-api\n  totes local-api stop",
+    ),
+    "demo": (
+        "the whole pipeline on an embedded PostgreSQL and a local lake",
+        "The whole pipeline on an embedded PostgreSQL and a local lake: seed, run, churn, run, files.",
+        "totes demo\n  totes demo --scale 0.1 --dir /tmp/totes-demo",
+    ),
+}
+
+
+def _command(commands: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    summary, description, examples = _COMMANDS[name]
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=f"examples:\n  {examples}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("totes")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="totes",
         description="Keep a star-schema warehouse in step with ToteSys, through an S3 data lake.",
         epilog="Configuration: TOTES_SOURCE_URL, TOTES_WAREHOUSE_URL, TOTES_LAKE_URL (and AWS_*); "
-        "file feeds: TOTES_SFTP_URL, TOTES_SFTP_KNOWN_HOSTS, TOTES_FEEDS_FILE.",
+        "file feeds: TOTES_SFTP_URL, TOTES_SFTP_KNOWN_HOSTS, TOTES_FEEDS_FILE. `totes doctor` checks them. "
+        "Exit status: 0 done; 1 the work failed or was refused (one line on stderr); 2 a usage or settings "
+        "problem (nothing was run).",
     )
+    parser.add_argument("--version", action="version", version=f"totes {_version()}")
     parser.add_argument(
         "-v",
         "--verbose",
         action="store_true",
-        help="log everything: every task run's state, the libraries' connections (default: the stages, rows, warnings)",
+        help="log everything: every task run's state, the libraries' connections, tracebacks "
+        "(default: the stages, rows, warnings)",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="one ETL cycle: ingest, transform, load")
-    reconcile = commands.add_parser(
-        "reconcile",
-        help="one ETL cycle that also compares every source row's content with the lake's (the deep pass): "
-        "changes made without a new last_updated arrive too",
-    )
-    for cycle in (run, reconcile):
+    for name in ("run", "reconcile"):
+        cycle = _command(commands, name)
         cycle.add_argument(
             "--fan-out",
             action="store_true",
             help="extract each source table in a flow run of its own on the work pool (default: TOTES_FAN_OUT)",
         )
+        _json_flag(cycle, "the run report")
         cycle.set_defaults(handler=command_run)
 
-    backfill = commands.add_parser(
-        "backfill",
-        help="one ETL cycle that reads the given source tables whole (every row again, e.g. after a repair "
-        "in the source): versions already held stay once, dimensions built from them are rebuilt",
-    )
+    backfill = _command(commands, "backfill")
     backfill.add_argument(
         "--table", action="append", required=True, metavar="TABLE", help="a source table to read whole (repeatable)"
     )
+    _json_flag(backfill, "the run report")
     backfill.set_defaults(handler=command_backfill)
 
-    rebuild = commands.add_parser(
-        "rebuild", help="rebuild the whole warehouse from the lake alone, in one transaction (asks first)"
-    )
+    rebuild = _command(commands, "rebuild")
     rebuild.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     rebuild.add_argument(
         "--adopt-lake",
         action="store_true",
         help="rebuild from a lake other than the one the warehouse was loaded from, and load from it from now on",
     )
+    _json_flag(rebuild, "the run report")
     rebuild.set_defaults(handler=command_rebuild)
 
-    files = commands.add_parser(
-        "files", help="one file-feeds cycle: SFTP -> versioned raw zone -> staging -> warehouse"
-    )
+    files = _command(commands, "files")
     files.add_argument("--feed", action="append", help="only this feed (repeatable; default: every feed)")
+    _json_flag(files, "the files report")
     files.set_defaults(handler=command_files)
 
-    status = commands.add_parser(
-        "status",
-        help="where the pipeline stands: watermarks, pending batches, freshness, rows set aside, slots "
-        "(reads the lake, the warehouse and the Prefect API; never the source)",
-    )
-    status.add_argument("--json", action="store_true", help="print it as JSON")
+    status = _command(commands, "status")
+    _json_flag(status, "the status")
     status.add_argument(
         "--batches", type=int, default=96, help="how many recent batches the per-table history covers (default 96)"
     )
+    status.add_argument(
+        "--fail-if-stale",
+        type=float,
+        metavar="MINUTES",
+        help="exit 1 if the warehouse's last load is older than this (or it has loaded nothing)",
+    )
+    status.add_argument(
+        "--fail-if-pending", action="store_true", help="exit 1 if batches wait to be transformed or loaded"
+    )
     status.set_defaults(handler=command_status)
 
-    seed = commands.add_parser("seed", help="create and fill a ToteSys source database")
+    doctor = _command(commands, "doctor")
+    _json_flag(doctor, "the checks")
+    doctor.set_defaults(handler=command_doctor)
+
+    seed = _command(commands, "seed")
     source = seed.add_mutually_exclusive_group()
     source.add_argument("--scale", type=float, default=1.0, help="1 = the real database's size (default)")
     source.add_argument("--from", dest="from_dump", metavar="DUMP", help="load a ToteSys pg_dump (.sql or .sql.gz)")
@@ -390,29 +545,28 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--delta-indexes", action="store_true", help="index last_updated so delta reads are range scans")
     seed.set_defaults(handler=command_seed)
 
-    churn = commands.add_parser("churn", help="apply one round of business activity to the source")
+    churn = _command(commands, "churn")
     churn.add_argument("--orders", type=int, default=30, help="new sales orders in this round (default 30)")
     churn.set_defaults(handler=command_churn)
 
-    serve = commands.add_parser(
-        "serve", help="serve the deployments from this process (no work pool needed) until stopped"
-    )
+    serve = _command(commands, "serve")
     serve.add_argument("--interval", type=int, default=900, help="seconds between scheduled ETL cycles (default 900)")
     serve.set_defaults(handler=command_serve)
 
-    local_api = commands.add_parser(
-        "local-api",
-        help="the local Prefect server that runs without PREFECT_API_URL use (started by the first of them)",
-    )
+    local_api = _command(commands, "local-api")
     local_api.add_argument("action", choices=("status", "start", "stop"), nargs="?", default="status")
     local_api.set_defaults(handler=command_local_api)
 
-    demo = commands.add_parser("demo", help="the whole pipeline on an embedded PostgreSQL and a local lake")
+    demo = _command(commands, "demo")
     demo.add_argument("--dir", default=".totes/demo", help="where the demo keeps its database and lake")
     demo.add_argument("--scale", type=float, default=1.0, help="size of the seeded source (default 1)")
     demo.add_argument("--from", dest="from_dump", metavar="DUMP", help="seed from a ToteSys pg_dump instead")
     demo.set_defaults(handler=command_demo)
     return parser
+
+
+def _json_flag(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout (logs stay on stderr)")
 
 
 class _RunLogFormatter(logging.Formatter):
@@ -461,12 +615,19 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.WARNING)
     settings = None
     try:
-        settings = load_settings()
+        # The settings are read before any work: a problem with them is one line and exit 2. The
+        # doctor reads them itself, as its first check.
+        settings = load_settings() if args.command != "doctor" else None
         return args.handler(args)
     except KeyboardInterrupt:
         print(f"totes {args.command}: interrupted", file=sys.stderr)
         return 130
+    except (SettingsProblem, UsageError) as problem:
+        print(f"totes {args.command}: {_one_line(problem, settings)}", file=sys.stderr)
+        return 2
     except Exception as error:  # noqa: BLE001 - the CLI's boundary: one line, no traceback, no secrets
+        if args.verbose:
+            traceback.print_exc()
         print(f"totes {args.command}: failed: {_one_line(error, settings)}", file=sys.stderr)
         return 1
 

@@ -191,3 +191,22 @@ def _ago(value: datetime, now: datetime) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min ago"
     return f"{seconds / 3600:.1f} h ago"
+
+
+def behind(status: TotesStatus, *, stale_minutes: float | None, pending: bool) -> list[str]:
+    """Why the warehouse counts as behind for a monitor (``totes status --fail-if-…``): its last load
+    is older than ``stale_minutes`` (or there is none), or, with ``pending``, batches wait."""
+    problems = []
+    last = status.warehouse.last_loaded_at
+    if stale_minutes is not None:
+        if last is None:
+            problems.append("the warehouse has loaded nothing yet")
+        else:
+            age = (status.read_at - (last if last.tzinfo else last.replace(tzinfo=UTC))).total_seconds() / 60
+            if age > stale_minutes:
+                problems.append(f"the last load was {age:.0f} min ago (more than {stale_minutes:g})")
+    if pending and (status.lake.pending_transform or status.pending_load):
+        problems.append(
+            f"{len(status.lake.pending_transform)} batch(es) wait for the transform, {len(status.pending_load)} for the load"
+        )
+    return problems

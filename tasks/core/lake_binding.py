@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from tasks.core.lake import LAKE_IDENTITY, RAW, STAR, Lake
 from tasks.core.manifests import LakeIdentity
-from tasks.core.postgres import Connection, connect, fetch_rows
+from tasks.core.postgres import Connection, fetch_rows
+from tasks.core.retries import connect_retrying
 from tasks.core.sql import SqlFolder
 from tasks.settings import redact_url
 
@@ -147,12 +148,12 @@ def check_warehouse_lake(
     """:func:`check_lake` on a connection of its own (see there)."""
     lake = Lake.from_url(lake_url)
     lake.require_bucket()
-    with connect(warehouse_url, purpose="warehouse database") as connection:
+    with connect_retrying(warehouse_url, purpose="warehouse database") as connection:
         return check_lake(connection, lake, warehouse=redact_url(warehouse_url), rebuild=rebuild, adopt=adopt)
 
 
 def bind_warehouse_lake(warehouse_url: str, lake_url: str) -> None:
     """Bind the warehouse to the lake at ``lake_url`` (after a rebuild from it committed)."""
     lake = Lake.from_url(lake_url)
-    with connect(warehouse_url, purpose="warehouse database") as connection:
+    with connect_retrying(warehouse_url, purpose="warehouse database") as connection:
         bind(connection, lake.ensure_identity(), lake)

@@ -26,12 +26,12 @@ from typing import Literal
 from tasks.core.postgres import (
     Connection,
     DatabaseError,
-    connect,
     database_error_reason,
     execute_for_one,
     fetch_rows,
     roll_back,
 )
+from tasks.core.retries import connect_retrying
 from tasks.core.sql import SqlFolder
 from tasks.settings import redact_url
 
@@ -104,7 +104,7 @@ def _try_lock(connection: Connection, key: int) -> bool:
 
 
 def _holding_connection(url: str, purpose: str, role: str) -> Connection:
-    connection = connect(url, purpose=purpose)
+    connection = connect_retrying(url, purpose=purpose)
     with connection.cursor() as cursor:
         # Named so that a waiting run can say who holds the lock (host and process id).
         cursor.execute(f"set application_name = '{_application_name(role)}'")

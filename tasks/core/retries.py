@@ -9,12 +9,14 @@ once and the message names the cause.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from typing import Any
 
 from prefect.tasks import exponential_backoff
 
-from tasks.core.postgres import resource_shortage
+from tasks.core.postgres import Connection, ConnectionFailed, connect, resource_shortage
 
 # SQLSTATE classes and codes (PostgreSQL appendix A) that a later attempt can get past. Class 53,
 # insufficient resources, is decided apart: see RESOURCE_SHORTAGES in tasks/core/postgres.py.
@@ -81,3 +83,21 @@ RETRY_POLICY: dict[str, Any] = {
     "retry_jitter_factor": 0.5,
     "retry_condition_fn": retry_if_transient,
 }
+
+
+def connect_retrying(url: str, *, purpose: str, attempts: int = 5) -> Connection:
+    """A database connection opened outside any task (a lock's, a check's): transient failures (a
+    server restarting, a refused connection) are retried as a task's would be, with back-off (1, 2,
+    4, 8 s); a permanent one fails at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return connect(url, purpose=purpose)
+        except ConnectionFailed as error:
+            if attempt == attempts or not is_transient(error):
+                raise
+            delay = 2.0 ** (attempt - 1)
+            logging.getLogger("totes.retries").warning(
+                "%s; trying again in %.0f s (attempt %d of %d)", error, delay, attempt + 1, attempts
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -26,7 +26,7 @@ from tasks.ingest.delta import (
     unstamped_query,
 )
 from tasks.ingest.pii import PiiPolicy, mask_pii
-from tasks.schema import Table, quote_ident
+from tasks.schema import SOURCE_TABLES, Table, quote_ident
 from tasks.settings import load_settings
 
 
@@ -55,6 +55,27 @@ def read_default_time_zone(connection: Connection) -> DefaultTimeZone:
     """The database's default TimeZone (not the one a session pinned: see read_default_time_zone.sql)."""
     ((time_zone, is_utc, database_name),) = fetch_rows(connection, INGEST_SQL.read("read_default_time_zone"))
     return DefaultTimeZone(time_zone, bool(is_utc), database_name)
+
+
+class SourceNotReadable(RuntimeError):
+    """The source role cannot SELECT some source tables; the message names them and the grant."""
+
+
+def check_source_grants(connection: Connection) -> None:
+    """Refuse, before anything is read, a source role that cannot SELECT every source table.
+
+    Raises:
+        SourceNotReadable: naming the tables, the role and the grant that fixes it.
+    """
+    names = "{" + ",".join(SOURCE_TABLES) + "}"
+    lacking = fetch_rows(connection, INGEST_SQL.read("select_unreadable_source_tables"), (names,))
+    if lacking:
+        tables, role = ", ".join(row[0] for row in lacking), lacking[0][1]
+        msg = (
+            f"the source role {role} cannot SELECT source table(s) {tables}: "
+            f"grant select on {tables} to {role}; nothing was read"
+        )
+        raise SourceNotReadable(msg)
 
 
 class SourceIsStandby(RuntimeError):

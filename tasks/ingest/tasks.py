@@ -51,6 +51,7 @@ from tasks.ingest.replica import read_horizon_of_source
 from tasks.ingest.source import (
     SourceReadFailed,
     SourceRows,
+    check_source_grants,
     connect_source,
     read_default_time_zone,
     read_source_columns,
@@ -163,6 +164,7 @@ def check_source_schema() -> SchemaCheck:
     primary's: that database's TimeZone counts too."""
     settings = load_settings()
     with connect(settings.require_source_url(), purpose="source database") as connection:
+        check_source_grants(connection)
         found = read_source_columns(connection)
         time_zones = [("source database", read_default_time_zone(connection))]
     if settings.source_primary_url is not None and not settings.source_stamps_are_utc:

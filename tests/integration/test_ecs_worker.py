@@ -296,7 +296,10 @@ def test_ecs_worker_sends_the_committed_configuration_to_aws(prefect_server, mot
         )
     try:
         wait_for(
-            lambda: f"Work pool '{POOL}' not found" in worker_log.read_text(),
+            lambda: (
+                f"Work pool '{POOL}' not found" in worker_log.read_text()
+                or api(prefect_server, f"/work_pools/{POOL}") is not None
+            ),
             timeout=120,
             what=f"the worker to poll for the missing pool:\n{worker_log.read_text()}",
         )

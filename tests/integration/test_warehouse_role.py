@@ -43,7 +43,9 @@ def test_a_loader_role_that_owns_only_the_star_schema_runs_the_pipeline(
             f"select tablename from pg_tables where schemaname = 'public' and tableowner = '{role}'",
         )
     )
-    expected = {f"({t})" for t in [*STAR_TABLES, *FEED_TABLES, "_totes_loaded_batch", "_totes_feed_file", "_totes_lake"]}
+    expected = {
+        f"({t})" for t in [*STAR_TABLES, *FEED_TABLES, "_totes_loaded_batch", "_totes_feed_file", "_totes_lake"]
+    }
     assert owned == expected
     with connect(loader_url) as loader:
         loader.adbc_connection.set_autocommit(True)  # CREATE DATABASE cannot run in a transaction
