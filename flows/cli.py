@@ -181,6 +181,8 @@ def _prefect_api(settings: TotesSettings) -> Iterator[None]:
 
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
+    from tasks.core.local_api import kept_awake
+
     with ExitStack() as stack:
         stack.enter_context(_printed_run_links())
         if not get_current_settings().api.url and settings.local_prefect_api == "background":
@@ -194,6 +196,7 @@ def _prefect_api(settings: TotesSettings) -> Iterator[None]:
                 )
             else:
                 stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api.url}))
+                stack.enter_context(kept_awake(api))
         yield
 
 
@@ -251,7 +254,7 @@ def _printed_run_links() -> Iterator[None]:
 
 
 def command_local_api(args: argparse.Namespace) -> int:
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from tasks.core.local_api import look_at_local_api, quiet, stopped_when_idle
 
@@ -292,10 +295,10 @@ def command_local_api(args: argparse.Namespace) -> int:
             if state.seconds < 120
             else f"quiet for {state.seconds / 60:.0f} min"
         )
-        at = datetime.now().astimezone().timestamp() + left
+        at = datetime.now().astimezone() + timedelta(seconds=left)
         print(
             f"  {now}; it stops by itself after {state.idle_minutes:g} minutes without a request "
-            f"(at {datetime.fromtimestamp(at).astimezone():%H:%M} if none comes; the next totes command starts it again)"
+            f"(at {at:%H:%M} if none comes; the next totes command starts it again)"
         )
     return 0
 

@@ -304,9 +304,9 @@ def _prefect_api(settings: TotesSettings) -> str:
             return f"no PREFECT_API_URL: the local API runs at {local.url}"
         return "no PREFECT_API_URL: the next command starts the local API (totes local-api)"
     headers = {"Authorization": f"Bearer {os.environ['PREFECT_API_KEY']}"} if os.environ.get("PREFECT_API_KEY") else {}
-    request = urllib.request.Request(f"{url.rstrip('/')}/health", headers=headers)  # noqa: S310 - the configured API
+    request = urllib.request.Request(f"{url.rstrip('/')}/health", headers=headers)  # noqa: S310 - the configured API  # nosec B310
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the configured API's URL
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the configured API's URL  # nosec B310
             healthy = response.status == 200
     except OSError as error:
         raise Failed(f"{url}: {error}", "check PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud)") from error

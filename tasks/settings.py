@@ -23,7 +23,9 @@ _POSTGRES_SCHEMES = {"postgresql", "postgres"}
 
 
 def _check_postgres_url(value: SecretStr | None, *, variable: str) -> SecretStr | None:
-    return None if value is None else _postgres_url(value.get_secret_value(), variable=variable)
+    # A URL, or the JSON of a secret (ECS injects a Secrets Manager secret as it is: an RDS-managed
+    # secret holds username, password, host, port and dbname).
+    return None if value is None else secret_to_url(value.get_secret_value(), variable=variable)
 
 
 def _postgres_url(text: str, *, variable: str) -> SecretStr:

@@ -27,6 +27,7 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "totesys-2024-02.sql.gz"
 # collection order, and one of them left to the end runs alone while the other worker idles.
 SLOWEST_FIRST = (
     "test_fan_out.py",
+    "test_ecs_worker.py",
     "test_bench.py",
     "test_chaos.py",
     "test_one_writer.py",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -114,7 +115,7 @@ def test_permanent_failure_exits_non_zero_with_one_line_and_no_password(local_pi
 def test_run_without_configuration_names_the_missing_variable(local_pipeline, monkeypatch):
     child = local_pipeline.run_cli("run", env={"TOTES_WAREHOUSE_URL": ""})
     _, err = child.communicate(timeout=120)
-    assert child.returncode == 1
+    assert child.returncode == 2  # a settings problem: nothing ran
     assert "TOTES_WAREHOUSE_URL" in err.strip().splitlines()[-1]
 
 
@@ -126,10 +127,9 @@ def test_rebuild_asks_first_and_backfill_names_an_unknown_table(local_pipeline):
 
     refused = local_pipeline.run_cli("rebuild", stdin=subprocess.DEVNULL)  # no terminal: no one to ask
     _, err = refused.communicate(timeout=300)
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # a usage problem: nothing ran
     assert err.strip().splitlines() == [
-        "totes rebuild: failed: NotConfirmed: the rebuild replaces every star table: confirm with --yes "
-        "(no terminal to ask on)"
+        "totes rebuild: the rebuild replaces every star table: confirm with --yes (no terminal to ask on)"
     ]
     code, out, err = totes(local_pipeline, "rebuild", "--yes")
     assert code == 0, err
@@ -137,5 +137,43 @@ def test_rebuild_asks_first_and_backfill_names_an_unknown_table(local_pipeline):
     local_pipeline.assert_warehouse_matches_source()
 
     code, _, err = totes(local_pipeline, "backfill", "--table", "sales_orders")
-    assert code == 1
-    assert err.strip().startswith("totes backfill: failed: ValueError: backfill: unknown source table(s) sales_orders;")
+    assert code == 2
+    assert err.strip().startswith("totes backfill: backfill: unknown source table(s) sales_orders;")
+
+
+def test_version_help_json_status_for_monitors_and_doctor(local_pipeline):
+    code, out, _ = totes(local_pipeline, "--version")
+    assert code == 0 and out.startswith("totes 0.")
+    for command in ("run", "backfill", "rebuild", "files", "status", "doctor", "demo"):
+        code, out, _ = totes(local_pipeline, command, "--help")
+        assert code == 0 and "examples:" in out and f"totes {command}" in out.split("examples:")[1], command
+
+    code, out, err = totes(local_pipeline, "status", "--fail-if-stale", "60")
+    assert code == 1 and "behind: the warehouse has loaded nothing yet" in err, err
+    code, out, err = totes(local_pipeline, "doctor")
+    assert code == 1 and "✗ source tables and grants: source table address does not exist" in out, out + err
+
+    local_pipeline.seed(scale=0.02)
+    local_pipeline.checkpoint()
+    code, out, err = totes(local_pipeline, "doctor")
+    assert code == 0, out + err  # no lake yet is a warning: the first run starts it
+    assert "✓ source database" in out and "✓ warehouse database" in out and "every check passed" in out
+    assert "! lake:" in out
+    code, out, err = totes(local_pipeline, "run", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["batches_loaded"] and report["loaded"]["fact_sales_order"] > 0 and "freshness_seconds" in report
+    code, out, err = totes(local_pipeline, "status", "--fail-if-stale", "60", "--fail-if-pending")
+    assert code == 0, err
+    code, out, err = totes(local_pipeline, "doctor", "--json")
+    checks = {check["name"]: check for check in json.loads(out)["checks"]}
+    assert code == 0 and checks["lake and warehouse"]["ok"], out
+    assert "is loaded from this lake" in checks["lake and warehouse"]["found"]
+
+    broken = local_pipeline.run_cli(
+        "doctor", env={"TOTES_WAREHOUSE_URL": local_pipeline.warehouse_url.replace("/warehouse_", "/nowhere_")}
+    )
+    out, err = broken.communicate(timeout=300)
+    assert broken.returncode == 1, out + err
+    assert "✗ warehouse database:" in out and "does not exist" in out and "fix: check the database" in out
+    assert "Traceback" not in out + err

@@ -184,7 +184,12 @@ def test_production_prefect_yaml_registers_on_an_ecs_pool(prefect_server, tmp_pa
         variables = deployment["job_variables"]
         assert variables["image"] == image
         assert variables["cluster"] == "totes"
-        assert variables["env"]["TOTES_SOURCE_URL_SECRET"] == "totes/source-url"
+        assert {s["name"] for s in variables["secrets"]} == {
+            "TOTES_SOURCE_URL",
+            "TOTES_WAREHOUSE_URL",
+            "TOTES_SFTP_URL",
+        }
+        assert not any(key.endswith("_SECRET") for key in variables["env"])
         assert deployment["enforce_parameter_schema"] is True
     etl = read_deployment(prefect_server, "totesys-etl/totesys-etl")
     assert etl["schedules"][0]["schedule"]["interval"] == 900

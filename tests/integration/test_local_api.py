@@ -30,6 +30,19 @@ def _gone(pid: int) -> bool:
         return True
 
 
+_QUIET_COMMAND = """
+import time
+
+from flows.cli import _prefect_api
+from tasks.core.local_api import look_at_local_api
+from tasks.settings import load_settings
+
+with _prefect_api(load_settings()):
+    time.sleep(20)
+    assert look_at_local_api() is not None, "the server stopped under a command"
+"""
+
+
 def test_the_local_api_stops_by_itself_after_a_quiet_spell_and_the_next_command_starts_it_again(tmp_path):
     from tasks.core.local_api import LocalApi, healthy, quiet
 
@@ -70,6 +83,13 @@ def test_the_local_api_stops_by_itself_after_a_quiet_spell_and_the_next_command_
         assert "Starting a local Prefect server in the background" in again.stderr
         restarted = LocalApi(**json.loads((home / "totes-local-api.json").read_text()))
         assert restarted.pid != api.pid and healthy(restarted.url)
+
+        # A command that goes quiet for longer than the spell (waiting for a lock, say) keeps it.
+        waited = subprocess.run(
+            [sys.executable, "-c", _QUIET_COMMAND], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert waited.returncode == 0, waited.stdout + waited.stderr
+        assert quiet(restarted) is not None
     finally:
         _totes("local-api", "stop", env=env)
 
