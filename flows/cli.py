@@ -53,6 +53,8 @@ def _one_line(error: BaseException, settings: TotesSettings | None) -> str:
     else:
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         text = f"{type(error).__name__}: {text}"
+        if text.startswith("RuntimeError: Failed to reach API at"):
+            text += " (PREFECT_API_URL): start that server or correct the URL (and PREFECT_API_KEY), or unset it to use the local API"
     return scrub(text, settings)
 
 

@@ -29,10 +29,16 @@ _PROGRESS = " rows so far ("
 _EXPECTED_REFUSALS = ("FeedFilesRefused",)
 
 
+# Prefect's shutdown chatter, after the command's last line: its events worker draining its queue.
+_SHUTDOWN_CHATTER = re.compile(r"^Still processing items")
+
+
 class ReadableRunLogs(logging.Filter):
     """Keeps what a person running ``totes`` needs (see the module's docstring)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR and _SHUTDOWN_CHATTER.match(record.getMessage()):
+            return False
         if record.levelno < logging.WARNING and record.name.startswith("prefect"):
             message = record.getMessage()
             if _CHATTER.match(message):

@@ -109,6 +109,29 @@ CATALOGUE = [
         "WrongLake: TOTES_LAKE_URL {tmp}/empty-lake does not exist, but the warehouse",
     ),
     Case(
+        "lake bucket missing",
+        ("run",),
+        {"TOTES_LAKE_URL": "s3://no-such-bucket-for-totes/lake"},
+        1,
+        "LakeNotFound: the lake's bucket 'no-such-bucket-for-totes' does not exist: create it, or correct TOTES_LAKE_URL",
+    ),
+    Case(
+        "Prefect API unreachable",
+        ("run",),
+        {"PREFECT_API_URL": "http://127.0.0.1:1/api"},
+        1,
+        "totes run: failed: RuntimeError: Failed to reach API at http://127.0.0.1:1/api/ (PREFECT_API_URL): start "
+        "that server or correct the URL (and PREFECT_API_KEY), or unset it to use the local API",
+    ),
+    Case(
+        "SFTP server unreachable",
+        ("files",),
+        {"TOTES_SFTP_URL": "sftp://feeds:postgres@127.0.0.1:1/in"},
+        1,
+        "totes files: failed: FeedFilesRefused: feed exchange_rates failed: SftpError: cannot connect to the SFTP "
+        "server sftp://feeds@127.0.0.1:1: Connect call failed",
+    ),
+    Case(
         "feeds without SFTP",
         ("files",),
         {"TOTES_SFTP_URL": None},
@@ -140,7 +163,7 @@ CATALOGUE = [
 
 
 @pytest.fixture
-def served(own_postgres, tmp_path, monkeypatch) -> Pipeline:
+def served(own_postgres, s3_endpoint, tmp_path, monkeypatch) -> Pipeline:
     """A loaded pipeline on a server that checks passwords (``postgres``), a lake in a local folder."""
     own_postgres.create_database("totesys")
     own_postgres.create_database("warehouse")
@@ -189,5 +212,5 @@ def test_the_readme_lists_exactly_the_catalogue():
     text = README.read_text()
     section = text[text.index("### The failure catalogue") :]
     section = section[: section.index("\n### ", 1)]
-    listed = re.findall(r"^\| ([a-z][^|]*?) \| `totes ", section, re.MULTILINE)
+    listed = re.findall(r"^\| ([A-Za-z][^|]*?) \| `totes ", section, re.MULTILINE)
     assert listed == [case.name for case in CATALOGUE]
