@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -18,12 +19,18 @@ from tasks.core.retries import RETRY_POLICY
 from tasks.feeds.declarations import declared_feed
 from tasks.feeds.parsing import FeedFileError, check_file_name, content_hash
 from tasks.feeds.plans import files_to_download, settled_files, too_recent_to_trust
-from tasks.feeds.sftp import SftpSource
 from tasks.feeds.store import FeedStore
 from tasks.settings import TotesSettings, load_settings
 
+if TYPE_CHECKING:
+    from tasks.feeds.sftp import SftpSource
+
 
 def open_sftp(settings: TotesSettings) -> SftpSource:
+    # Imported here: asyncssh costs every process that imports the feeds' report (every ETL run) its
+    # import, and warns about ciphers nobody asked for.
+    from tasks.feeds.sftp import SftpSource
+
     return SftpSource(
         settings.require_sftp_url(),
         key_file=settings.sftp_key_file,
