@@ -280,15 +280,9 @@ def _lake_and_warehouse(settings: TotesSettings) -> str:
 
 
 def _sftp(settings: TotesSettings) -> str:
-    from tasks.feeds.sftp import SftpSource
+    from tasks.feeds.fetch import open_sftp
 
-    with SftpSource(
-        settings.require_sftp_url(),
-        key_file=settings.sftp_key_file,
-        known_hosts=settings.sftp_known_hosts,
-        host_keys=settings.sftp_host_keys,
-        timeout_seconds=settings.sftp_timeout_seconds,
-    ) as sftp:
+    with open_sftp(settings) as sftp:
         files = sftp.list(".")
         where = sftp.where
     return f"{where}: logged in, host key verified; {len(files)} file(s) in {sftp.base}"

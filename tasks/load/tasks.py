@@ -121,19 +121,27 @@ def load_star_batch(batch_id: str) -> RunSummary:
     load's part of the run report for it."""
     settings = load_settings()
     lake = Lake.from_url(settings.lake_url)
-    manifest = lake.read_star_manifest(batch_id)
     with (
         connect(settings.require_warehouse_url(), purpose="warehouse database") as connection,
         explaining_resource_errors("warehouse database"),
     ):
-        loaded = load_batch(
-            connection,
-            batch_id,
-            star_batch_streams(lake, manifest),
-            deletions=partial(star_batch_deletions, lake, manifest),
-            history=settings.dimension_history,
-        )
+        loaded = _load_from_lake(connection, lake, batch_id, history=settings.dimension_history)
     return _report(batch_id, loaded)
+
+
+def _load_from_lake(
+    connection: Connection, lake: Lake, batch_id: str, *, history: bool, into: str = WAREHOUSE_SCHEMA
+) -> BatchLoad | None:
+    """One star batch from its files in the lake, merged into the star tables of ``into``."""
+    manifest = lake.read_star_manifest(batch_id)
+    return load_batch(
+        connection,
+        batch_id,
+        star_batch_streams(lake, manifest),
+        deletions=partial(star_batch_deletions, lake, manifest),
+        history=history,
+        into=into,
+    )
 
 
 @task(name="load-star-batch-as-built", task_run_name="load-{batch_id}-as-built", cache_policy=NO_CACHE)
@@ -245,15 +253,7 @@ def rebuild_warehouse_from_lake() -> RunSummary:
         create_shadow(connection, history=settings.dimension_history)
         started = reported = time.monotonic()
         for position, batch_id in enumerate(batches, start=1):
-            manifest = lake.read_star_manifest(batch_id)
-            loaded = load_batch(
-                connection,
-                batch_id,
-                star_batch_streams(lake, manifest),
-                deletions=partial(star_batch_deletions, lake, manifest),
-                history=settings.dimension_history,
-                into=SHADOW_SCHEMA,
-            )
+            loaded = _load_from_lake(connection, lake, batch_id, history=settings.dimension_history, into=SHADOW_SCHEMA)
             changed = add_counts(changed, loaded.changed if loaded else {})
             if time.monotonic() - reported >= PROGRESS_EVERY_SECONDS:
                 reported = time.monotonic()

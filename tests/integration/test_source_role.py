@@ -18,16 +18,22 @@ def as_user(url: str, user: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}@{parts.hostname or ''}"))
 
 
-def test_select_only_role_runs_the_pipeline_with_the_fallback_lag(databases, s3_lake_url, prefect_api, monkeypatch):
-    pipeline = Pipeline(databases.source_url, databases.warehouse_url, s3_lake_url, monkeypatch)
-    pipeline.seed(scale=0.02)
-    role = f"reader_{urlsplit(databases.source_url).path.strip('/')[-10:]}"
+def select_only_role(source_url: str) -> str:
+    """A role of the source that may log in and SELECT, nothing else (no pg_read_all_stats)."""
+    role = f"reader_{urlsplit(source_url).path.strip('/')[-10:]}"
     execute(
-        databases.source_url,
+        source_url,
         f'create role "{role}" login',
         f'grant usage on schema public to "{role}"',
         f'grant select on all tables in schema public to "{role}"',
     )
+    return role
+
+
+def test_select_only_role_runs_the_pipeline_with_the_fallback_lag(databases, s3_lake_url, prefect_api, monkeypatch):
+    pipeline = Pipeline(databases.source_url, databases.warehouse_url, s3_lake_url, monkeypatch)
+    pipeline.seed(scale=0.02)
+    role = select_only_role(databases.source_url)
     reader_url = as_user(databases.source_url, role)
     with connect(reader_url) as reader, reader.cursor() as cursor, pytest.raises(Exception, match="permission denied"):
         cursor.execute("insert into currency (currency_code, last_updated) values ('XXX', now())")
@@ -65,13 +71,7 @@ def test_a_fan_out_child_keeps_the_fallback_lag_of_a_role_that_cannot_see_other_
 
     pipeline = Pipeline(databases.source_url, databases.warehouse_url, s3_lake_url, monkeypatch)
     pipeline.seed(scale=0.02)
-    role = f"reader_{urlsplit(databases.source_url).path.strip('/')[-10:]}"
-    execute(
-        databases.source_url,
-        f'create role "{role}" login',
-        f'grant usage on schema public to "{role}"',
-        f'grant select on all tables in schema public to "{role}"',
-    )
+    role = select_only_role(databases.source_url)
     monkeypatch.setenv("TOTES_SOURCE_URL", as_user(databases.source_url, role))
     other = connect(databases.source_url)  # another user's session, which the reader cannot see into
     try:
