@@ -53,8 +53,10 @@ class LockNotTaken(RuntimeError):
 
 
 class CycleLockLost(RuntimeError):
-    """The cycle lock's session ended while the run held it: another run may be writing now, so
-    this one records nothing more."""
+    """The cycle lock's session ended while the run held it and another run has written or holds it
+    now: this one records nothing more. Never retried (a retry would record what it must not)."""
+
+    transient = False
 
 
 def run_logger() -> logging.Logger | logging.LoggerAdapter:
@@ -155,17 +157,26 @@ _held_guard = threading.Lock()
 _holding: dict[tuple[str, Cycle], tuple[Connection, threading.Lock]] = {}
 
 
-def verify_cycle_locks() -> None:
+def verify_cycle_locks() -> bool:
     """Check that every cycle lock this process holds is still held, before a manifest is recorded
-    or a load commits. The lock lives with its session: an idle cut by a proxy, a failover or
-    ``pg_terminate_backend`` ends it silently, and a second run could then plan the same batch.
+    or a load commits; return True if one had been lost and was taken again.
+
+    The lock lives with its session: an idle cut by a proxy, a failover, a restart of the warehouse
+    or ``pg_terminate_backend`` ends it silently, and another run may have taken it meanwhile. A
+    lost lock is taken again at once if it is free (a restarted warehouse: the run goes on), and
+    the caller must then check that nobody recorded anything in between (``ingest`` checks that
+    its batch number is still free; star manifests and loads are keyed by the batch, so a second
+    writer's would be refused anyway).
 
     Raises:
-        CycleLockLost: naming the lock and what happened; nothing more is recorded by this run.
+        CycleLockLost: the lock was lost and another session holds it now: another run is writing,
+            so this one records nothing more.
     """
     with _held_guard:
         holding = dict(_holding)
-    for (url, cycle), (connection, mutex) in holding.items():
+    retaken = False
+    for entry, (connection, mutex) in holding.items():
+        url, cycle = entry
         lost = f"the {cycle} cycle lock of the warehouse {redact_url(url)}"
         with mutex:
             try:
@@ -173,15 +184,29 @@ def verify_cycle_locks() -> None:
                     connection, CORE_SQL.read("select_lock_still_held"), (TOTES_LOCK_CLASS, _CYCLE_KEYS[cycle])
                 )
             except DatabaseError as error:
+                still_held, why = False, f"its session ended ({database_error_reason(error)})"
+            else:
+                why = "it is no longer held by this run's session"
+            if still_held:
+                continue
+            _close(connection)
+            fresh = _holding_connection(url, "warehouse database", f"{cycle} cycle")
+            if not _try_lock(fresh, _CYCLE_KEYS[cycle]):
+                holders = _describe_holders(fresh, [_CYCLE_KEYS[cycle]])
+                _close(fresh)
                 msg = (
-                    f"{lost} was lost: its session ended ({database_error_reason(error)}); another run may be "
-                    "writing, so this one recorded nothing more. The next run starts where the last recorded "
-                    "batch ended"
+                    f"{lost} was lost ({why}) and another run holds it now ({holders}): this run recorded "
+                    "nothing more; the next run starts where the last recorded batch ended"
                 )
-                raise CycleLockLost(msg) from error
-        if not still_held:
-            msg = f"{lost} is no longer held by this run; it recorded nothing more"
-            raise CycleLockLost(msg)
+                raise CycleLockLost(msg)
+        with _held_guard:
+            if entry in _holding:
+                _holding[entry] = (fresh, mutex)
+        run_logger().warning(
+            "%s was lost (%s) and is taken again; checking that no other run wrote meanwhile", lost, why
+        )
+        retaken = True
+    return retaken
 
 
 @contextmanager
@@ -227,7 +252,9 @@ def cycle_lock(warehouse_url: str, cycle: Cycle, *, wait_seconds: float) -> Iter
         finally:
             with _held_guard:
                 del _held[entry]
-                del _holding[entry]
+                # The lock may have been taken again on another connection (verify_cycle_locks).
+                held_on, _ = _holding.pop(entry)
+            _close(held_on)
     finally:
         _close(connection)
 

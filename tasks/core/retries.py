@@ -51,6 +51,8 @@ def _causes(error: BaseException) -> list[BaseException]:
 def is_transient(error: BaseException) -> bool:
     """True if retrying the operation that raised ``error`` may succeed."""
     for cause in _causes(error):
+        if getattr(cause, "transient", None) is False:  # an error that says so itself (CycleLockLost)
+            return False
         if (shortage := resource_shortage(cause)) is not None:
             return shortage.transient
         sqlstate = getattr(cause, "sqlstate", None)

@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core.asset_keys import database_key
 from tasks.core.assets import announce_schema_drift
 from tasks.core.lake import RAW, Lake, batch_sequence, new_batch_id
-from tasks.core.locks import verify_cycle_locks
+from tasks.core.locks import CycleLockLost, verify_cycle_locks
 from tasks.core.manifests import FileSet, Horizon, RawManifest, RawTableEntry
 from tasks.core.postgres import Connection, DatabaseError, connect, database_error_reason
 from tasks.core.progress import with_progress
@@ -725,7 +725,15 @@ def record_ingest_batch(
     if any(entry.has_changes(plan.previous.get(name)) for name, entry in tables.items()):
         lake = Lake.from_url(settings.lake_url)
         lake.ensure_identity()  # the lake's first batch gives it its identity (tasks/core/lake_binding.py)
-        verify_cycle_locks()  # a run whose cycle lock was lost must not record: another may be planning
+        if verify_cycle_locks():
+            # The lock was lost and taken again: record only if no other run recorded a batch meanwhile.
+            newest = lake.newest_batch(RAW)
+            if newest != plan.previous_batch_id:
+                msg = (
+                    f"while this run's cycle lock was lost, another run recorded batch {newest}: this run recorded "
+                    f"nothing (its batch {plan.batch_id} would fork the lake); the next run starts after {newest}"
+                )
+                raise CycleLockLost(msg)
         lake.write_raw_manifest(RawManifest(batch_id=plan.batch_id, tables=tables, horizon=horizon))
         logger.info("Recorded ingest batch %s", plan.batch_id)
     else:

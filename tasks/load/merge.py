@@ -219,7 +219,8 @@ def load_batch(
                 LOAD_SQL.read("record_loaded_batch"),
                 parameters=(batch_id, json.dumps(changed)),
             )
-        verify_cycle_locks()  # a run whose cycle lock was lost must not commit: another may be loading
+        # The cycle lock still held, or taken again (the load lock and the batch record keep out a second loader).
+        verify_cycle_locks()
         connection.commit()
     except BaseException:
         roll_back(connection)

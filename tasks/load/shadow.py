@@ -70,7 +70,7 @@ def swap_into_warehouse(connection: Connection, *, history: bool) -> None:
                 statement, parameters = record_id_sequence_statement(table)
                 execute_for_one(cursor, statement, parameters)
             cursor.execute(LOAD_SQL.read("insert_loaded_batches_from_shadow"))
-        verify_cycle_locks()  # a rebuild whose cycle lock was lost must not swap: another run may be loading
+        verify_cycle_locks()  # still held, or taken again: a batch loaded meanwhile is loaded again next run
         connection.commit()
     except BaseException:
         roll_back(connection)

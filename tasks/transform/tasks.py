@@ -166,7 +166,7 @@ def _transform_batch(batch_id: str, handoff: StarHandoff | None) -> RunSummary:
         deleted=deleted,
         warnings=built.warnings,
     )
-    verify_cycle_locks()  # a run whose cycle lock was lost must not record: another may be writing
+    verify_cycle_locks()  # still held, or taken again: a second writer of this batch is refused (create-only)
     lake.write_star_manifest(manifest)
     if handoff is not None:
         handoff.finish(manifest)

@@ -131,4 +131,4 @@ def test_the_rebuild_prompt_names_the_warehouse_the_lake_and_its_batches_and_no_
     assert counts(loaded) == before
     run = loaded.run_cli("rebuild")  # no terminal at all: refused without --yes
     _, err = run.communicate(timeout=300)
-    assert run.returncode == 1 and "confirm with --yes" in err, err
+    assert run.returncode == 2 and "confirm with --yes" in err, err

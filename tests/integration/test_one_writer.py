@@ -186,30 +186,47 @@ def test_a_killed_run_s_slots_come_back_with_a_prefect_server(pipeline, quick_le
     pipeline.assert_warehouse_matches_source()
 
 
-def test_a_run_whose_cycle_lock_is_lost_records_nothing_and_the_next_run_converges(pipeline, prefect_api):
-    """The cycle lock lives with its session: an idle cut by a proxy, a failover or an
-    ``idle_session_timeout`` ends it silently, and a second run could then plan the same batch
-    number. The writer checks that it still holds the lock before it records a manifest: a run
-    whose lock session is ended mid-run fails with one line and records nothing; the next run
-    converges. (On the code before, the run recorded its batch as if nothing had happened.)"""
+@pytest.mark.parametrize("taken_meanwhile", [False, True], ids=["free-again", "taken-by-another"])
+def test_a_run_whose_cycle_lock_session_ends_takes_it_again_or_records_nothing(pipeline, prefect_api, taken_meanwhile):
+    """The cycle lock lives with its session: an idle cut by a proxy, a failover, a restart of the
+    warehouse ends it silently, and another run could take it and plan the same batch number with
+    other seconds. The writer checks the lock before it records a manifest or commits a load: lost
+    and free, it is taken again and the run goes on (after checking that no other run recorded a
+    batch meanwhile); lost and held by another session, the run fails with one line and records
+    nothing, and the next run converges. (On the code before, the run recorded its batch whoever
+    held the lock.)"""
     pipeline.seed(scale=0.02)
     pipeline.checkpoint()
-    with connect(pipeline.source_url) as blocker:
-        with blocker.cursor() as cursor:
-            cursor.execute("lock table design in access exclusive mode")  # holds the extract of design
-        run = pipeline.run_cli("run", env={"PREFECT_API_URL": prefect_api})
-        holder = _wait_for_lock_holder(pipeline.warehouse_url)
-        with connect(pipeline.warehouse_url) as admin, admin.cursor() as cursor:
-            cursor.execute("select pg_terminate_backend($1::int4)", parameters=(holder,))
-            cursor.fetchall()
-        blocker.rollback()
-    _, err = run.communicate(timeout=300)
-    assert run.returncode == 1, err
-    assert "etl cycle lock of the warehouse" in err and "was lost" in err, err
+    other = connect(pipeline.warehouse_url)
+    try:
+        with connect(pipeline.source_url) as blocker:
+            with blocker.cursor() as cursor:
+                cursor.execute("lock table design in access exclusive mode")  # holds the extract of design
+            run = pipeline.run_cli("run", env={"PREFECT_API_URL": prefect_api})
+            holder = _wait_for_lock_holder(pipeline.warehouse_url)
+            with connect(pipeline.warehouse_url) as admin, admin.cursor() as cursor:
+                cursor.execute("select pg_terminate_backend($1::int4)", parameters=(holder,))
+                cursor.fetchall()
+            if taken_meanwhile:  # another session takes the etl cycle lock (tasks/core/locks.py's key)
+                with other.cursor() as cursor:
+                    cursor.execute("select pg_advisory_lock(1953461349, 1)")
+                    cursor.fetchall()
+                other.commit()
+            blocker.rollback()
+        _, err = run.communicate(timeout=300)
+    finally:
+        other.close()  # its lock goes with it
     assert "Traceback" not in err, err
-    assert Lake.from_url(pipeline.lake_url).list_batches("raw") == [], "a run without its lock recorded a batch"
-
-    pipeline.run()
+    batches = Lake.from_url(pipeline.lake_url).list_batches("raw")
+    if taken_meanwhile:
+        assert run.returncode == 1, err
+        assert "CycleLockLost: the etl cycle lock of the warehouse" in err and "another run holds it now" in err, err
+        assert batches == [], "a run without its lock recorded a batch"
+        pipeline.run()
+    else:
+        assert run.returncode == 0, err
+        assert "is taken again; checking that no other run wrote meanwhile" in err, err
+        assert len(batches) == 1
     pipeline.assert_warehouse_matches_source()
 
 
