@@ -158,7 +158,8 @@ def _hand_over(folder: Path, urls: dict[str, str]) -> None:
         else:
             print("Prefect: the runs used Prefect's temporary server, which stopped with the demo")
     print(f"Warehouse: {urls['warehouse']} (a unix socket, no password); query it:")
-    print(f"  {psql} {shlex.quote(urls['warehouse'])} -c 'select * from current_fact_sales_order limit 5'")
+    example = "select * from current_fact_sales_order limit 5"  # nosec B608 - printed for the user, not run
+    print(f"  {psql} {shlex.quote(urls['warehouse'])} -c '{example}'")
     print(
         f"Lake: {_shown(folder / 'lake')} (Parquet: raw/ and star/<table>/batch=<id>/, feed files in files/); read it:"
     )
