@@ -120,7 +120,7 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
     if fan_out:
         # The children take the source's slots, one each: the cycle holds none while they work.
         with source_slots(settings, wanted=1):
-            horizon = read_horizon()
+            horizon = read_horizon(trust_counters=not reconcile)
             schema_check = check_source_schema()
         tables = extract_on_work_pool(plan, horizon, settings)
         with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
@@ -128,7 +128,7 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
             tables = _read_missed_changes(plan.batch_id, tables, slots=slots, deep=reconcile)
     else:
         with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
-            horizon = read_horizon()
+            horizon = read_horizon(trust_counters=not reconcile)
             schema_check = check_source_schema()
             tables = _extract_here(plan, horizon, slots=slots, whole=whole)
             tables = index_content_under_policy(plan, tables)

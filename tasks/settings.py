@@ -113,6 +113,10 @@ class TotesSettings(BaseSettings):
             sum and hash) between the source and the lake to find hard-deleted rows; only ranges
             that differ are read key by key. 0 turns delete detection off (it costs each run a scan
             of every table's key column in the source).
+        unchanged_table_recheck_seconds: a table the server has counted no write to since a run read
+            it (``pg_stat_user_tables``: inserts, updates, deletes, a new file) is not read at all —
+            no delta, no key scan for deletes — except once this long after it was last read, as a
+            check of the counters. 0 reads every table every run.
         source_url_secret, warehouse_url_secret: AWS Secrets Manager secret ids (name or ARN) holding
             the database URLs; they take precedence over everything else.
         source_url_block, warehouse_url_block: names of Prefect ``Secret`` blocks holding the URLs;
@@ -163,6 +167,7 @@ class TotesSettings(BaseSettings):
     fan_out_deployment: str = "extract-table/totesys-extract-table"
     fan_out_timeout_seconds: float = Field(default=3600.0, gt=0)
     delete_check_bucket_keys: int = Field(default=10_000, ge=0)
+    unchanged_table_recheck_seconds: float = Field(default=3600.0, ge=0)
     lock_wait_seconds: float = Field(default=1800.0, ge=0)
     source_url_secret: str | None = None
     warehouse_url_secret: str | None = None

@@ -100,15 +100,22 @@ class Horizon:
     has_hidden_sessions: bool = False
     # A prepared (two-phase) transaction began at some unknown time before it was prepared.
     oldest_prepared_transaction_at: datetime | None = None
+    # Per source table, the signature of the writes the server had counted (tasks/ingest/source.py
+    # read_source_activity): a table whose signature has not moved since its last read is not read.
+    activity: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> Json:
         oldest = self.oldest_open_transaction_at
         prepared = self.oldest_prepared_transaction_at
-        return {
-            "clock_at": self.clock_at.isoformat(),
-            "oldest_open_transaction_at": oldest.isoformat() if oldest else None,
-            "has_hidden_sessions": self.has_hidden_sessions,
-        } | ({"oldest_prepared_transaction_at": prepared.isoformat()} if prepared else {})
+        return (
+            {
+                "clock_at": self.clock_at.isoformat(),
+                "oldest_open_transaction_at": oldest.isoformat() if oldest else None,
+                "has_hidden_sessions": self.has_hidden_sessions,
+            }
+            | ({"oldest_prepared_transaction_at": prepared.isoformat()} if prepared else {})
+            | ({"activity": dict(sorted(self.activity.items()))} if self.activity else {})
+        )
 
     @classmethod
     def from_json(cls, data: Json | None) -> Horizon | None:
@@ -121,6 +128,7 @@ class Horizon:
             oldest_open_transaction_at=datetime.fromisoformat(oldest) if oldest else None,
             has_hidden_sessions=bool(data.get("has_hidden_sessions", False)),
             oldest_prepared_transaction_at=datetime.fromisoformat(prepared) if prepared else None,
+            activity={str(k): str(v) for k, v in (data.get("activity") or {}).items()},
         )
 
 
@@ -156,6 +164,10 @@ class RawTableEntry:
         conflicting_keys: keys under which the source holds several different rows (a source
             without a primary key): set aside once, read again by key every run until the source
             holds one row under the key, which then arrives.
+        activity: the signature of the writes to the table the server had counted when it was last
+            read (``Horizon.activity``); None: never read so, or counters not to be trusted.
+        read_at: when the table was last read (the source's clock at that run's horizon): an
+            unchanged table is read again after ``TOTES_UNCHANGED_TABLE_RECHECK_SECONDS`` anyway.
     """
 
     data: FileSet = field(default_factory=FileSet)
@@ -170,6 +182,8 @@ class RawTableEntry:
     content: list[str] | None = None
     content_scheme: str = "source"
     conflicting_keys: frozenset[int] = frozenset()
+    activity: str | None = None
+    read_at: datetime | None = None
 
     def has_changes(self, previous: RawTableEntry | None) -> bool:
         """True if the table brings anything to the batch after ``previous``: versions, unreadable
@@ -208,6 +222,10 @@ class RawTableEntry:
             body["content_scheme"] = self.content_scheme
         if self.conflicting_keys:
             body["conflicting_keys"] = sorted(self.conflicting_keys)
+        if self.activity is not None:
+            body["activity"] = self.activity
+        if self.read_at is not None:
+            body["read_at"] = self.read_at.isoformat()
         return body
 
     @classmethod
@@ -232,6 +250,8 @@ class RawTableEntry:
             content=data.get("content"),
             content_scheme=str(data.get("content_scheme", "source")),
             conflicting_keys=frozenset(int(k) for k in data.get("conflicting_keys", [])),
+            activity=data.get("activity"),
+            read_at=datetime.fromisoformat(data["read_at"]) if data.get("read_at") else None,
         )
 
 

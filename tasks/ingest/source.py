@@ -57,6 +57,14 @@ def read_default_time_zone(connection: Connection) -> DefaultTimeZone:
     return DefaultTimeZone(time_zone, bool(is_utc), database_name)
 
 
+def read_source_activity(connection: Connection) -> dict[str, str]:
+    """Per source table, the signature of the writes the server has counted (read_source_activity.sql):
+    equal signatures at two runs mean no row was written between them. Empty where the counters
+    cannot be trusted (a standby, ``track_counts`` off)."""
+    names = "{" + ",".join(SOURCE_TABLES) + "}"
+    return dict(fetch_rows(connection, INGEST_SQL.read("read_source_activity"), (names,)))
+
+
 class SourceNotReadable(RuntimeError):
     """The source role cannot SELECT some source tables; the message names them and the grant."""
 

@@ -54,12 +54,13 @@ from tasks.ingest.source import (
     check_source_grants,
     connect_source,
     read_default_time_zone,
+    read_source_activity,
     read_source_columns,
     read_unstamped_rows,
     source_pii_policy,
     stream_delta,
 )
-from tasks.ingest.watermark import complete_before, next_watermark
+from tasks.ingest.watermark import complete_before, is_unchanged, next_watermark
 from tasks.schema import SOURCE_TABLES, Reference, Table, deleted_marks_schema, references_of, unreadable_rows_schema
 from tasks.settings import load_settings, redact_url
 
@@ -120,9 +121,11 @@ def read_handed_over_extracts(batch_id: str) -> dict[str, RawTableEntry]:
 
 
 @task(name="read-source-horizon", cache_policy=NO_CACHE, **RETRY_POLICY)
-def read_horizon() -> Horizon:
+def read_horizon(*, trust_counters: bool = True) -> Horizon:
     """Read the source's in-flight horizon, before any data is read: on its primary when the source is a
-    standby, a logical-replication subscriber or a declared copy (``replica.py``)."""
+    standby, a logical-replication subscriber or a declared copy (``replica.py``). With
+    ``trust_counters``, also what the server counts of each table's writes, so that tables nobody
+    wrote since their last read are not read (off for reconciliation, which reads every table)."""
     settings = load_settings()
     logger = get_run_logger()
     primary_url = settings.source_primary_url.get_secret_value() if settings.source_primary_url else None
@@ -133,7 +136,11 @@ def read_horizon() -> Horizon:
             is_copy=settings.source_is_copy,
             wait_seconds=settings.replica_wait_seconds,
         )
-    horizon = found.reading.horizon
+        # After the horizon: a write counted after it is read by this run or, at the latest, the next.
+        activity = (
+            read_source_activity(connection) if trust_counters and settings.unchanged_table_recheck_seconds else {}
+        )
+    horizon = replace(found.reading.horizon, activity=activity)
     if found.has_hidden_sessions:
         logger.warning(
             "The source role cannot see other sessions in pg_stat_activity; watermarks lag %.0f s "
@@ -265,6 +272,16 @@ def extract_table_delta(
         safety_seconds=settings.watermark_safety_seconds,
         fallback_lag_seconds=settings.fallback_lag_seconds,
     )
+    if is_unchanged(
+        state, horizon.activity.get(table_name), horizon.clock_at, settings.unchanged_table_recheck_seconds
+    ):
+        get_run_logger().info(
+            "%s: no write counted since it was last read (%s): not read; its watermark stays at %s",
+            table_name,
+            state.read_at,
+            state.watermark,
+        )
+        return replace(state, data=FileSet(), deleted=None, rejected=None)
     (key,) = table.key
     delta = _DeltaStream(state, next_mark, key)
     settled: SettledConflicts | None = None
@@ -390,6 +407,8 @@ def extract_table_delta(
         content=state.content,
         content_scheme=state.content_scheme,
         conflicting_keys=settled.conflicting if settled else frozenset(),
+        activity=horizon.activity.get(table_name),
+        read_at=horizon.clock_at,
     )
     if not entry.has_changes(previous):
         return entry

@@ -70,6 +70,20 @@ def timestamp_literal(value: datetime) -> str:
     return f"'{value.replace(tzinfo=None).isoformat(sep=' ', timespec='microseconds')}+00'"
 
 
+def is_unchanged(state: RawTableEntry, activity: str | None, now: datetime, recheck_seconds: float) -> bool:
+    """Whether a table need not be read this run: the server has counted no write to it since the
+    run that last read it (the same activity signature), and that read is less than
+    ``recheck_seconds`` old. The watermark then stays where it is, so a write whose count the server
+    had not yet published is read by a later run. Pure."""
+    return (
+        recheck_seconds > 0
+        and activity is not None
+        and activity == state.activity
+        and state.read_at is not None
+        and (now - state.read_at).total_seconds() < recheck_seconds
+    )
+
+
 def read_whole(previous: RawTableEntry | None) -> RawTableEntry | None:
     """A table's previous entry as a backfill reads from it: the delta starts at the beginning of
     time and drops no version as already read, so every row the source holds is read again (the
@@ -77,4 +91,4 @@ def read_whole(previous: RawTableEntry | None) -> RawTableEntry | None:
     stay: deletes are still found against them."""
     if previous is None:
         return None
-    return replace(previous, watermark=BEGINNING_OF_TIME, overlap_keys=frozenset())
+    return replace(previous, watermark=BEGINNING_OF_TIME, overlap_keys=frozenset(), activity=None)

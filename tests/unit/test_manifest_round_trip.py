@@ -36,6 +36,7 @@ horizons = st.builds(
     oldest_open_transaction_at=st.none() | moments,
     has_hidden_sessions=st.booleans(),
     oldest_prepared_transaction_at=st.none() | moments,
+    activity=st.dictionaries(names, st.text(alphabet="0123456789:", max_size=30), max_size=3),
 )
 batch_ids = st.integers(min_value=1, max_value=99_999_999).map(lambda n: f"{n:08d}-20261207T070000Z")
 
@@ -50,6 +51,8 @@ ENTRY_FIELDS = {
     "conflicting_keys": st.frozensets(keys, max_size=4),
     "content": st.none() | paths,
     "content_scheme": st.sampled_from(["source", "keyed"]),
+    "activity": st.none() | st.text(alphabet="0123456789:", max_size=30),
+    "read_at": st.none() | moments,
 }
 KEY_SET_FIELDS = {"keys", "key_summary", "key_width"}
 key_sets = st.none() | st.tuples(st.none() | paths, st.none() | paths, st.integers(min_value=1, max_value=10**6))

@@ -1,0 +1,32 @@
+-- Per source table ($1: their names, a text array as text), what the server counts of the writes to
+-- it: rows inserted, updated and deleted since the statistics were reset, and the table's file (a
+-- TRUNCATE, which no counter shows, gives it a new one); with when the statistics were reset. A
+-- table whose signature has not moved since a run read it has not been written since.
+-- Nothing is returned (every table is then read) where the counters cannot be trusted now: on a
+-- standby (replay moves no counter), with track_counts off, or unless every other session of this
+-- database (totes's own aside) has been idle for 11 s: a backend publishes its counts when it goes
+-- idle, at most once a second, and an idle one within 10 s, so a write committed by a session that
+-- is busy or was busy a moment ago may not be counted yet. A session this role cannot see (no
+-- pg_read_all_stats) counts as busy. On a busy source every table is read, as before.
+with recently_active as (
+    select 1
+    from pg_stat_activity as a
+    where a.datname = current_database()
+        and a.pid <> pg_backend_pid()
+        and a.backend_type in ('client backend', 'logical replication worker', 'background worker')
+        and coalesce(a.application_name, '') not like 'totes %'
+        and (a.state is distinct from 'idle' or a.state_change is null
+            or a.state_change > now() - interval '11 seconds')
+)
+select
+    s.relname::text as table_name,
+    concat_ws(':', s.n_tup_ins, s.n_tup_upd, s.n_tup_del, pg_relation_filenode(s.relid),
+        (select extract(epoch from d.stats_reset)::bigint from pg_stat_database as d
+         where d.datname = current_database())) as signature
+from pg_stat_user_tables as s
+where s.schemaname = 'public'
+    and s.relname = any($1::text::text[])
+    and current_setting('track_counts') = 'on'
+    and not pg_is_in_recovery()
+    and not exists (select from recently_active)
+order by 1;
