@@ -12,7 +12,7 @@ from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.announce import announce_ingested, announce_loaded, announce_transformed
-from flows.fan_out import extract_on_work_pool, extract_table
+from flows.fan_out import collect_extract_runs, extract_table, submit_extract_runs
 from flows.plain_flow import plain_flow
 from tasks.core.alerts import alert_on_failure, alert_on_warnings
 from tasks.core.asset_keys import AssetKeys
@@ -22,6 +22,7 @@ from tasks.core.lake_binding import bind_warehouse_lake, check_warehouse_lake
 from tasks.core.locks import cycle_lock
 from tasks.core.manifests import Horizon, RawTableEntry
 from tasks.core.reports import RunSummary, publish_run_report
+from tasks.ingest.fan_out_plan import plan_fan_out
 from tasks.ingest.tasks import (
     IngestPlan,
     check_source_schema,
@@ -118,11 +119,23 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
         " on the work pool" if fan_out else "",
     )
     if fan_out:
-        # The children take the source's slots, one each: the cycle holds none while they work.
         with source_slots(settings, wanted=1):
             horizon = read_horizon(trust_counters=not reconcile)
             schema_check = check_source_schema()
-        tables = extract_on_work_pool(plan, horizon, settings)
+        fan = plan_fan_out(
+            plan.previous,
+            horizon,
+            list(SOURCE_TABLES),
+            min_rows=settings.fan_out_min_rows,
+            recheck_seconds=settings.unchanged_table_recheck_seconds,
+        )
+        get_run_logger().info("Fan-out: %s", fan.describe())
+        runs = submit_extract_runs(plan, horizon, fan.children, settings)
+        # The children take the source's slots, one each: the cycle takes what they leave for the
+        # tables it reads itself (small ones), and none while it waits.
+        with source_slots(settings, wanted=max(1, EXTRACT_THREADS - len(runs))) as slots:
+            tables = _extract_here(plan, horizon, slots=slots, whole=frozenset(), only=fan.here())
+        tables |= collect_extract_runs(plan, runs, settings)
         with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
             tables = index_content_under_policy(plan, tables)
             tables = _read_missed_changes(plan.batch_id, tables, slots=slots, deep=reconcile)
@@ -139,11 +152,14 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
     return summary
 
 
-def _extract_here(plan: IngestPlan, horizon: Horizon, *, slots: int, whole: frozenset[str]) -> dict[str, RawTableEntry]:
-    """Every source table's delta (or, for ``whole``, every row), ``slots`` tables at once."""
+def _extract_here(
+    plan: IngestPlan, horizon: Horizon, *, slots: int, whole: frozenset[str], only: list[str] | None = None
+) -> dict[str, RawTableEntry]:
+    """Every source table's delta (or, for ``whole``, every row), ``slots`` tables at once; with
+    ``only``, those tables'."""
     futures: dict[str, PrefectFuture] = {}
     in_flight: list[PrefectFuture] = []
-    for name in SOURCE_TABLES:
+    for name in SOURCE_TABLES if only is None else only:
         if len(in_flight) >= slots:
             in_flight.remove(next(as_completed(in_flight)))
         previous = plan.previous.get(name)

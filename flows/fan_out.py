@@ -4,7 +4,9 @@ process (an ECS task in production), instead of threads of the cycle's process.
 Each source table's extract is a run of the ``extract-table`` flow, through a deployment
 (``run_deployment``): a deployment is what a work pool runs, with its own image, CPU and memory, and
 every child shows in the UI under the cycle's run. The cycle plans the batch (its id, the previous
-watermarks, the source horizon), submits one child per table, and waits. Each child takes one of
+watermarks, the source horizon), submits one child per table worth its start-up — a table this run
+reads at least ``TOTES_FAN_OUT_MIN_ROWS`` rows of (tasks/ingest/fan_out_plan.py) — reads the
+others itself meanwhile, and waits. Each child takes one of
 the source's connection slots (the per-database limit bounds them, however many workers there
 are), writes its table's new versions into the raw zone as the cycle itself would, and hands its
 manifest entry over through the lake. Only when every child has completed does the cycle record the
@@ -59,21 +61,21 @@ def extract_table(table: str, batch_id: str, previous_batch_id: str | None, hori
     return entry.data.rows
 
 
-def extract_on_work_pool(plan: IngestPlan, horizon: Horizon, settings: TotesSettings) -> dict[str, RawTableEntry]:
-    """Run every source table's extract as a child flow run of ``settings.fan_out_deployment`` and
-    return their manifest entries once all have completed.
+def submit_extract_runs(
+    plan: IngestPlan, horizon: Horizon, tables: frozenset[str], settings: TotesSettings
+) -> dict[str, FlowRun]:
+    """Submit one child flow run of ``settings.fan_out_deployment`` per table of ``tables``; return
+    them without waiting.
 
     Raises:
-        FanOutFailed: the deployment does not exist, a child ended in any state but Completed, or
-            not all had ended within ``settings.fan_out_timeout_seconds``.
+        FanOutFailed: the deployment does not exist.
     """
     from prefect.deployments import run_deployment
 
-    logger = get_run_logger()
     parameters = {"batch_id": plan.batch_id, "previous_batch_id": plan.previous_batch_id, "horizon": horizon.to_json()}
     runs: dict[str, FlowRun] = {}
     try:
-        for table in SOURCE_TABLES:
+        for table in sorted(tables):
             # async_dispatch: called from a sync flow, it returns the flow run itself.
             runs[table] = cast(
                 FlowRun,
@@ -87,11 +89,29 @@ def extract_on_work_pool(plan: IngestPlan, horizon: Horizon, settings: TotesSett
             "(prefect.yaml and deployments/local.prefect.yaml declare it: prefect deploy --all); nothing was recorded"
         )
         raise FanOutFailed(msg) from error
-    logger.info(
-        "Fan-out: %d extract runs submitted to %s for batch %s", len(runs), settings.fan_out_deployment, plan.batch_id
-    )
+    if runs:
+        get_run_logger().info(
+            "Fan-out: %d extract run(s) submitted to %s for batch %s",
+            len(runs),
+            settings.fan_out_deployment,
+            plan.batch_id,
+        )
+    return runs
+
+
+def collect_extract_runs(
+    plan: IngestPlan, runs: dict[str, FlowRun], settings: TotesSettings
+) -> dict[str, RawTableEntry]:
+    """Wait until every child run has ended; return their tables' manifest entries.
+
+    Raises:
+        FanOutFailed: a child ended in any state but Completed, or not all had ended within
+            ``settings.fan_out_timeout_seconds``.
+    """
+    if not runs:
+        return {}
     _wait_for(runs, timeout_seconds=settings.fan_out_timeout_seconds)
-    return read_handed_over_extracts(plan.batch_id)
+    return read_handed_over_extracts(plan.batch_id, sorted(runs))
 
 
 def _wait_for(runs: dict[str, FlowRun], *, timeout_seconds: float) -> None:

@@ -105,6 +105,11 @@ class TotesSettings(BaseSettings):
             the work pool, through ``fan_out_deployment`` (an ECS task each in production), rather
             than in the cycle's process; the cycle waits for them and alone records the batch.
         fan_out_deployment: the deployment of the ``extract-table`` flow that fan-out runs.
+        fan_out_min_rows: with fan-out, a table gets a child run of its own only when this run
+            will read at least this many of its rows (estimated from the server's counts of its
+            writes since its last read, or its size when it is read whole); the others, and every
+            table nobody wrote, are read in the cycle's own process, so they do not pay a child's
+            start-up. 0: every table gets a child.
         fan_out_timeout_seconds: how long the cycle waits for its extract runs before it fails,
             recording nothing (a worker lost with its runs would otherwise be waited for forever).
         lock_wait_seconds: how long a run waits for another run's cycle lock, or for a database's
@@ -165,6 +170,7 @@ class TotesSettings(BaseSettings):
     local_api_idle_minutes: float = Field(default=30.0, ge=0)
     fan_out: bool = False
     fan_out_deployment: str = "extract-table/totesys-extract-table"
+    fan_out_min_rows: int = Field(default=500_000, ge=0)
     fan_out_timeout_seconds: float = Field(default=3600.0, gt=0)
     delete_check_bucket_keys: int = Field(default=10_000, ge=0)
     unchanged_table_recheck_seconds: float = Field(default=3600.0, ge=0)

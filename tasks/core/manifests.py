@@ -103,6 +103,8 @@ class Horizon:
     # Per source table, the signature of the writes the server had counted (tasks/ingest/source.py
     # read_source_activity): a table whose signature has not moved since its last read is not read.
     activity: dict[str, str] = field(default_factory=dict)
+    # Per source table, the server's estimate of its rows: fan-out weighs a table's read with it.
+    table_rows: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> Json:
         oldest = self.oldest_open_transaction_at
@@ -115,6 +117,7 @@ class Horizon:
             }
             | ({"oldest_prepared_transaction_at": prepared.isoformat()} if prepared else {})
             | ({"activity": dict(sorted(self.activity.items()))} if self.activity else {})
+            | ({"table_rows": dict(sorted(self.table_rows.items()))} if self.table_rows else {})
         )
 
     @classmethod
@@ -129,6 +132,7 @@ class Horizon:
             has_hidden_sessions=bool(data.get("has_hidden_sessions", False)),
             oldest_prepared_transaction_at=datetime.fromisoformat(prepared) if prepared else None,
             activity={str(k): str(v) for k, v in (data.get("activity") or {}).items()},
+            table_rows={str(k): int(v) for k, v in (data.get("table_rows") or {}).items()},
         )
 
 

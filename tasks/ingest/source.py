@@ -57,12 +57,24 @@ def read_default_time_zone(connection: Connection) -> DefaultTimeZone:
     return DefaultTimeZone(time_zone, bool(is_utc), database_name)
 
 
-def read_source_activity(connection: Connection) -> dict[str, str]:
-    """Per source table, the signature of the writes the server has counted (read_source_activity.sql):
-    equal signatures at two runs mean no row was written between them. Empty where the counters
-    cannot be trusted (a standby, ``track_counts`` off)."""
+@dataclass(frozen=True)
+class SourceActivity:
+    """What the server counts of the source tables (read_source_activity.sql): per table, the
+    signature of its writes (equal signatures at two runs mean no row was written between them;
+    absent where the counters cannot be trusted now) and its estimated number of rows."""
+
+    signatures: dict[str, str]
+    estimated_rows: dict[str, int]
+
+
+def read_source_activity(connection: Connection) -> SourceActivity:
+    """The server's counts of the source tables' writes and sizes, now."""
     names = "{" + ",".join(SOURCE_TABLES) + "}"
-    return dict(fetch_rows(connection, INGEST_SQL.read("read_source_activity"), (names,)))
+    rows = fetch_rows(connection, INGEST_SQL.read("read_source_activity"), (names,))
+    return SourceActivity(
+        signatures={name: signature for name, signature, _ in rows if signature is not None},
+        estimated_rows={name: int(estimate) for name, _, estimate in rows},
+    )
 
 
 class SourceNotReadable(RuntimeError):

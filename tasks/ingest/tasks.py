@@ -114,10 +114,10 @@ def hand_over_extract(batch_id: str, table_name: str, entry: RawTableEntry) -> N
 
 
 @task(name="read-handed-over-extracts", cache_policy=NO_CACHE, **RETRY_POLICY)
-def read_handed_over_extracts(batch_id: str) -> dict[str, RawTableEntry]:
-    """Every source table's entry for the batch, as its fan-out child run left it."""
+def read_handed_over_extracts(batch_id: str, tables: list[str]) -> dict[str, RawTableEntry]:
+    """The entries of ``tables`` for the batch, as their fan-out child runs left them."""
     lake = Lake.from_url(load_settings().lake_url)
-    return {name: lake.read_extracted_table(batch_id, name) for name in SOURCE_TABLES}
+    return {name: lake.read_extracted_table(batch_id, name) for name in tables}
 
 
 @task(name="read-source-horizon", cache_policy=NO_CACHE, **RETRY_POLICY)
@@ -137,10 +137,13 @@ def read_horizon(*, trust_counters: bool = True) -> Horizon:
             wait_seconds=settings.replica_wait_seconds,
         )
         # After the horizon: a write counted after it is read by this run or, at the latest, the next.
-        activity = (
-            read_source_activity(connection) if trust_counters and settings.unchanged_table_recheck_seconds else {}
-        )
-    horizon = replace(found.reading.horizon, activity=activity)
+        activity = read_source_activity(connection)
+    trusted = trust_counters and settings.unchanged_table_recheck_seconds > 0
+    horizon = replace(
+        found.reading.horizon,
+        activity=activity.signatures if trusted else {},
+        table_rows=activity.estimated_rows,
+    )
     if found.has_hidden_sessions:
         logger.warning(
             "The source role cannot see other sessions in pg_stat_activity; watermarks lag %.0f s "

@@ -37,6 +37,7 @@ horizons = st.builds(
     has_hidden_sessions=st.booleans(),
     oldest_prepared_transaction_at=st.none() | moments,
     activity=st.dictionaries(names, st.text(alphabet="0123456789:", max_size=30), max_size=3),
+    table_rows=st.dictionaries(names, st.integers(min_value=0, max_value=10**10), max_size=3),
 )
 batch_ids = st.integers(min_value=1, max_value=99_999_999).map(lambda n: f"{n:08d}-20261207T070000Z")
 

@@ -2,7 +2,9 @@
 -- it: rows inserted, updated and deleted since the statistics were reset, and the table's file (a
 -- TRUNCATE, which no counter shows, gives it a new one); with when the statistics were reset. A
 -- table whose signature has not moved since a run read it has not been written since.
--- Nothing is returned (every table is then read) where the counters cannot be trusted now: on a
+-- Also each table's size as the planner estimates it (pg_class.reltuples, or the live rows counted
+-- before its first vacuum or analyze), which fan-out weighs (tasks/ingest/fan_out_plan.py).
+-- The signature is null (every table is then read) where the counters cannot be trusted now: on a
 -- standby (replay moves no counter), with track_counts off, or unless every other session of this
 -- database (totes's own aside) has been idle for 11 s: a backend publishes its counts when it goes
 -- idle, at most once a second, and an idle one within 10 s, so a write committed by a session that
@@ -20,13 +22,16 @@ with recently_active as (
 )
 select
     s.relname::text as table_name,
-    concat_ws(':', s.n_tup_ins, s.n_tup_upd, s.n_tup_del, pg_relation_filenode(s.relid),
-        (select extract(epoch from d.stats_reset)::bigint from pg_stat_database as d
-         where d.datname = current_database())) as signature
+    case when current_setting('track_counts') = 'on'
+            and not pg_is_in_recovery()
+            and not exists (select from recently_active)
+        then concat_ws(':', s.n_tup_ins, s.n_tup_upd, s.n_tup_del, pg_relation_filenode(s.relid),
+            (select extract(epoch from d.stats_reset)::bigint from pg_stat_database as d
+             where d.datname = current_database()))
+    end as signature,
+    greatest(c.reltuples, s.n_live_tup, 0)::bigint as estimated_rows
 from pg_stat_user_tables as s
+join pg_class as c on c.oid = s.relid
 where s.schemaname = 'public'
     and s.relname = any($1::text::text[])
-    and current_setting('track_counts') = 'on'
-    and not pg_is_in_recovery()
-    and not exists (select from recently_active)
 order by 1;
