@@ -2,15 +2,18 @@
 #   make demo   the whole pipeline end to end on embedded PostgreSQL, a local lake and totes's local
 #               Prefect API (both left running at the end, for a look around: it says how to stop them)
 #   make test   every test, against real PostgreSQL, a real S3 API and a real Prefect API
+# (and `make docs`: the documentation site, served locally)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# What each target needs installed: the demo extra (the embedded PostgreSQL), or the dev extra
-# (tests, linters, the benchmark's baseline), both at the versions of the dev lock.
+# What each target needs installed: the demo extra (the embedded PostgreSQL), the dev extra (tests,
+# linters, the benchmark's baseline) or the docs extra (Material for MkDocs), all at the versions of
+# the dev lock.
 DEMO_INSTALLED := $(VENV)/.installed-demo
 INSTALLED := $(VENV)/.installed
+DOCS_INSTALLED := $(VENV)/.installed-docs
 
-.PHONY: install demo test unit integration lint bench bench-codecs bench-lake-age chaos clean
+.PHONY: install demo test unit integration lint docs docs-build bench bench-codecs bench-lake-age chaos clean
 
 install: $(INSTALLED)
 
@@ -24,6 +27,10 @@ $(DEMO_INSTALLED): pyproject.toml requirements-dev.lock | $(VENV)/bin/python
 $(INSTALLED): pyproject.toml requirements-dev.lock | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --constraint requirements-dev.lock --editable ".[dev]"
 	touch $(INSTALLED) $(DEMO_INSTALLED)
+
+$(DOCS_INSTALLED): pyproject.toml requirements-dev.lock | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --constraint requirements-dev.lock --editable ".[docs]"
+	touch $(DOCS_INSTALLED)
 
 demo: $(DEMO_INSTALLED)
 	$(BIN)/totes demo
@@ -45,10 +52,21 @@ integration: $(INSTALLED)
 # Format and lint (ruff), types (mypy), and the rooms' import contracts (import-linter, see
 # pyproject.toml): every finding fails.
 lint: $(INSTALLED)
-	$(BIN)/ruff format --check tasks flows tests bench
-	$(BIN)/ruff check tasks flows tests bench
+	$(BIN)/ruff format --check tasks flows tests bench docs_hooks
+	$(BIN)/ruff check tasks flows tests bench docs_hooks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The documentation site (mkdocs.yml, docs/): `make docs` serves it at http://127.0.0.1:8000 and
+# rebuilds it on every change; `make docs-build` builds site/ as CI does, with --strict: a dead link
+# or anchor, or a reference page docs_hooks/ cannot generate from the code, fails. Material for
+# MkDocs is maintained until 2027-05 (its successor, Zensical, reads mkdocs.yml): its banner saying so
+# on every build is switched off (NO_MKDOCS_2_WARNING).
+docs: $(DOCS_INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+docs-build: $(DOCS_INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The benchmark: totes beside the hand-built baseline and the COPY-to-COPY limit, at each scale
 # (default 1 10 100; e.g. `make bench SCALES="1 10"`). Writes bench/results/.
@@ -72,4 +90,4 @@ chaos: $(INSTALLED)
 	TOTES_CHAOS_KILLS=$(KILLS) $(BIN)/python -m pytest -m chaos -s -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) .totes .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .totes site .pytest_cache .mypy_cache .ruff_cache

@@ -167,7 +167,9 @@ def _hand_over(folder: Path, urls: dict[str, str]) -> None:
     print(f"  {_command('python')} -c \"import polars as pl; print(pl.read_parquet('{star}'))\"")
     print("totes on the demo's data (status, churn, run; the next totes demo starts them afresh):")
     print(f"  . {shlex.quote(_shown(settings))}; {totes} status")
-    print("On your own databases: set TOTES_SOURCE_URL, TOTES_WAREHOUSE_URL and TOTES_LAKE_URL (see README).")
+    print(
+        "On your own databases: set TOTES_SOURCE_URL, TOTES_WAREHOUSE_URL and TOTES_LAKE_URL (see docs/getting-started/own-databases.md)."
+    )
 
 
 # Daily rates to GBP of the currencies the seeded ToteSys knows.

@@ -55,7 +55,7 @@ def run_checks() -> list[Check]:
         settings = load_settings()
     except (SettingsProblem, ValueError, RuntimeError) as error:
         return [
-            Check("settings", FAIL, str(error), "set the variables as the line says (see the README's Configuration)")
+            Check("settings", FAIL, str(error), "set the variables as the line says (see docs/reference/settings.md)")
         ]
     checks = [Check("settings", OK, _settings_found(settings))]
     steps: list[tuple[str, Callable[[TotesSettings], str], bool]] = [

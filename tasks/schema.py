@@ -1,4 +1,5 @@
-"""The data model of ../shared/spec/SPEC.md as Arrow schemas: the only source of SQL identifiers.
+"""The data model as Arrow schemas: the only source of SQL identifiers. docs/reference/data-model.md
+states it in words, and its tables of columns are generated from this module.
 
 Every table or column name that reaches SQL text comes from here and is quoted with
 :func:`quote_ident`; nothing read from data or config is ever spliced into SQL.
@@ -34,7 +35,7 @@ def _table(name: str, key: tuple[str, ...], *fields: tuple[str, pa.DataType]) ->
 
 _AUDIT = (("created_at", TIMESTAMP), ("last_updated", TIMESTAMP))
 
-# ToteSys (SPEC section 1), in the column order of the spec. Enums are carried as text.
+# ToteSys (the source), in the column order of its published schema. Enums are carried as text.
 SOURCE_TABLES: dict[str, Table] = {
     t.name: t
     for t in [
@@ -160,7 +161,7 @@ SOURCE_TABLES: dict[str, Table] = {
     ]
 }
 
-# Source columns SPEC section 1 allows to be NULL; every other column is NOT NULL there, though a real
+# Source columns the source's schema allows to be NULL; every other column is NOT NULL there, though a real
 # ToteSys may not enforce it (the 2024 dump has no constraints at all).
 SOURCE_NULLABLE_COLUMNS = {
     ("address", "address_line_2"),
@@ -200,7 +201,7 @@ _FACT_AUDIT = (
     ("last_updated_time", TIME),
 )
 
-# RevisedDW (SPEC section 2), in the spec's column order. The facts' serial record ids are assigned
+# RevisedDW (the warehouse), in its published column order. The facts' serial record ids are assigned
 # by the warehouse, so they are not part of the star Parquet; the key of a fact is its version.
 STAR_TABLES: dict[str, Table] = {
     t.name: t
@@ -355,7 +356,7 @@ FEED_LINEAGE = pa.schema(
     ]
 )
 
-# Star columns the warehouse allows to be NULL (SPEC section 2: all NOT NULL except these).
+# Star columns the warehouse allows to be NULL (all NOT NULL except these).
 STAR_NULLABLE_COLUMNS = {
     ("dim_staff", "location"),
     ("dim_location", "address_line_2"),
@@ -419,7 +420,7 @@ class Reference:
         return key
 
 
-# The source's foreign keys (SPEC section 1). All are ON UPDATE CASCADE, and transaction's two order
+# The source's foreign keys. All are ON UPDATE CASCADE, and transaction's two order
 # keys ON DELETE SET NULL: when a parent key is deleted or changes, PostgreSQL rewrites the child
 # rows without touching their last_updated, so no delta sees it.
 SOURCE_REFERENCES: tuple[Reference, ...] = tuple(

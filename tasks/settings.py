@@ -62,48 +62,59 @@ def redact_url(url: str) -> str:
 
 
 class TotesSettings(BaseSettings):
-    """Configuration of one totes process.
+    """Configuration of one totes process: field ``name`` is the variable ``TOTES_NAME``.
+
+    The descriptions below are the documentation's settings reference (docs/reference/settings.md is
+    generated from them by docs_hooks/): every field needs one. An entry may end with ``Default: …``,
+    shown instead of the field's own default (where ``None`` stands for a computed or required value).
 
     Attributes:
-        source_url: ToteSys, the operational PostgreSQL database (``TOTES_SOURCE_URL``).
-        warehouse_url: the star-schema PostgreSQL warehouse (``TOTES_WAREHOUSE_URL``).
-        source_primary_url: when ``source_url`` is a copy of another database (a hot standby, a
-            logical-replication subscriber, or ``source_is_copy``): a read-only connection to the
-            database it copies (the primary, the publisher), where the in-flight horizon is read
-            (``TOTES_SOURCE_PRIMARY_URL``). A copy without it is refused, and so is one that reaches
-            another database.
+        source_url: ToteSys, the operational PostgreSQL database:
+            ``postgresql://user:password@host:port/db`` (unix sockets: ``?host=/path``), or the JSON of an
+            RDS-managed secret (as ECS injects one). Default: required for ``run``, ``reconcile``,
+            ``backfill``, ``seed`` and ``churn``.
+        warehouse_url: the star-schema PostgreSQL warehouse, in the same form. Default: required for
+            ``run``, ``reconcile``, ``backfill``, ``rebuild``, ``files``, ``status`` and ``serve``.
+        source_primary_url: when ``TOTES_SOURCE_URL`` is a copy of another database (a hot standby, a
+            logical-replication subscriber, or ``TOTES_SOURCE_IS_COPY``): a read-only connection to the
+            database it copies (the primary, the publisher), where the in-flight horizon is read. A copy
+            without it is refused, and so is one that reaches another database.
         replica_wait_seconds: how long a run waits for a standby source to replay (a subscriber to
             apply) up to the primary's position at the horizon before it gives up, reading nothing.
-        source_is_copy: the source is a copy of the database ``source_primary_url`` names, kept by
-            a tool PostgreSQL does not show (AWS DMS, a trigger- or CDC-based copier); standbys and
-            subscribers are recognised without it. The horizon is read on that primary, and since
-            the copy's apply position cannot be known, the watermark stays ``fallback_lag_seconds``
-            behind the primary's clock (``TOTES_SOURCE_IS_COPY``).
-        source_stamps_are_utc: every writer of the source stores UTC in its ``timestamp without time
-            zone`` audit columns whatever the database's TimeZone (``now() at time zone 'UTC'``):
-            lets a source whose default TimeZone is not UTC run (``TOTES_SOURCE_STAMPS_ARE_UTC``).
-        lake_url: a local folder, ``file://`` URL or ``s3://bucket/prefix`` (``TOTES_LAKE_URL``).
-            S3-compatible endpoints come from the standard ``AWS_ENDPOINT_URL`` and credentials
-            from the standard AWS variables.
-        parquet_rows_per_file: rows after which the extractor starts a new Parquet file, which bounds
-            both the files' size and the memory of every later reader.
-        watermark_safety_seconds: how far behind the in-flight horizon the next delta read starts,
-            for writers whose clocks run slightly behind the database's.
-        fallback_lag_seconds: the horizon used when the source role cannot see other sessions in
-            ``pg_stat_activity`` (grant it ``pg_read_all_stats`` to avoid this).
-        database_concurrency: the slots of each database's Prefect global concurrency limit
-            (``totes-db-<host>-<port>-<db>``), created with this many if absent: at most this many
-            totes connections work on one database at once, across all runs and workers (under
-            Prefect's temporary local API: this many advisory-lock slots on the database itself).
-        local_prefect_api: without ``PREFECT_API_URL``: ``background`` (the default) runs the
-            commands against a local Prefect server that the first of them starts in the background
-            and the next ones find again (``totes local-api``); ``temporary`` has every command start
-            Prefect's temporary server of its own, as Prefect does by itself (8-15 s a command).
-        local_api_idle_minutes: the local background Prefect server stops by itself after this many
-            minutes without an API request (the next command starts it again); ``0``: never.
-        fan_out: the cycle's ingest runs each source table's extract as a flow run of its own, on
-            the work pool, through ``fan_out_deployment`` (an ECS task each in production), rather
-            than in the cycle's process; the cycle waits for them and alone records the batch.
+        source_is_copy: the source is a copy kept by a tool PostgreSQL does not show (AWS DMS, a CDC or
+            trigger-based copier) of the database ``TOTES_SOURCE_PRIMARY_URL`` names: the horizon is read
+            there, and since the copy's apply position cannot be known, the watermark stays
+            ``TOTES_FALLBACK_LAG_SECONDS`` behind its clock. Standbys and subscribers are recognised
+            without it.
+        source_stamps_are_utc: every writer of the source stores UTC in its ``timestamp`` audit columns
+            whatever the database's ``TimeZone`` (e.g. ``now() at time zone 'UTC'``): lets a source whose
+            default ``TimeZone`` is not UTC run.
+        lake_url: the lake: a folder, ``file:///path``, or ``s3://bucket/prefix``. S3-compatible
+            endpoints and credentials come from the standard ``AWS_*`` variables.
+        parquet_rows_per_file: rows after which the extractor starts a new Parquet file: every later
+            stage holds about one such file in memory at a time, so this bounds peak memory whatever
+            the table size.
+        watermark_safety_seconds: margin behind the in-flight horizon, for writers whose clocks lag the
+            database's.
+        fallback_lag_seconds: the horizon's lag behind the source's clock when the source role cannot
+            see other sessions in ``pg_stat_activity`` (grant it ``pg_read_all_stats`` to avoid this),
+            and behind a declared copy's primary.
+        delete_check_bucket_keys: width of the key ranges compared (count, sum and hash) between the
+            source and the lake to find hard-deleted rows; only ranges that differ are read key by key.
+            ``0`` turns delete detection off (it costs each run a scan of every table's key column).
+        unchanged_table_recheck_seconds: a table the source server has counted no write to since a run
+            read it (``pg_stat_user_tables``: inserts, updates, deletes, a new file) is not read at all
+            — no delta, no key scan for deletes — unless its last read is older than this, as a check
+            of the counters. ``0`` reads every table every run.
+        database_concurrency: slots of each database's Prefect global concurrency limit
+            ``totes-db-<host>-<port>-<db>``, created with this many if it does not exist (then tune it
+            with ``prefect gcl update``): all totes runs and workers together hold at most this many
+            connections to one database. Without ``PREFECT_API_URL`` the slots are advisory locks on
+            the database itself.
+        fan_out: the cycle's ingest runs source tables' extracts as flow runs of their own on the work
+            pool, through ``TOTES_FAN_OUT_DEPLOYMENT`` (an ECS task each in production), rather than in
+            the cycle's process; the cycle waits for them and alone records the batch. The cycle's
+            ``fan_out`` parameter (``totes run --fan-out``) overrides it per run.
         fan_out_deployment: the deployment of the ``extract-table`` flow that fan-out runs.
         fan_out_min_rows: with fan-out, a table gets a child run of its own only when this run
             will read at least this many of its rows (estimated from the server's counts of its
@@ -114,43 +125,50 @@ class TotesSettings(BaseSettings):
             recording nothing (a worker lost with its runs would otherwise be waited for forever).
         lock_wait_seconds: how long a run waits for another run's cycle lock, or for a database's
             connection slots, before it gives up with a message naming the holder.
-        delete_check_bucket_keys: the width of the key ranges whose key sets are compared (as count,
-            sum and hash) between the source and the lake to find hard-deleted rows; only ranges
-            that differ are read key by key. 0 turns delete detection off (it costs each run a scan
-            of every table's key column in the source).
-        unchanged_table_recheck_seconds: a table the server has counted no write to since a run read
-            it (``pg_stat_user_tables``: inserts, updates, deletes, a new file) is not read at all —
-            no delta, no key scan for deletes — except once this long after it was last read, as a
-            check of the counters. 0 reads every table every run.
-        source_url_secret, warehouse_url_secret: AWS Secrets Manager secret ids (name or ARN) holding
-            the database URLs; they take precedence over everything else.
-        source_url_block, warehouse_url_block: names of Prefect ``Secret`` blocks holding the URLs;
-            they take precedence over ``TOTES_SOURCE_URL`` / ``TOTES_WAREHOUSE_URL``.
-        alert_sns_topic_arn: SNS topic that receives an alert for every failed run.
-        alert_block: a Prefect notification block (``block-type-slug/name``) that receives them too.
-        sftp_url: the SFTP server of the file feeds, ``sftp://user[:password]@host[:port]/path``
-            (``TOTES_SFTP_URL``; or ``TOTES_SFTP_URL_SECRET`` / ``TOTES_SFTP_URL_BLOCK``).
-        sftp_key_file: a private key to log in with instead of (or besides) a password.
-        sftp_known_hosts: the known_hosts file that holds the server's host key (default
-            ``~/.ssh/known_hosts``); the host key is always verified.
+        alert_sns_topic_arn: an SNS topic that receives an alert for every failed run and every run
+            with new data-quality warnings (subscribe your e-mail to it).
+        alert_block: a Prefect notification block, ``block-type-slug/name`` (e.g.
+            ``slack-webhook/data-eng``), that receives the same alerts.
+        local_prefect_api: without ``PREFECT_API_URL``: ``background`` shares one local Prefect server,
+            started in the background by the first command that needs it and found again by the next
+            (``totes local-api``); ``temporary`` has every command start Prefect's own temporary server,
+            as Prefect does by itself (8–15 s a command).
+        local_api_idle_minutes: the local Prefect server stops by itself after this many minutes
+            without an API request (the next command starts it again); ``0``: never.
+        sftp_url: the file feeds' SFTP server, ``sftp://user[:password]@host[:port]/base/path``.
+            Default: required for ``files``.
+        sftp_url_secret, sftp_url_block: an AWS Secrets Manager secret id, or the name of a Prefect
+            ``Secret`` block, holding the SFTP URL instead, as for the database URLs.
+        sftp_known_hosts: a known_hosts file holding the server's host key; the host key is always
+            verified. Default: ``~/.ssh/known_hosts``.
         sftp_host_keys: the server's host key(s) as known_hosts lines, instead of a file (for
-            containers: ``TOTES_SFTP_HOST_KEYS``; public keys, not secrets).
-        feeds_file: the feeds declaration (default: the ``feeds.toml`` shipped with totes).
-        files_url: where raw, staged and quarantined feed files live (default ``<lake>/files``).
-            On S3 the bucket must have versioning on: every change of a file is a new version.
-        dimension_history: history mode (``TOTES_DIMENSION_HISTORY``): every version of each
-            dimension row in ``dim_<name>_history`` (``valid_from``, ``valid_to``, ``is_current``),
-            built from the lake's batches when switched on, so it covers the past too.
-        schema_drift_policy: per source table (or ``"*"`` for every table) what a new source column
-            does: ``warn`` (the default: the run goes on, alerting once) or ``freeze`` (the run stops,
-            nothing read, until the model or the policy changes). ``TOTES_SCHEMA_DRIFT_POLICY`` as
-            JSON, e.g. ``{"*": "freeze"}`` or ``{"sales_order": "freeze"}``.
-        pii_columns: source columns (``"table.column"``) that never reach the lake as they are:
-            ``exclude`` (read as NULL; only columns the model lets be NULL) or ``hash`` (a keyed
-            HMAC-SHA256, hex: equal values stay equal, so joins and counts still work).
-            ``TOTES_PII_COLUMNS`` as JSON, e.g. ``{"staff.email_address": "hash"}``.
-        pii_hash_key: the key of ``hash`` (``TOTES_PII_HASH_KEY``; or ``TOTES_PII_HASH_KEY_SECRET``,
-            an AWS Secrets Manager secret id, or ``TOTES_PII_HASH_KEY_BLOCK``, a Prefect Secret block).
+            containers; public keys, not secrets).
+        sftp_key_file: a private key to log in with, instead of or besides the password.
+        sftp_timeout_seconds: the SFTP connect and login timeout, in seconds.
+        feeds_file: your feeds declaration (TOML), which replaces the built-in one. Default: the
+            built-in ``tasks/feeds/feeds.toml``.
+        files_url: where raw, staged and quarantined feed files live; on S3 the bucket must have
+            versioning on (every change of a file is a new version). Default: ``<TOTES_LAKE_URL>/files``.
+        dimension_history: history mode: every version of each dimension row in
+            ``dim_<name>_history`` (``valid_from``, ``valid_to``, ``is_current``), built from the lake's
+            batches when switched on, so it covers the past too.
+        schema_drift_policy: JSON, per source table or ``"*"``: what a new source column does, ``warn``
+            (it is reported, alerting once; the run goes on) or ``freeze`` (the run stops before reading
+            anything, until the model or the policy changes); e.g. ``{"*": "freeze"}`` or
+            ``{"sales_order": "freeze"}``. Default: ``warn`` for every table.
+        pii_columns: JSON, ``{"table.column": "exclude"}`` or ``"hash"``: source columns that never reach
+            the lake as they are. ``exclude`` reads the column as NULL (only columns the model lets be
+            NULL); ``hash`` as the hex HMAC-SHA256 of its value under ``TOTES_PII_HASH_KEY`` (equal values
+            stay equal, so joins and counts still work; only free-text columns).
+        pii_hash_key: the key of ``hash``, a random secret (``openssl rand -hex 32``). Default: required
+            if a column is hashed.
+        pii_hash_key_secret, pii_hash_key_block: an AWS Secrets Manager secret id, or the name of a
+            Prefect ``Secret`` block, holding the key of ``hash`` instead, as for the database URLs.
+        source_url_secret, warehouse_url_secret: AWS Secrets Manager secret ids (name or ARN) whose value
+            is the database URL, ``{"url": "postgresql://…"}`` or an RDS-managed secret's JSON; they take
+            precedence over everything else.
+        source_url_block, warehouse_url_block: names of Prefect ``Secret`` blocks holding the database
+            URLs; they take precedence over ``TOTES_SOURCE_URL`` / ``TOTES_WAREHOUSE_URL``.
     """
 
     model_config = SettingsConfigDict(env_prefix="TOTES_", env_file=".env", extra="ignore", frozen=True)

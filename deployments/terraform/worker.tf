@@ -18,7 +18,7 @@ resource "aws_ecs_task_definition" "worker" {
       essential              = true
       readonlyRootFilesystem = true
       # Never creates the pool: `prefect work-pool create` does, from the template of the output
-      # work_pool_base_job_template (README, "Run it in production"); until then the worker waits.
+      # work_pool_base_job_template (docs/guides/production-ecs.md, "Run it in production"); until then the worker waits.
       command = ["prefect", "worker", "start", "--pool", local.pool_name, "--type", "ecs", "--no-create-pool-if-not-found"]
       # HOME, not PREFECT_HOME: the worker passes every Prefect setting of its own environment on to
       # the flow runs' containers, where /worker-home does not exist. Prefect's home is ~/.prefect.

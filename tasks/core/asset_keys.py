@@ -19,7 +19,7 @@ from tasks.settings import TotesSettings
 # lake folder may hold one (a space): it becomes "_" in the key.
 _RESTRICTED = "\n\r\t\0 #?&%\"'<>[]{}|\\^`"
 
-# Which source tables each star table is built from (its lineage; SPEC §2).
+# Which source tables each star table is built from (its lineage; docs/reference/data-model.md).
 STAR_SOURCES: dict[str, tuple[str, ...]] = {
     "fact_sales_order": ("sales_order",),
     "fact_purchase_order": ("purchase_order",),

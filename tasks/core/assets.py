@@ -82,7 +82,7 @@ def emit_totes_event(
 
 
 # --- totes's own events: their names, resources and payloads, in one place ----------------------
-# README "Events and automations" lists them; deployments/automations.yaml reacts to one.
+# docs/operations/alerts.md "Assets and events" lists them; deployments/automations.yaml reacts to one.
 BATCH_LOADED = "totes.batch.loaded"
 ROWS_QUARANTINED = "totes.rows.quarantined"
 FILE_QUARANTINED = "totes.file.quarantined"

@@ -1,4 +1,4 @@
-"""Where each delta read starts: the watermark rules that make totes miss nothing (SPEC rule 5). Pure.
+"""Where each delta read starts: the watermark rules that make totes miss nothing (docs/concepts/watermark.md). Pure.
 
 * reads are closed below (``last_updated >= watermark``), so rows sharing the watermark's timestamp
   are read again; rows already ingested are recognised by (key, ``last_updated``) and dropped;

@@ -1,7 +1,7 @@
 """The development source: create a ToteSys database, fill it, and make it change.
 
 * :func:`seed_generated` fills it with deterministic, realistic data whose size and shape at
-  ``scale=1`` match the real database (SPEC section 1), bulk-loaded with ADBC ingest (COPY).
+  ``scale=1`` match the real database (docs/reference/data-model.md), bulk-loaded with ADBC ingest (COPY).
 * :func:`seed_from_dump` loads a real pg_dump of ToteSys (``../shared/data``) into the canonical schema.
 * :func:`churn` applies one round of business activity.
 """
@@ -61,7 +61,7 @@ def existing_tables(connection: adbc_postgres.Connection) -> list[str]:
 
 
 def create_schema(connection: adbc_postgres.Connection, *, replace: bool) -> None:
-    """Create the ToteSys tables (SPEC section 1), refusing to touch existing ones unless ``replace``."""
+    """Create the ToteSys tables (the source model), refusing to touch existing ones unless ``replace``."""
     found = existing_tables(connection)
     if found and not replace:
         msg = (
@@ -232,7 +232,7 @@ _DESIGN_WORDS = [
 
 @dataclass(frozen=True)
 class SeedSize:
-    """Rows per table for a scale; scale 1 is the real ToteSys of 2024 (SPEC section 1)."""
+    """Rows per table for a scale; scale 1 is the real ToteSys of 2024 (docs/reference/data-model.md)."""
 
     addresses: int
     counterparties: int

@@ -1,4 +1,5 @@
-"""Pure Polars builders of the warehouse's dimensions and facts (SPEC sections 2 and 3).
+"""Pure Polars builders of the warehouse's dimensions and facts (docs/reference/data-model.md: the
+warehouse and its rules).
 
 Every function here takes DataFrames and returns new ones: no I/O, no Prefect. Inputs have the
 raw-zone schemas of :data:`tasks.schema.SOURCE_TABLES`; outputs have the columns, in order, of
@@ -79,7 +80,7 @@ REJECTION_REASON = "_reason"
 def split_invalid_rows(frame: pl.DataFrame, table: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split source rows into those the warehouse can take and those it cannot. Pure.
 
-    A row is rejected when a column SPEC section 1 declares NOT NULL is NULL, a yyyy-mm-dd text
+    A row is rejected when a column the source model declares NOT NULL is NULL, a yyyy-mm-dd text
     date does not parse (e.g. ``2024-13-45``), a quantity is not positive or a price negative
     (``SOURCE_POSITIVE_COLUMNS``, ``SOURCE_NON_NEGATIVE_COLUMNS``), or another, different row has the same key and
     ``last_updated`` (a source without primary-key constraints: which one is true cannot be told).

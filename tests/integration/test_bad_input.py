@@ -2,7 +2,8 @@
 data-quality warning (table, column, key, value) and in one alert, every good row still flows,
 nothing already loaded is lost or duplicated, and corrected rows arrive as new versions.
 
-The catalogue of bad input and where each case is tested is in the README (Reliability)."""
+The catalogue of bad input and where each case is tested is in docs/concepts/bad-input.md ("The
+bad-input catalogue")."""
 
 from __future__ import annotations
 

@@ -7,9 +7,9 @@ cluster, the execution and task roles, the four secrets and the log group, all n
 other than ``totes``), the pool from the committed base job template with the defaults Terraform's
 ``work_pool_base_job_template`` output adds, the deployment with ``prefect deploy`` of the committed
 ``prefect.yaml`` (its Docker build and push removed: no Docker engine here; a fixed image instead) and
-the ``TOTES_DEPLOY_*`` variables the README exports from Terraform's outputs. moto records every request
-it receives; the test asserts the RegisterTaskDefinition and RunTask requests the worker sent, and what
-moto kept of them.
+the ``TOTES_DEPLOY_*`` variables docs/guides/production-ecs.md exports from Terraform's outputs. moto
+records every request it receives; the test asserts the RegisterTaskDefinition and RunTask requests the
+worker sent, and what moto kept of them.
 
 What moto cannot emulate, and where the test therefore stops (at the accepted RunTask):
 
@@ -117,7 +117,8 @@ def moto_server(tmp_path, monkeypatch) -> Iterator[MotoServer]:
 
 def provision(endpoint: str) -> Account:
     """The resources of deployments/terraform that the worker's requests name, with ``var.name`` other
-    than ``totes`` (names built from it, as Terraform builds them) and the outputs the README exports."""
+    than ``totes`` (names built from it, as Terraform builds them) and the outputs
+    docs/guides/production-ecs.md exports."""
     name = f"acme-{uuid.uuid4().hex[:6]}"
     account = Account(endpoint, name, [], [], {}, [])
     ec2 = account.client("ec2")
@@ -178,7 +179,7 @@ def provision(endpoint: str) -> Account:
 
 
 def deploy_environment(account: Account) -> dict[str, str]:
-    """The TOTES_DEPLOY_* variables of the README's step, from Terraform's outputs."""
+    """The TOTES_DEPLOY_* variables of docs/guides/production-ecs.md's step, from Terraform's outputs."""
     out = account.outputs
     return {
         "TOTES_DEPLOY_ECS_CLUSTER": out["ecs_cluster"],
@@ -279,7 +280,8 @@ def test_ecs_worker_sends_the_committed_configuration_to_aws(prefect_server, mot
         "AWS_DEFAULT_REGION": REGION,
     }
 
-    # Step 1 of the README: Terraform starts the worker before the pool exists. It must not create it.
+    # Step 1 of docs/guides/production-ecs.md: Terraform starts the worker before the pool exists. It
+    # must not create it.
     worker_log = tmp_path / "worker.log"
     worker_env = worker_environment(prefect_server, tmp_path / "worker-home") | aws_env
     worker_env["PREFECT_WORKER_QUERY_SECONDS"] = "1"  # the test's own: poll every second, not every ten

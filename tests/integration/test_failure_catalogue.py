@@ -1,8 +1,8 @@
 """The failure catalogue, through the console command: every failure a user can cause or meet ends
 with one line that says what failed, where, and what to do; a documented exit code per kind (1 the
 work failed or was refused, 2 a usage or settings problem: nothing ran); no traceback without
-``-v``; no secret anywhere in the output. The README's "The failure catalogue" table lists exactly
-these cases (checked below).
+``-v``; no secret anywhere in the output. The table of docs/operations/failures.md, "The failure
+catalogue", lists exactly these cases (checked below).
 
 The server requires passwords, and the password is ``postgres``: a substring of the scheme and the
 user's own name, which the masking must neither leak nor garble into ``***ql://***:***@``."""
@@ -18,12 +18,12 @@ import pytest
 from tests.integration.conftest import Pipeline, execute
 
 PASSWORD = "postgres"
-README = Path(__file__).parents[2] / "README.md"
+FAILURES = Path(__file__).parents[2] / "docs" / "operations" / "failures.md"
 
 
 @dataclass(frozen=True)
 class Case:
-    """One catalogue case: the README's name for it, the command, the settings it changes (None
+    """One catalogue case: the documentation's name for it, the command, the settings it changes (None
     removes one; ``{source}``, ``{warehouse}``, ``{port}``, ``{tmp}`` are filled in), the exit code,
     and a fragment of the one line the command ends with (on stderr)."""
 
@@ -208,9 +208,9 @@ def test_every_failure_is_one_line_with_its_exit_code_and_no_secret(served, own_
     assert not problems, "\n".join(problems)
 
 
-def test_the_readme_lists_exactly_the_catalogue():
-    text = README.read_text()
-    section = text[text.index("### The failure catalogue") :]
-    section = section[: section.index("\n### ", 1)]
+def test_the_documentation_lists_exactly_the_catalogue():
+    text = FAILURES.read_text()
+    section = text[text.index("\n## The failure catalogue\n") + 1 :]
+    section = section.split("\n## ", 1)[0]
     listed = re.findall(r"^\| ([A-Za-z][^|]*?) \| `totes ", section, re.MULTILINE)
     assert listed == [case.name for case in CATALOGUE]

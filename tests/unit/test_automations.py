@@ -1,5 +1,6 @@
 """deployments/automations.yaml stays complete: the crash alert names every flow prefect.yaml deploys,
-the README's step sets every variable the file takes, and the README sections its comments cite exist."""
+the documented production step sets every variable the file takes, and the documentation sections its
+comments (and prefect.yaml's, deployments/README.md's) cite exist."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from prefect.flows import load_flow_from_entrypoint
 from tests.conftest import REPO
 
 AUTOMATIONS = REPO / "deployments" / "automations.yaml"
-README = (REPO / "README.md").read_text()
+PRODUCTION = (REPO / "docs" / "guides" / "production-ecs.md").read_text()
 
 
 def automation(name: str) -> dict:
@@ -30,8 +31,10 @@ def test_crash_alert_names_every_deployed_flow(monkeypatch):
     assert set(related["prefect.resource.name"]) == deployed
 
 
-def test_the_readme_step_sets_every_variable_of_the_file():
-    production = README.split("### Run it in production", 1)[1].split("\n### ", 1)[0]
+def test_the_documented_step_sets_every_variable_of_the_file():
+    # The steps of "Run it in production": the page up to its first section.
+    assert PRODUCTION.startswith("# Run it in production\n")
+    production = PRODUCTION.split("\n## ", 1)[0]
     variables = set(re.findall(r"\$\{([A-Z_]+)\}", AUTOMATIONS.read_text()))
     assert variables == {"TOTES_ALERT_BLOCK_DOCUMENT_ID", "TOTES_DOWNSTREAM_DEPLOYMENT_ID"}
     assert {v for v in variables if f"export {v}=" not in production} == set()
@@ -41,9 +44,17 @@ def test_the_readme_step_sets_every_variable_of_the_file():
 @pytest.mark.parametrize(
     "path", ["deployments/automations.yaml", "prefect.yaml", "deployments/README.md"], ids=lambda p: p
 )
-def test_cited_readme_sections_exist(path):
-    # Comments wrap: join their lines before looking for README "Section" or README, "Section".
+def test_cited_doc_sections_exist(path):
+    # Comments wrap: join their lines before looking for docs/PAGE.md "Section" or docs/PAGE.md, "Section".
     text = " ".join(line.lstrip("# ").strip() for line in (REPO / path).read_text().splitlines())
-    cited = re.findall(r'README,? (?:section )?"([^"]+)"', text)
-    headings = set(re.findall(r"^#+ (.+?)\s*$", README, re.MULTILINE))
-    assert [section for section in cited if section not in headings] == []
+    cited = re.findall(r'(docs/[\w./-]+\.md),? (?:section )?"([^"]+)"', text)
+    assert cited, f"{path} cites no section of the documentation"
+    missing = [
+        (page, section)
+        for page, section in cited
+        if not (REPO / page).is_file()
+        or section not in re.findall(r"^#+ (.+?)\s*$", (REPO / page).read_text(), re.MULTILINE)
+    ]
+    assert missing == []
+    # The README no longer holds these sections: a citation of it would point nowhere.
+    assert re.findall(r'README,? (?:section )?"([^"]+)"', text) == []

@@ -1,4 +1,4 @@
--- RevisedDW, the star schema of SPEC section 2, plus totes' own bookkeeping. Idempotent: the
+-- RevisedDW, the star schema of docs/reference/data-model.md, plus totes' own bookkeeping. Idempotent: the
 -- pipeline runs it at the start of every load, under an advisory lock. Names are unqualified: they
 -- resolve in the schema the caller chose (public; pg_temp for a rebuild's shadow copy).
 -- Lineage columns start with "_": _batch_id names the lake batch that last wrote the row.

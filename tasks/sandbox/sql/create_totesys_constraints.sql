@@ -1,4 +1,4 @@
--- Foreign keys and unique indexes of SPEC section 1, added after the bulk load.
+-- Foreign keys and unique indexes of the source model (docs/reference/data-model.md), added after the bulk load.
 alter table counterparty add constraint counterparty_legal_address_id_fkey
     foreign key (legal_address_id) references address (address_id) on update cascade on delete restrict;
 alter table staff add constraint staff_department_id_fkey

@@ -1,4 +1,4 @@
--- ToteSys, the operational database, exactly as ../shared/spec/SPEC.md section 1 defines it.
+-- ToteSys, the operational database, exactly as docs/reference/data-model.md ("The source: ToteSys") defines it.
 -- Constraints other than primary keys come after the bulk load (create_totesys_constraints.sql).
 create type "PaymentTypeName" as enum ('SALES_RECEIPT', 'SALES_REFUND', 'PURCHASE_PAYMENT', 'PURCHASE_REFUND');
 create type "TransactionType" as enum ('SALE', 'PURCHASE');
