@@ -72,7 +72,10 @@ def totesys_files(feeds: list[str] | None = None) -> FeedsSummary:
 
 
 if __name__ == "__main__":
-    # ``python flows/files.py``: one file-feeds cycle, exactly as ``totes files`` runs it (the same settings, Prefect API, output and exit status).
-    from flows.cli import entry
+    # ``python flows/files.py``: one file-feeds cycle, exactly as ``totes files`` runs it (the same settings, Prefect API, output and exit
+    # status). Handed to the command line by name: no flow module depends on the CLI.
+    import runpy
+    import sys
 
-    entry(["files"])
+    sys.argv = ["totes", "files"]
+    runpy.run_module("flows.cli", run_name="__main__", alter_sys=True)

@@ -12,8 +12,6 @@ import pytest
 from tasks.core.handoff import CAPACITY, StarHandoff, TransformFailed
 from tasks.core.manifests import StarManifest
 
-pytestmark = pytest.mark.unit
-
 
 def part(*values: int) -> pa.Table:
     return pa.table({"id": pa.array(values, pa.int32())})

@@ -1,5 +1,5 @@
-"""A database server out of a resource (SQLSTATE class 53): not retried, but for too many
-connections; one line that says what to change."""
+"""A database server out of a resource (SQLSTATE class 53; tasks/core/postgres.py): not retried, but
+for too many connections; one line that says what to change."""
 
 from __future__ import annotations
 

@@ -1,15 +1,27 @@
-"""The rebuild's swap SQL (tasks/load/statements.py): built from our schema only, the warehouse's
-tables qualified, the shadow's columns named on both sides."""
+"""The load's SQL (tasks/load/statements.py): built from our schema only, identifiers quoted, the
+warehouse's tables qualified, the rebuild's shadow columns named on both sides."""
 
 from __future__ import annotations
 
 from tasks.load.statements import (
+    inferred_members_statement,
     insert_from_shadow_statement,
+    mark_deleted_statement,
     rebuilt_tables,
     record_id_sequence_statement,
     truncate_rebuilt_statement,
 )
 from tasks.schema import STAR_TABLES
+
+
+def test_inferred_members_fill_not_null_columns_with_unknown_and_quote_identifiers():
+    sql = inferred_members_statement("dim_location")
+    assert 'insert into "dim_location" ("location_id", "address_line_1", "address_line_2"' in sql
+    assert "select referenced.id, 'Unknown', null, null, 'Unknown'" in sql
+    assert 'order by fact."sales_order_id", fact._batch_id desc, fact.last_updated_date desc' in mark_deleted_statement(
+        "fact_sales_order"
+    )
+    assert 'where target."design_id" = deleted."design_id"' in mark_deleted_statement("dim_design")
 
 
 def test_the_swap_empties_the_star_tables_and_the_batch_record_and_in_history_mode_the_history():

@@ -1,0 +1,37 @@
+"""Finding hard-deleted rows (tasks/ingest/deletes.py): key ranges summarised by count, sum and hash,
+compared between the source and the lake. No I/O."""
+
+from __future__ import annotations
+
+import polars as pl
+from polars.testing import assert_frame_equal, assert_series_equal
+
+from tasks.ingest import deletes
+
+
+def summary(keys: list[int]) -> pl.DataFrame:
+    return deletes.key_buckets(pl.Series(keys, dtype=pl.Int32), 100).sort("bucket")
+
+
+def test_key_ranges_differ_only_where_the_key_sets_differ():
+    known = pl.Series([1, 2, 3, 150, 151, 420], dtype=pl.Int32)
+    same = deletes.key_buckets(known, 100)
+    assert deletes.differing_buckets(same, deletes.key_buckets(known, 100)) == []
+    source = deletes.key_buckets(pl.Series([1, 2, 3, 150, 152, 999], dtype=pl.Int32), 100)
+    # 151 gone and 152 new (range 1), 420 gone (range 4, now empty), 999 new (range 9).
+    assert deletes.differing_buckets(source, same) == [1, 4, 9]
+
+
+def test_summaries_add_and_subtract_like_the_key_sets():
+    known, new, gone = [1, 2, 150, 420], [3, 151, 999], [420, 2]
+    grown = deletes.combine_buckets(summary(known), summary(new), sign=1)
+    assert_frame_equal(grown.sort("bucket"), summary(known + new))
+    shrunk = deletes.combine_buckets(grown, summary(gone), sign=-1)
+    assert_frame_equal(shrunk.sort("bucket"), summary([1, 3, 150, 151, 999]))  # range 4 is gone, not zero
+
+
+def test_the_hash_tells_apart_sets_with_equal_count_and_sum():
+    a = deletes.key_buckets(pl.Series([1, 5, 6], dtype=pl.Int32), 100)
+    b = deletes.key_buckets(pl.Series([2, 3, 7], dtype=pl.Int32), 100)
+    assert_series_equal(a["key_sum"], b["key_sum"])
+    assert deletes.differing_buckets(a, b) == [0]

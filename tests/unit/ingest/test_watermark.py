@@ -1,0 +1,82 @@
+"""The watermark and the horizon it is bound by (tasks/ingest/watermark.py): no I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from tasks.core.manifests import Horizon
+from tasks.ingest.watermark import complete_before, earliest, next_watermark, timestamp_literal
+from tests.unit.ingest.conftest import NOW
+
+EARLIER = datetime(2024, 1, 1)
+
+
+def horizon_with(oldest: datetime | None = None, hidden: bool = False, prepared: datetime | None = None) -> Horizon:
+    return Horizon(
+        clock_at=NOW,
+        oldest_open_transaction_at=oldest,
+        has_hidden_sessions=hidden,
+        oldest_prepared_transaction_at=prepared,
+    )
+
+
+@pytest.mark.parametrize(
+    ("previous", "horizon", "safety_seconds", "fallback_lag_seconds", "expected"),
+    [
+        (EARLIER, horizon_with(), 1, 900, NOW - timedelta(seconds=1)),
+        (EARLIER, horizon_with(oldest=NOW - timedelta(minutes=7)), 0, 900, NOW - timedelta(minutes=7)),
+        (
+            EARLIER,
+            horizon_with(prepared=NOW - timedelta(minutes=2)),
+            0,
+            600,
+            NOW - timedelta(minutes=2) - timedelta(seconds=600),
+        ),
+        (EARLIER, horizon_with(hidden=True), 0, 600, NOW - timedelta(minutes=10)),
+        (NOW + timedelta(hours=1), horizon_with(), 0, 0, NOW + timedelta(hours=1)),
+    ],
+    ids=[
+        "no open transactions: the clock less the margin",
+        "an open transaction holds it at its start",
+        "a prepared transaction holds it a fixed lag before its preparation",
+        "hidden sessions fall back to a fixed lag",
+        "never moves backwards",
+    ],
+)
+def test_next_watermark(previous, horizon, safety_seconds, fallback_lag_seconds, expected):
+    assert (
+        next_watermark(previous, horizon, safety_seconds=safety_seconds, fallback_lag_seconds=fallback_lag_seconds)
+        == expected
+    )
+
+
+def test_a_timestamp_literal_is_built_from_a_datetime_only():
+    with pytest.raises(TypeError):
+        timestamp_literal("2024-01-01'; drop table x; --")
+
+
+def test_the_earliest_horizon_holds_for_the_writers_of_both_servers():
+    publisher = Horizon(
+        clock_at=datetime(2024, 5, 1, 6, 5, 49),
+        oldest_open_transaction_at=datetime(2024, 5, 1, 6, 5, 40),
+        has_hidden_sessions=False,
+    )
+    subscriber = Horizon(
+        clock_at=datetime(2024, 5, 1, 6, 5, 48),
+        oldest_open_transaction_at=None,
+        has_hidden_sessions=True,
+        oldest_prepared_transaction_at=datetime(2024, 5, 1, 6, 0),
+    )
+
+    both = earliest(publisher, subscriber)
+
+    assert both == Horizon(
+        clock_at=datetime(2024, 5, 1, 6, 5, 48),
+        oldest_open_transaction_at=datetime(2024, 5, 1, 6, 5, 40),
+        has_hidden_sessions=True,
+        oldest_prepared_transaction_at=datetime(2024, 5, 1, 6, 0),
+    )
+    bound = complete_before(both, fallback_lag_seconds=60)
+    assert bound <= min(complete_before(h, fallback_lag_seconds=60) for h in (publisher, subscriber))
