@@ -423,7 +423,6 @@ def _settle_missed_conflicts(
     )
 
 
-
 def _reference(table_name: str, column: str) -> Reference:
     (reference,) = [r for r in references_of(table_name) if r.column == column]
     return reference
