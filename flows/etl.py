@@ -22,7 +22,7 @@ from tasks.core.lake_binding import bind_warehouse_lake, check_warehouse_lake
 from tasks.core.locks import cycle_lock
 from tasks.core.manifests import Horizon, RawTableEntry
 from tasks.core.reports import RunSummary, publish_run_report
-from tasks.ingest.fan_out_plan import plan_fan_out
+from tasks.ingest.fan_out_plan import estimate_reads, plan_fan_out, reads_biggest_first
 from tasks.ingest.tasks import (
     IngestPlan,
     check_source_schema,
@@ -155,20 +155,25 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
 def _extract_here(
     plan: IngestPlan, horizon: Horizon, *, slots: int, whole: frozenset[str], only: list[str] | None = None
 ) -> dict[str, RawTableEntry]:
-    """Every source table's delta (or, for ``whole``, every row), ``slots`` tables at once; with
+    """Every source table's delta (or, for ``whole``, every row), the biggest first, reads worth
+    ``slots`` at once (a big read counts 2 and runs alone if it must: fan_out_plan.py); with
     ``only``, those tables'."""
+    settings = load_settings()
+    names = list(SOURCE_TABLES) if only is None else only
+    previous = {
+        name: read_whole(plan.previous.get(name)) if name in whole else plan.previous.get(name) for name in names
+    }
+    known = {name: entry for name, entry in previous.items() if entry is not None}
+    estimated = estimate_reads(known, horizon, names, recheck_seconds=settings.unchanged_table_recheck_seconds)
     futures: dict[str, PrefectFuture] = {}
-    in_flight: list[PrefectFuture] = []
-    for name in SOURCE_TABLES if only is None else only:
-        if len(in_flight) >= slots:
-            in_flight.remove(next(as_completed(in_flight)))
-        previous = plan.previous.get(name)
-        futures[name] = extract_table_delta.submit(
-            name, plan.batch_id, read_whole(previous) if name in whole else previous, horizon
-        )
-        in_flight.append(futures[name])
+    in_flight: dict[PrefectFuture, int] = {}
+    for name, weight in reads_biggest_first(estimated):
+        while in_flight and sum(in_flight.values()) + weight > slots:
+            in_flight.pop(next(as_completed(list(in_flight))))
+        futures[name] = extract_table_delta.submit(name, plan.batch_id, previous[name], horizon)
+        in_flight[futures[name]] = weight
     wait(list(futures.values()))
-    return {name: future.result() for name, future in futures.items()}
+    return {name: futures[name].result() for name in names}
 
 
 def _read_missed_changes(

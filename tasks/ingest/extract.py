@@ -33,7 +33,7 @@ from tasks.ingest.delta import (
     set_aside_unstamped,
     versions_since,
 )
-from tasks.ingest.known_keys import check_deletes
+from tasks.ingest.known_keys import DeleteCheck, check_deletes
 from tasks.ingest.reconcile import MissedChanges, read_index, read_missed_changes, write_index
 from tasks.ingest.source import SourceReadFailed, SourceRows, connect_source, read_unstamped_rows, stream_delta
 from tasks.schema import SOURCE_TABLES, Reference, Table, deleted_marks_schema, references_of, unreadable_rows_schema
@@ -141,10 +141,7 @@ def extract_delta(
             )
             # A key the source holds twice is settled when this run reads it (a copy made long ago, read
             # by no run, stays as the lake has it).
-            read_now = set(delta.seen().to_list())
-            if deletes.arrived is not None:
-                read_now.update(deletes.arrived.column(key).to_pylist())
-            conflicting = delta.repeated() | state.conflicting_keys | (deletes.duplicated & read_now)
+            conflicting = delta.repeated() | state.conflicting_keys | _read_now(delta, deletes, key)
             if deletes.arrived is not None:
                 conflicting |= frozenset(int(k) for k in repeated_keys(deletes.arrived.column(key).to_numpy()))
             if conflicting:
@@ -245,6 +242,21 @@ def extract_delta(
         index.append(settled.index)
     content = write_index(lake, table, batch_id, state.content, index)
     return replace(entry, content=content)
+
+
+def _read_now(delta: DeltaStream, deletes: DeleteCheck, key: str) -> frozenset[int]:
+    """The keys the delete check found held twice that this run read (by delta or by key): tested
+    against the duplicates, never by collecting every key read (a Python set of a full load's keys
+    is hundreds of MiB)."""
+    if not deletes.duplicated:
+        return frozenset()
+    wanted = pa.array(sorted(deletes.duplicated), pa.int32())
+    read = [pa.array(delta.seen().to_numpy())]
+    if deletes.arrived is not None:
+        read.append(deletes.arrived.column(key).combine_chunks().cast(pa.int32()))
+    return frozenset(
+        int(k) for part in read for k in pc.filter(part, pc.is_in(part, wanted)).to_pylist() if k is not None
+    )
 
 
 def _without_arrivals(parts: list[pa.Table], key: str, keys: frozenset[int]) -> list[pa.Table]:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tasks.core.manifests import Horizon, RawTableEntry
-from tasks.ingest.fan_out_plan import estimated_rows_to_read, plan_fan_out
+from tasks.ingest.fan_out_plan import estimated_rows_to_read, plan_fan_out, reads_biggest_first
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
 READ = RawTableEntry(activity="1000:50:3:16384:1700000000", read_at=NOW - timedelta(minutes=5))
@@ -59,3 +59,12 @@ def test_plan_fan_out_gives_children_to_the_tables_worth_them(min_rows, children
     assert plan.children == children
     assert plan.here() == [name for name in ["sales_order", "payment", "currency"] if name not in children]
     assert f"{len(children)} table(s) on the work pool" in plan.describe()
+
+
+def test_reads_go_biggest_first_and_big_ones_weigh_two():
+    assert reads_biggest_first({"currency": 3, "payment": 4_000_000, "design": 5_000, "sales_order": 1_000_000}) == [
+        ("payment", 2),
+        ("sales_order", 2),
+        ("design", 1),
+        ("currency", 1),
+    ]
