@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, cast
 
@@ -138,14 +139,14 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
         tables |= collect_extract_runs(plan, runs, settings)
         with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
             tables = index_content_under_policy(plan, tables)
-            tables = _read_missed_changes(plan.batch_id, tables, slots=slots, deep=reconcile)
+            tables = _read_missed_changes(plan.batch_id, tables, horizon, slots=slots, deep=reconcile)
     else:
         with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
             horizon = read_horizon(trust_counters=not reconcile)
             schema_check = check_source_schema()
             tables = _extract_here(plan, horizon, slots=slots, whole=whole)
             tables = index_content_under_policy(plan, tables)
-            tables = _read_missed_changes(plan.batch_id, tables, slots=slots, deep=reconcile)
+            tables = _read_missed_changes(plan.batch_id, tables, horizon, slots=slots, deep=reconcile)
     summary = record_ingest_batch(plan, tables, horizon, schema_check)
     remove_superseded_indexes()
     announce_ingested(AssetKeys.from_settings(settings, with_source=True), plan.batch_id, tables)
@@ -155,9 +156,8 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
 def _extract_here(
     plan: IngestPlan, horizon: Horizon, *, slots: int, whole: frozenset[str], only: list[str] | None = None
 ) -> dict[str, RawTableEntry]:
-    """Every source table's delta (or, for ``whole``, every row), the biggest first, reads worth
-    ``slots`` at once (a big read counts 2 and runs alone if it must: fan_out_plan.py); with
-    ``only``, those tables'."""
+    """Every source table's delta (or, for ``whole``, every row), ``slots`` reads' worth at once,
+    the biggest first; with ``only``, those tables'."""
     settings = load_settings()
     names = list(SOURCE_TABLES) if only is None else only
     previous = {
@@ -165,38 +165,49 @@ def _extract_here(
     }
     known = {name: entry for name, entry in previous.items() if entry is not None}
     estimated = estimate_reads(known, horizon, names, recheck_seconds=settings.unchanged_table_recheck_seconds)
-    futures: dict[str, PrefectFuture] = {}
-    in_flight: dict[PrefectFuture, int] = {}
-    for name, weight in reads_biggest_first(estimated):
-        while in_flight and sum(in_flight.values()) + weight > slots:
-            in_flight.pop(next(as_completed(list(in_flight))))
-        futures[name] = extract_table_delta.submit(name, plan.batch_id, previous[name], horizon)
-        in_flight[futures[name]] = weight
-    wait(list(futures.values()))
+    futures = _biggest_first(
+        estimated, slots, lambda name: extract_table_delta.submit(name, plan.batch_id, previous[name], horizon)
+    )
     return {name: futures[name].result() for name in names}
 
 
 def _read_missed_changes(
-    batch_id: str, tables: dict[str, RawTableEntry], *, slots: int, deep: bool
+    batch_id: str, tables: dict[str, RawTableEntry], horizon: Horizon, *, slots: int, deep: bool
 ) -> dict[str, RawTableEntry]:
     """After every table's delta: read again the children of parent keys found deleted or changed in
-    this batch (every run), and with ``deep`` every row whose content the lake does not hold."""
-    futures: dict[str, PrefectFuture] = {}
-    in_flight: list[PrefectFuture] = []
-    for name in SOURCE_TABLES:
-        parents_deleted = {
+    this batch (every run), and with ``deep`` every row whose content the lake does not hold (a
+    table's whole content index: the biggest first, as the extracts)."""
+    parents_deleted = {
+        name: {
             reference.column: marks
             for reference in references_of(name)
             if (marks := tables[reference.parent].deleted) is not None
         }
-        if not parents_deleted and not deep:
-            continue
-        if len(in_flight) >= slots:
-            in_flight.remove(next(as_completed(in_flight)))
-        futures[name] = read_missed_changes_task.submit(name, batch_id, tables[name], parents_deleted, deep=deep)
-        in_flight.append(futures[name])
-    wait(list(futures.values()))
+        for name in SOURCE_TABLES
+    }
+    wanted = {name: horizon.table_rows.get(name, 0) for name in SOURCE_TABLES if parents_deleted[name] or deep}
+    futures = _biggest_first(
+        wanted,
+        slots,
+        lambda name: read_missed_changes_task.submit(name, batch_id, tables[name], parents_deleted[name], deep=deep),
+    )
     return tables | {name: future.result() for name, future in futures.items()}
+
+
+def _biggest_first(
+    estimated_rows: dict[str, int], slots: int, submit: Callable[[str], PrefectFuture]
+) -> dict[str, PrefectFuture]:
+    """Submit each table's read, the biggest first, ``slots`` reads' worth at once (a big read counts
+    2 and runs alone if it must: fan_out_plan.py); return them once all have ended."""
+    futures: dict[str, PrefectFuture] = {}
+    in_flight: dict[PrefectFuture, int] = {}
+    for name, weight in reads_biggest_first(estimated_rows):
+        while in_flight and sum(in_flight.values()) + weight > slots:
+            in_flight.pop(next(as_completed(list(in_flight))))
+        futures[name] = submit(name)
+        in_flight[futures[name]] = weight
+    wait(list(futures.values()))
+    return futures
 
 
 @plain_flow(name="transform", on_failure=[alert_on_failure])
