@@ -15,7 +15,8 @@ COPY requirements.lock ./
 RUN python -m pip install --no-deps --requirement requirements.lock
 
 # The project itself; --no-deps because every dependency came from the lock above.
-COPY pyproject.toml README.md ./
+# prefect.yaml: flows/prefect.yaml links to it (totes serve reads the deployments there).
+COPY pyproject.toml README.md prefect.yaml ./
 COPY flows ./flows
 COPY tasks ./tasks
 RUN python -m pip install --no-deps . \

@@ -366,7 +366,7 @@ def command_demo(args: argparse.Namespace) -> int:
 
 
 def command_serve(args: argparse.Namespace) -> int:
-    from flows.etl import serve_deployments
+    from flows.served import serve_deployments
 
     load_settings().require_warehouse_url()
     serve_deployments(interval_seconds=args.interval)

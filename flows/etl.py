@@ -7,13 +7,12 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, cast
 
-from prefect import Flow, get_run_logger, serve
-from prefect.deployments.runner import RunnerDeployment
+from prefect import get_run_logger
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.announce import announce_ingested, announce_loaded, announce_transformed
-from flows.fan_out import collect_extract_runs, extract_table, submit_extract_runs
+from flows.fan_out import collect_extract_runs, submit_extract_runs
 from flows.plain_flow import plain_flow
 from tasks.core.alerts import alert_on_failure, alert_on_warnings
 from tasks.core.asset_keys import AssetKeys
@@ -350,47 +349,6 @@ def rebuild_warehouse(adopt_lake: bool = False) -> RunSummary:
         if rebuilt.batches_loaded:
             announce_loaded(AssetKeys.from_settings(settings), rebuilt.batches_loaded[-1], rebuilt)
         return publish_run_report(transformed.then(rebuilt))
-
-
-def serve_deployments(*, interval_seconds: int) -> None:
-    """Serve every totes deployment from this process (``totes serve``): the ETL cycle and the file
-    feeds cycle on a schedule, never two of one at once, and each stage and the rebuild on demand."""
-    from flows.files import totesys_files
-
-    serve(
-        _deployment(totesys_etl, name="totesys-etl", interval=interval_seconds),
-        _deployment(totesys_etl, name="totesys-reconcile", cron=RECONCILE_CRON, parameters={"reconcile": True}),
-        # Run with the tables to read whole: -p 'backfill=["staff"]'.
-        _deployment(totesys_etl, name="totesys-backfill"),
-        _deployment(ingest, name="totesys-ingest"),
-        # Fan-out's children: as many at once as the source's slots allow.
-        _deployment(extract_table, name="totesys-extract-table", concurrency_limit=None),
-        _deployment(transform, name="totesys-transform"),
-        _deployment(load, name="totesys-load"),
-        _deployment(rebuild_warehouse, name="totesys-rebuild"),
-        _deployment(totesys_files, name="totesys-files", interval=interval_seconds),
-    )
-
-
-# The deep pass, daily at 02:30 UTC (it waits for the cycle lock like any run).
-RECONCILE_CRON = "30 2 * * *"
-
-
-def _deployment(
-    served: Flow[..., Any],
-    *,
-    name: str,
-    interval: int | None = None,
-    cron: str | None = None,
-    parameters: dict[str, Any] | None = None,
-    concurrency_limit: int | None = 1,
-) -> RunnerDeployment:
-    """A served deployment of ``served`` that never runs twice at once (unless told otherwise)."""
-    # to_deployment is sync_compatible: called from sync code it returns the deployment itself.
-    deployment = served.to_deployment(
-        name=name, interval=interval, cron=cron, parameters=parameters or {}, concurrency_limit=concurrency_limit
-    )
-    return cast(RunnerDeployment, deployment)
 
 
 if __name__ == "__main__":
