@@ -118,10 +118,9 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
         plan.batch_id,
         " on the work pool" if fan_out else "",
     )
-    if fan_out:
-        with source_slots(settings, wanted=1):
-            horizon = read_horizon(trust_counters=not reconcile)
-            schema_check = check_source_schema()
+    with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
+        horizon = read_horizon(trust_counters=not reconcile)
+        schema_check = check_source_schema()
         fan = plan_fan_out(
             plan.previous,
             horizon,
@@ -129,7 +128,15 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
             min_rows=settings.fan_out_min_rows,
             recheck_seconds=settings.unchanged_table_recheck_seconds,
         )
-        get_run_logger().info("Fan-out: %s", fan.describe())
+        if fan_out:
+            get_run_logger().info("Fan-out: %s", fan.describe())
+        if not (fan_out and fan.children):
+            # Every table read here, under this one hold of the slots (a hold costs a request to
+            # the Prefect API, and one right after another's release may be told to retry in 2 s).
+            tables = _extract_here(plan, horizon, slots=slots, whole=whole)
+            tables = index_content_under_policy(plan, tables)
+            tables = _read_missed_changes(plan.batch_id, tables, horizon, slots=slots, deep=reconcile)
+    if fan_out and fan.children:
         runs = submit_extract_runs(plan, horizon, fan.children, settings)
         # The children take the source's slots, one each: the cycle takes what they leave for the
         # tables it reads itself (small ones), and none while it waits.
@@ -137,13 +144,6 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
             tables = _extract_here(plan, horizon, slots=slots, whole=frozenset(), only=fan.here())
         tables |= collect_extract_runs(plan, runs, settings)
         with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
-            tables = index_content_under_policy(plan, tables)
-            tables = _read_missed_changes(plan.batch_id, tables, horizon, slots=slots, deep=reconcile)
-    else:
-        with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
-            horizon = read_horizon(trust_counters=not reconcile)
-            schema_check = check_source_schema()
-            tables = _extract_here(plan, horizon, slots=slots, whole=whole)
             tables = index_content_under_policy(plan, tables)
             tables = _read_missed_changes(plan.batch_id, tables, horizon, slots=slots, deep=reconcile)
     summary = record_ingest_batch(plan, tables, horizon, schema_check)
