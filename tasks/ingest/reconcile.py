@@ -42,13 +42,25 @@ def read_index(
     ``referencing`` (per foreign-key column, parent keys), only the keys any entry shows referencing
     one of them: what a run needs to find children, without folding the whole index."""
     (key,) = table.key
-    whole = lake.read_table(files or [], index_schema(table))
-    if referencing is not None:
-        frame = pl.DataFrame(whole)
-        hit = pl.any_horizontal(pl.col(c).is_in(keys.cast(pl.Int32).implode()) for c, keys in referencing.items())
-        candidates = frame.filter(hit)[key].unique().to_arrow()
-        whole = whole.filter(pc.is_in(whole.column(key), candidates))
-    return fold_index([whole], table)
+    schema = index_schema(table)
+    if referencing is None:
+        return fold_index([lake.read_table(files or [], schema)], table)
+    # Streamed twice, a record batch at a time, never held whole (a big table's index is hundreds of
+    # MiB): the keys any entry shows referencing a parent, then every entry of those keys.
+    hit = pl.any_horizontal(pl.col(c).is_in(keys.cast(pl.Int32).implode()) for c, keys in referencing.items())
+    candidates = pa.concat_arrays(
+        [pa.array([], pa.int32())]
+        + [
+            pl.DataFrame(pa.Table.from_batches([batch])).filter(hit)[key].unique().to_arrow()
+            for batch in lake.iter_batches(files or [], schema)
+        ]
+    ).unique()
+    entries = [
+        batch.filter(pc.is_in(batch.column(key), candidates))
+        for batch in lake.iter_batches(files or [], schema)
+        if len(candidates)
+    ]
+    return fold_index([pa.Table.from_batches(entries, schema=schema)], table)
 
 
 def write_index(lake: Lake, table: Table, batch_id: str, before: list[str] | None, parts: list[pa.Table]) -> list[str]:
