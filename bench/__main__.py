@@ -199,7 +199,7 @@ def extract_runs(server_url: str) -> int:
         data=json.dumps({"flows": {"name": {"any_": ["extract-table"]}}}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the bench's own local server
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the bench's own local server  # nosec B310
         return int(json.load(response))
 
 
