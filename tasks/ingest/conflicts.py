@@ -64,17 +64,9 @@ def settle_conflicts(
     before with the same content (``known``: the previous batch's overlap). ``reported``: keys set
     aside before, not named again."""
     (key,) = table.key
-    wanted = pa.array(sorted(keys), pa.int32())
-    written = lake.read_table(files, pa.schema([table.schema.field(key)])).column(key)
-    if pc.any(pc.is_in(written, wanted)).as_py():
-        files, rows = lake.write_batches(
-            RAW,
-            table.name,
-            batch_id,
-            table.schema,
-            (b.filter(pc.invert(pc.is_in(b.column(key), wanted))) for b in lake.iter_batches(files, table.schema)),
-            rows_per_file=rows_per_file,
-        )
+    files, rows = rewrite_without_keys(
+        lake, table, batch_id, files, rows, pa.array(sorted(keys), pa.int32()), rows_per_file=rows_per_file
+    )
     reads = list(read_rows_by_key(connection, table, sorted(keys)))
     found = pa.Table.from_batches([read.rows for read in reads], table.schema)
     unfit = [read.rejected for read in reads if read.rejected is not None and read.rejected.num_rows]
@@ -96,6 +88,27 @@ def settle_conflicts(
         index=index,
         set_aside=decision.set_aside,
         conflicting=decision.conflicting,
+    )
+
+
+def rewrite_without_keys(
+    lake: Lake, table: Table, batch_id: str, files: list[str], rows: int, keys: pa.Array, *, rows_per_file: int
+) -> tuple[list[str], int]:
+    """A batch's raw files of ``table`` without the rows of ``keys``: rewritten if they hold any (the
+    first files are then named by no manifest, so every reader ignores them), else as they were."""
+    (key,) = table.key
+    if not files or not len(keys):
+        return files, rows
+    written = lake.read_table(files, pa.schema([table.schema.field(key)])).column(key)
+    if not pc.any(pc.is_in(written, keys)).as_py():
+        return files, rows
+    return lake.write_batches(
+        RAW,
+        table.name,
+        batch_id,
+        table.schema,
+        (b.filter(pc.invert(pc.is_in(b.column(key), keys))) for b in lake.iter_batches(files, table.schema)),
+        rows_per_file=rows_per_file,
     )
 
 

@@ -24,7 +24,7 @@ from tasks.core.lake import RAW, Lake
 from tasks.core.manifests import FileSet, Horizon, RawTableEntry
 from tasks.core.postgres import Connection, DatabaseError, database_error_reason
 from tasks.core.progress import with_progress
-from tasks.ingest.conflicts import SettledConflicts, settle_conflicts, without_keys
+from tasks.ingest.conflicts import SettledConflicts, rewrite_without_keys, settle_conflicts, without_keys
 from tasks.ingest.content import CONTENT_HASH, children_of
 from tasks.ingest.delta import (
     drop_known_versions,
@@ -451,21 +451,9 @@ def carry(
         [missed.rows.column(key).combine_chunks()]
         + ([missed.rejected.column(key).combine_chunks().cast(pa.int32())] if missed.rejected is not None else [])
     )
-    files, rows = list(entry.data.files), entry.data.rows
-    if files and len(changed_keys):
-        written = lake.read_table(files, pa.schema([table.schema.field(key)])).column(key)
-        if pc.any(pc.is_in(written, changed_keys)).as_py():
-            files, rows = lake.write_batches(
-                RAW,
-                table.name,
-                batch_id,
-                table.schema,
-                (
-                    b.filter(pc.invert(pc.is_in(b.column(key), changed_keys)))
-                    for b in lake.iter_batches(files, table.schema)
-                ),
-                rows_per_file=rows_per_file,
-            )
+    files, rows = rewrite_without_keys(
+        lake, table, batch_id, list(entry.data.files), entry.data.rows, changed_keys, rows_per_file=rows_per_file
+    )
     if missed.rows.num_rows:
         carried, carried_rows = lake.write_batches(
             RAW, table.name, batch_id, table.schema, missed.rows.to_batches(), rows_per_file=rows_per_file
