@@ -71,6 +71,8 @@ _BUCKETS_FOUND: set[str] = set()
 class LakeNotFound(RuntimeError):
     """The lake's bucket does not exist or refuses our credentials; the message says which."""
 
+    transient = False  # a setting to correct: retrying cannot help
+
 
 @dataclass(frozen=True)
 class Lake:

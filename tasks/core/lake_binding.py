@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from tasks.core.lake import LAKE_IDENTITY, RAW, STAR, Lake
 from tasks.core.manifests import LakeIdentity
 from tasks.core.postgres import Connection, fetch_rows
-from tasks.core.retries import connect_retrying
+from tasks.core.retries import call_retrying, connect_retrying
 from tasks.core.sql import SqlFolder
 from tasks.settings import redact_url
 
@@ -29,6 +29,8 @@ CORE_SQL = SqlFolder("tasks.core")
 
 class WrongLake(RuntimeError):
     """The lake at TOTES_LAKE_URL is not the one the warehouse is loaded from (or holds nothing)."""
+
+    transient = False  # a setting to correct: retrying cannot help
 
 
 @dataclass(frozen=True)
@@ -147,9 +149,14 @@ def check_warehouse_lake(
 ) -> LakeIdentity | None:
     """:func:`check_lake` on a connection of its own (see there)."""
     lake = Lake.from_url(lake_url)
-    lake.require_bucket()
-    with connect_retrying(warehouse_url, purpose="warehouse database") as connection:
-        return check_lake(connection, lake, warehouse=redact_url(warehouse_url), rebuild=rebuild, adopt=adopt)
+
+    def check() -> LakeIdentity | None:
+        lake.require_bucket()
+        with connect_retrying(warehouse_url, purpose="warehouse database") as connection:
+            return check_lake(connection, lake, warehouse=redact_url(warehouse_url), rebuild=rebuild, adopt=adopt)
+
+    # Outside any task: an S3 endpoint briefly away at a run's start is waited for as a task would.
+    return call_retrying(check, purpose=f"the lake check of {lake_url}")
 
 
 def bind_warehouse_lake(warehouse_url: str, lake_url: str) -> None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from prefect.tasks import exponential_backoff
 
-from tasks.core.postgres import Connection, ConnectionFailed, connect, resource_shortage
+from tasks.core.postgres import Connection, connect, resource_shortage
 
 # SQLSTATE classes and codes (PostgreSQL appendix A) that a later attempt can get past. Class 53,
 # insufficient resources, is decided apart: see RESOURCE_SHORTAGES in tasks/core/postgres.py.
@@ -35,6 +36,8 @@ _PERMANENT_MESSAGES = re.compile(
     re.IGNORECASE,
 )
 _TRANSIENT_HTTP_STATUS = {429, 500, 502, 503, 504}
+
+T = TypeVar("T")
 
 
 def _causes(error: BaseException) -> list[BaseException]:
@@ -87,19 +90,30 @@ RETRY_POLICY: dict[str, Any] = {
 }
 
 
-def connect_retrying(url: str, *, purpose: str, attempts: int = 5) -> Connection:
-    """A database connection opened outside any task (a lock's, a check's): transient failures (a
-    server restarting, a refused connection) are retried as a task's would be, with back-off (1, 2,
-    4, 8 s); a permanent one fails at once."""
+def call_retrying(call: Callable[[], T], *, purpose: str, attempts: int = 5) -> T:
+    """``call()`` outside any task (a lock's connection, the lake check at a run's start): transient
+    failures (a server restarting, an S3 endpoint briefly away) are retried as a task's would be,
+    with back-off (1, 2, 4, 8 s); a permanent one fails at once."""
     for attempt in range(1, attempts + 1):
         try:
-            return connect(url, purpose=purpose)
-        except ConnectionFailed as error:
+            return call()
+        except Exception as error:
             if attempt == attempts or not is_transient(error):
                 raise
             delay = 2.0 ** (attempt - 1)
             logging.getLogger("totes.retries").warning(
-                "%s; trying again in %.0f s (attempt %d of %d)", error, delay, attempt + 1, attempts
+                "%s; trying again in %.0f s (attempt %d of %d)", _naming(error, purpose), delay, attempt + 1, attempts
             )
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _naming(error: BaseException, purpose: str) -> str:
+    """The error's first line, prefixed with what was being done unless it already says so."""
+    line = (str(error).strip() or type(error).__name__).splitlines()[0]
+    return line if purpose in line else f"{purpose}: {line}"
+
+
+def connect_retrying(url: str, *, purpose: str, attempts: int = 5) -> Connection:
+    """A database connection opened outside any task, retried as :func:`call_retrying` does."""
+    return call_retrying(lambda: connect(url, purpose=purpose), purpose=purpose, attempts=attempts)

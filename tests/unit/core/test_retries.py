@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.core.retries import is_transient
+from tasks.core.retries import call_retrying, is_transient
 
 
 class FakeAdbcError(Exception):
@@ -44,3 +44,42 @@ def test_transient(error):
 )
 def test_permanent(error):
     assert not is_transient(error)
+
+
+def test_a_call_outside_a_task_waits_out_a_transient_failure(monkeypatch, caplog):
+    slept: list[float] = []
+    monkeypatch.setattr("tasks.core.retries.time.sleep", slept.append)
+    outcomes: list[BaseException | str] = [ConnectionResetError(104, "Connect call failed"), OSError("timed out"), "ok"]
+
+    def call() -> str:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    assert call_retrying(call, purpose="the lake check") == "ok"
+    assert slept == [1.0, 2.0]
+    assert "the lake check: [Errno 104] Connect call failed; trying again in 1 s (attempt 2 of 5)" in caplog.text
+
+
+def test_a_call_outside_a_task_fails_at_once_on_a_permanent_failure(monkeypatch):
+    monkeypatch.setattr("tasks.core.retries.time.sleep", lambda seconds: pytest.fail("slept"))
+
+    def call() -> None:
+        raise PermissionError("Access Denied")
+
+    with pytest.raises(PermissionError):
+        call_retrying(call, purpose="the lake check")
+
+
+def test_a_call_outside_a_task_gives_up_after_its_attempts(monkeypatch):
+    monkeypatch.setattr("tasks.core.retries.time.sleep", lambda seconds: None)
+    calls: list[int] = []
+
+    def call() -> None:
+        calls.append(1)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    with pytest.raises(ConnectionRefusedError):
+        call_retrying(call, purpose="the lake check", attempts=3)
+    assert len(calls) == 3
