@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from tasks.core.lake import RAW, Lake
 from tasks.core.postgres import Connection
+from tasks.ingest.content import INDEX_ROWS_HELD, index_folder, index_schema
 from tasks.ingest.delta import decide_conflicts, drop_known_versions
 from tasks.ingest.source import read_rows_by_key
 from tasks.schema import Table
@@ -96,18 +97,41 @@ def rewrite_without_keys(
 ) -> tuple[list[str], int]:
     """A batch's raw files of ``table`` without the rows of ``keys``: rewritten if they hold any (the
     first files are then named by no manifest, so every reader ignores them), else as they were."""
+    return _files_without_keys(lake, table.name, table.schema, table, batch_id, files, rows, keys, rows_per_file)
+
+
+def index_without_keys(lake: Lake, table: Table, batch_id: str, files: list[str], keys: pa.Array) -> list[str]:
+    """A batch's content index files of ``table`` (written as the read went) without the entries
+    of ``keys``, rewritten as :func:`rewrite_without_keys` rewrites its rows."""
+    rows_per_file = INDEX_ROWS_HELD
+    schema = index_schema(table)
+    written, _ = _files_without_keys(lake, index_folder(table), schema, table, batch_id, files, 0, keys, rows_per_file)
+    return written
+
+
+def _files_without_keys(
+    lake: Lake,
+    folder: str,
+    schema: pa.Schema,
+    table: Table,
+    batch_id: str,
+    files: list[str],
+    rows: int,
+    keys: pa.Array,
+    rows_per_file: int,
+) -> tuple[list[str], int]:
     (key,) = table.key
     if not files or not len(keys):
         return files, rows
-    written = lake.read_table(files, pa.schema([table.schema.field(key)])).column(key)
+    written = lake.read_table(files, pa.schema([schema.field(key)])).column(key)
     if not pc.any(pc.is_in(written, keys)).as_py():
         return files, rows
     return lake.write_batches(
         RAW,
-        table.name,
+        folder,
         batch_id,
-        table.schema,
-        (b.filter(pc.invert(pc.is_in(b.column(key), keys))) for b in lake.iter_batches(files, table.schema)),
+        schema,
+        (b.filter(pc.invert(pc.is_in(b.column(key), keys))) for b in lake.iter_batches(files, schema)),
         rows_per_file=rows_per_file,
     )
 

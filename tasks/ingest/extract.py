@@ -9,7 +9,7 @@ writes such rows into the batch. The Prefect tasks around them are in tasks.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from logging import Logger, LoggerAdapter
@@ -24,8 +24,14 @@ from tasks.core.lake import RAW, Lake
 from tasks.core.manifests import FileSet, Horizon, RawTableEntry
 from tasks.core.postgres import Connection, DatabaseError, database_error_reason
 from tasks.core.progress import with_progress
-from tasks.ingest.conflicts import SettledConflicts, rewrite_without_keys, settle_conflicts, without_keys
-from tasks.ingest.content import CONTENT_HASH, children_of
+from tasks.ingest.conflicts import (
+    SettledConflicts,
+    index_without_keys,
+    rewrite_without_keys,
+    settle_conflicts,
+    without_keys,
+)
+from tasks.ingest.content import CONTENT_HASH, INDEX_ROWS_HELD, children_of
 from tasks.ingest.delta import (
     drop_known_versions,
     raw_quarantine_name,
@@ -34,7 +40,7 @@ from tasks.ingest.delta import (
     versions_since,
 )
 from tasks.ingest.known_keys import DeleteCheck, check_deletes
-from tasks.ingest.reconcile import MissedChanges, read_index, read_missed_changes, write_index
+from tasks.ingest.reconcile import MissedChanges, read_index, read_missed_changes, write_index, write_index_part
 from tasks.ingest.source import SourceReadFailed, SourceRows, connect_source, read_unstamped_rows, stream_delta
 from tasks.schema import SOURCE_TABLES, Reference, Table, deleted_marks_schema, references_of, unreadable_rows_schema
 from tasks.settings import TotesSettings, redact_url
@@ -51,14 +57,25 @@ class DeltaStream:
     read, versions at or after the next watermark, unreadable rows, and every key seen. Rows of
     keys set aside before as conflicting are left out: they are read again by key (conflicts.py)."""
 
-    def __init__(self, previous: RawTableEntry, next_mark: datetime, key: str):
+    def __init__(
+        self,
+        previous: RawTableEntry,
+        next_mark: datetime,
+        key: str,
+        *,
+        spill_index: Callable[[list[pa.Table]], list[str]],
+    ):
         self.previous, self.next_mark, self.key = previous, next_mark, key
         self.read = 0
         self.overlap: set[tuple[int | None, datetime, str]] = set()
         self.unfit: list[pa.Table] = []
         self.seen_keys: list[np.ndarray] = []
-        # The content index rows of every row read (see content.py).
+        # The content index rows of every row read (see content.py): the last ones held, the
+        # earlier ones written to the lake (``spill_index``) a bounded part at a time, in order.
         self.index: list[pa.Table] = []
+        self.index_files: list[str] = []
+        self._index_rows_held = 0
+        self._spill_index = spill_index
         self.settling = pa.array(sorted(previous.conflicting_keys), pa.int32())
 
     def fresh(self, stream: Iterator[SourceRows], table_name: str) -> Iterator[pa.RecordBatch]:
@@ -67,7 +84,7 @@ class DeltaStream:
             if len(self.settling):
                 read = read.without(self.settling, self.key)
             batch, rejected = read.rows, read.rejected
-            self.index.append(read.index)
+            self._hold_index(read.index)
             self.read += batch.num_rows
             self.overlap.update(versions_since(batch, table, self.next_mark))
             if rejected is not None:
@@ -78,6 +95,13 @@ class DeltaStream:
             # keep every column of every batch alive (the whole table, in memory, on a full load).
             self.seen_keys.append(np.array(batch.column(self.key).to_numpy(zero_copy_only=False), copy=True))
             yield from drop_known_versions(batch, table, self.previous.overlap_keys).to_batches()
+
+    def _hold_index(self, part: pa.Table) -> None:
+        self.index.append(part)
+        self._index_rows_held += part.num_rows
+        if self._index_rows_held >= INDEX_ROWS_HELD:
+            self.index_files += self._spill_index(self.index)
+            self.index, self._index_rows_held = [], 0
 
     def seen(self) -> pl.Series:
         return pl.Series(self.key, np.concatenate(self.seen_keys) if self.seen_keys else [], pl.Int32)
@@ -110,7 +134,7 @@ def extract_delta(
     table_name = table.name
     state = previous or RawTableEntry()
     (key,) = table.key
-    delta = DeltaStream(state, next_mark, key)
+    delta = DeltaStream(state, next_mark, key, spill_index=lambda parts: write_index_part(lake, table, batch_id, parts))
     settled: SettledConflicts | None = None
     settling: frozenset[int] = frozenset()
     source_url = settings.require_source_url()
@@ -240,7 +264,8 @@ def extract_delta(
     index = [*without_keys(delta.index, key, settling), *_without_arrivals(deletes.index, key, settling)]
     if settled is not None and settled.index is not None:
         index.append(settled.index)
-    content = write_index(lake, table, batch_id, state.content, index)
+    written = index_without_keys(lake, table, batch_id, delta.index_files, pa.array(sorted(settling), pa.int32()))
+    content = write_index(lake, table, batch_id, state.content, index, written=written)
     return replace(entry, content=content)
 
 

@@ -17,10 +17,11 @@ from tasks.core.lake import RAW, Lake
 from tasks.core.postgres import Connection
 from tasks.ingest.content import (
     CONTENT_SUMMARY,
-    INDEX_FILES_BEFORE_FOLDING,
+    INDEX_BATCHES_BEFORE_FOLDING,
     changed_rows,
     content_buckets,
     fold_index,
+    index_folder,
     index_schema,
     tombstones,
 )
@@ -63,27 +64,42 @@ def read_index(
     return fold_index([pa.Table.from_batches(entries, schema=schema)], table)
 
 
-def write_index(lake: Lake, table: Table, batch_id: str, before: list[str] | None, parts: list[pa.Table]) -> list[str]:
-    """The content index after this batch: the files before it and one more with ``parts``, folded
-    into one file once they are many (reading them all costs more than writing one)."""
-    schema = index_schema(table)
-    files = list(before or [])
-    change = [p for p in parts if p.num_rows]
-    if not change:
+def write_index(
+    lake: Lake,
+    table: Table,
+    batch_id: str,
+    before: list[str] | None,
+    parts: list[pa.Table],
+    *,
+    written: list[str] | None = None,
+) -> list[str]:
+    """The content index after this batch: the files before it, those this batch ``written`` as it
+    read (in order), and one more with ``parts``; folded into one file once they come from many
+    batches (reading them all costs more than writing one)."""
+    files = [*(before or []), *(written or [])]
+    files += write_index_part(lake, table, batch_id, parts)
+    if len(files) == len(before or []):
         return files
-    # Written as read, not folded: folding a full load's index costs a few times its size in memory
-    # while four tables are read at once. Readers fold it (fold_index).
-    rows = pa.concat_tables([p.cast(schema) for p in change])
-    files += lake.write_table(RAW, index_folder(table), batch_id, rows)
-    if len(files) > INDEX_FILES_BEFORE_FOLDING:
-        folded = read_index(lake, table, files).to_arrow().cast(schema)
+    if len({_batch_of(f) for f in files}) > INDEX_BATCHES_BEFORE_FOLDING:
+        folded = read_index(lake, table, files).to_arrow().cast(index_schema(table))
         files = lake.write_table(RAW, index_folder(table), batch_id, folded)
     return files
 
 
-def index_folder(table: Table) -> str:
-    """The raw zone's folder of ``table``'s content index files."""
-    return f"_content_{table.name}"
+def write_index_part(lake: Lake, table: Table, batch_id: str, parts: list[pa.Table]) -> list[str]:
+    """One file of this batch's index rows (none for no rows), written as read, not folded: folding
+    a full load's index costs a few times its size in memory while four tables are read at once.
+    Readers fold it (fold_index)."""
+    change = [p for p in parts if p.num_rows]
+    if not change:
+        return []
+    schema = index_schema(table)
+    return lake.write_table(RAW, index_folder(table), batch_id, pa.concat_tables([p.cast(schema) for p in change]))
+
+
+def _batch_of(path: str) -> str:
+    """The batch an index file was written by (its ``batch=`` folder)."""
+    return next((part for part in path.split("/") if part.startswith("batch=")), path)
 
 
 @dataclass(frozen=True)
