@@ -174,7 +174,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> tuple[dict[str, argparse.Ar
 
 def commands() -> list[str]:
     """The names of the ``totes`` commands, in the parser's order."""
-    from flows.cli import build_parser
+    from flows.cli.main import build_parser
 
     return list(_subcommands(build_parser())[0])
 
@@ -219,7 +219,7 @@ def _paragraph(text: str | None) -> str:
 
 def cli_reference() -> str:
     """Every ``totes`` command: its summary, description, usage, options and examples, from the parser."""
-    from flows.cli import build_parser
+    from flows.cli.main import build_parser
 
     parser = build_parser()
     children, summaries = _subcommands(parser)

@@ -53,7 +53,7 @@ def local_prefect_api_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     """The PREFECT_HOME of the commands the tests run without PREFECT_API_URL: the local Prefect
     server the first of them starts in the background (as a user's would) lives in a folder of the
     test session's, never the user's ``~/.prefect``, and is stopped when the session ends."""
-    from tasks.core.local_api import stop_local_api
+    from flows.cli.local_api import stop_local_api
 
     home = tmp_path_factory.mktemp("prefect-home")
     before = os.environ.get("PREFECT_HOME")

@@ -12,8 +12,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from tasks.core.local_api import is_local_api
 from tasks.core.locks import database_slots_held_by_database, wait_for
+from tasks.core.prefect_api import is_local_api
 from tasks.settings import TotesSettings
 
 # How long one attempt at the limit's slots waits (Prefect's server answers "retry in 2 s").

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import uuid
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.core.manifests import LakeIdentity, RawManifest, RawTableEntry, StarManifest
+from tasks.core.manifests import FileSet, LakeIdentity, RawManifest, RawTableEntry, StarManifest
 
 RAW = "raw"
 STAR = "star"
@@ -407,6 +408,10 @@ class Lake:
             with self.fs.open(self.full(relative), "rb") as handle:
                 arrays += pq.read_table(handle, columns=[column]).column(column).chunks
         return pa.chunked_array(arrays, pa.string()) if not arrays else pa.chunked_array(arrays)
+
+    def set_aside_reasons(self, set_aside: FileSet) -> Counter[str]:
+        """Rows set aside per reason (their ``_reason`` column)."""
+        return Counter(self.read_column(set_aside.files, "_reason").to_pylist())
 
     def iter_batches(self, files: list[str], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         """Record batches of the given Parquet files, one file open at a time."""

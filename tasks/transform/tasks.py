@@ -19,7 +19,6 @@ from tasks.core.asset_keys import AssetKeys
 from tasks.core.assets import announce_rows_quarantined
 from tasks.core.handoff import StarHandoff
 from tasks.core.lake import RAW, STAR, Lake, batch_sequence
-from tasks.core.lake_status import set_aside_reasons
 from tasks.core.locks import verify_cycle_locks
 from tasks.core.manifests import FileSet, RawManifest, StarManifest
 from tasks.core.reports import RunSummary
@@ -185,7 +184,7 @@ def _announce_set_aside(lake: Lake, manifest: StarManifest) -> None:
     keys = AssetKeys.from_settings(load_settings())
     for table, set_aside in manifest.quarantined.items():
         if set_aside.rows:
-            reasons = set_aside_reasons(lake, set_aside)
+            reasons = lake.set_aside_reasons(set_aside)
             announce_rows_quarantined(manifest.batch_id, table, dict(reasons.most_common()), asset=keys.raw(table))
 
 

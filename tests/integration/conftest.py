@@ -409,7 +409,7 @@ def deployed_pipeline(databases, s3_lake_url, monkeypatch) -> Pipeline:
 def local_prefect_home(tmp_path, monkeypatch) -> Iterator[Path]:
     """A PREFECT_HOME for runs without PREFECT_API_URL: the local Prefect server the first of them
     starts there in the background is stopped after the test."""
-    from tasks.core.local_api import stop_local_api
+    from flows.cli.local_api import stop_local_api
 
     home = tmp_path / "prefect-home"
     yield home

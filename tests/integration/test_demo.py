@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 
-from tasks.core.local_api import prefect_home
+from tasks.core.prefect_api import prefect_home
 from tasks.sandbox.embedded_postgres import embedded_postgres_pid
 
 

@@ -33,8 +33,8 @@ def _gone(pid: int) -> bool:
 _QUIET_COMMAND = """
 import time
 
-from flows.cli import _prefect_api
-from tasks.core.local_api import look_at_local_api
+from flows.cli.main import _prefect_api
+from flows.cli.local_api import look_at_local_api
 from tasks.settings import load_settings
 
 with _prefect_api(load_settings()):
@@ -44,7 +44,8 @@ with _prefect_api(load_settings()):
 
 
 def test_the_local_api_stops_by_itself_after_a_quiet_spell_and_the_next_command_starts_it_again(tmp_path):
-    from tasks.core.local_api import LocalApi, healthy, quiet
+    from flows.cli.local_api import healthy, quiet
+    from tasks.core.prefect_api import LocalApi
 
     home = tmp_path / "prefect-home"
     env = {name: value for name, value in os.environ.items() if not name.startswith(("TOTES_", "PREFECT_API"))}
@@ -101,7 +102,7 @@ _WARNED_COMMAND = """
 import sys
 import warnings
 
-from flows import cli
+from flows.cli import main as cli
 
 read_settings = cli.load_settings
 
@@ -121,7 +122,7 @@ sys.exit(cli.main(sys.argv[1:]))
 
 
 def test_a_run_prints_its_link_in_the_prefect_ui_and_no_library_warnings(pipeline):
-    from tasks.core.local_api import prefect_home
+    from tasks.core.prefect_api import prefect_home
 
     pipeline.seed(scale=0.02)
     # Without PREFECT_API_URL, as a user: the session's local API (tests/conftest.py).

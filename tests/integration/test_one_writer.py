@@ -98,7 +98,7 @@ def test_runs_without_a_prefect_api_share_one_local_server_and_a_killed_run_wedg
     A run killed with SIGKILL, while it holds the cycle lock and a database's connection slots,
     neither makes the next run wait nor hangs it, and the warehouse converges. A server that has
     died is started again by the next run. ``totes local-api stop`` ends it."""
-    from tasks.core.local_api import healthy
+    from flows.cli.local_api import healthy
 
     pipeline.seed(scale=0.02)
     env = {"PREFECT_HOME": str(local_prefect_home), "PREFECT_API_URL": None, "TOTES_DATABASE_CONCURRENCY": "1"}

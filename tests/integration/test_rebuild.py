@@ -263,7 +263,7 @@ def test_a_warehouse_out_of_shared_memory_fails_the_load_at_once_saying_what_to_
     """SQLSTATE class 53 is not retried (the code before retried it four times, 30 s of back-off
     into the same wall), and the one line the command prints says what to change."""
     import tasks.load.tasks as load_tasks
-    from flows.cli import _one_line
+    from flows.cli.main import _one_line
 
     pipeline = scaled_down
     pipeline.seed(scale=0.02)

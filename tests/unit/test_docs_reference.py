@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from docs_hooks import generate
-from flows.cli import build_parser
+from flows.cli.main import build_parser
 from tasks.settings import TotesSettings
 from tests.conftest import REPO
 

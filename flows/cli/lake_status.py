@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tasks.core.lake import RAW, STAR, Lake, batch_sequence
-from tasks.core.manifests import FileSet, RawManifest, StarManifest
+from tasks.core.manifests import RawManifest, StarManifest
 from tasks.schema import SOURCE_TABLES
 
 
@@ -85,18 +85,13 @@ def _recent(lake: Lake, zone: str, newest: str | None, count: int) -> list[str]:
     return lake.list_batches(zone, from_sequence=max(1, batch_sequence(newest) - count + 1))
 
 
-def set_aside_reasons(lake: Lake, set_aside: FileSet) -> Counter[str]:
-    """Rows set aside per reason (their ``_reason`` column)."""
-    return Counter(lake.read_column(set_aside.files, "_reason").to_pylist())
-
-
 def _table_status(lake: Lake, table: str, raw: list[RawManifest], star: list[StarManifest]) -> SourceTableStatus:
     latest = raw[-1].tables.get(table) if raw else None
     changed = next((manifest for manifest in reversed(raw) if _rows(manifest, table)), None)
     reasons: Counter[str] = Counter()
     for manifest in star:
         if quarantined := manifest.quarantined.get(table):
-            reasons.update(set_aside_reasons(lake, quarantined))
+            reasons.update(lake.set_aside_reasons(quarantined))
     return SourceTableStatus(
         table=table,
         watermark=latest.watermark if latest else None,

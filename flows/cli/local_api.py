@@ -8,7 +8,7 @@ command does not take it down); its address, process and log are in ``$PREFECT_H
 Prefect's own database there, so the UI shows every run. ``totes local-api stop`` ends it.
 
 It is Prefect's own server app (``prefect.server.api.server.create_app``, as ``prefect server
-start`` serves it) run by this module (``python -m tasks.core.local_api``), with two differences: it
+start`` serves it) run by this module (``python -m flows.cli.local_api``), with two differences: it
 stops by itself after ``TOTES_LOCAL_API_IDLE_MINUTES`` without a request (every request counts, the
 UI's included; a running command asks it something now and then; the next command starts it again),
 and it idles cheaply: the services no totes command uses (schedules, late runs, workers, automations,
@@ -41,6 +41,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.core.prefect_api import LocalApi, local_api_state_file, prefect_home, recorded_local_api
+
 log = logging.getLogger("totes.local_api")
 
 # A health check's patience: a live server on loopback answers in milliseconds.
@@ -71,18 +73,6 @@ _UNUSED_SERVICES = {
 
 
 @dataclass(frozen=True)
-class LocalApi:
-    """A background Prefect server that totes started: where it listens and its process.
-    ``idle_minutes``: it stops by itself after that many minutes without a request (0: never;
-    None: started by a totes without the idle stop, which never stops by itself)."""
-
-    url: str
-    pid: int
-    log: str
-    idle_minutes: float | None = None
-
-
-@dataclass(frozen=True)
 class Quiet:
     """How long the running local server has gone without a request, and when it stops."""
 
@@ -99,27 +89,11 @@ class Quiet:
         return max(0.0, self.idle_minutes * 60 - self.seconds)
 
 
-def prefect_home() -> Path:
-    """Prefect's home folder (``PREFECT_HOME``, default ``~/.prefect``), where its database lives."""
-    return Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
-
-
-def _state_file() -> Path:
-    return prefect_home() / "totes-local-api.json"
-
-
-def _recorded() -> LocalApi | None:
-    try:
-        return LocalApi(**json.loads(_state_file().read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
 def stopped_when_idle() -> tuple[datetime, float] | None:
     """When the last local server stopped by itself, and after how many quiet minutes; None if it
     did not (never started, running, ended by ``totes local-api stop``, killed)."""
     try:
-        note = json.loads(_state_file().read_text())
+        note = json.loads(local_api_state_file().read_text())
         return datetime.fromisoformat(note["stopped_when_idle"]), float(note["idle_minutes"])
     except (OSError, ValueError, TypeError, KeyError):
         return None
@@ -137,12 +111,6 @@ def quiet(api: LocalApi) -> Quiet | None:
         return None
 
 
-def is_local_api(url: str | None) -> bool:
-    """True when ``url`` is the API of totes's local background server (recorded, alive or not)."""
-    recorded = _recorded()
-    return url is not None and recorded is not None and recorded.url == url
-
-
 def healthy(url: str) -> bool:
     """True when the Prefect API at ``url`` answers its health check."""
     try:
@@ -155,14 +123,14 @@ def healthy(url: str) -> bool:
 
 def running_local_api() -> LocalApi | None:
     """The recorded local server, if it answers."""
-    recorded = _recorded()
+    recorded = recorded_local_api()
     return recorded if recorded is not None and healthy(recorded.url) else None
 
 
 def look_at_local_api() -> tuple[LocalApi, Quiet | None] | None:
     """The recorded local server if it answers, and how long it has been quiet, asked without
     counting as a request (None for a server of a totes without the idle stop); None if none answers."""
-    recorded = _recorded()
+    recorded = recorded_local_api()
     if recorded is None:
         return None
     state = quiet(recorded)
@@ -191,7 +159,7 @@ def ensure_local_api(*, wait_seconds: float, idle_minutes: float = DEFAULT_IDLE_
         RuntimeError: the server did not answer within ``wait_seconds`` (the reason is in its log).
     """
     with _one_starter():
-        recorded = _recorded()
+        recorded = recorded_local_api()
         if recorded is not None and _alive(recorded.pid):
             # Answering, or still starting for a command killed while it waited: wait for that one
             # rather than start a second.
@@ -269,7 +237,7 @@ def _start(*, wait_seconds: float, idle_minutes: float) -> LocalApi:
                 sys.executable,
                 "-P",
                 "-m",
-                "tasks.core.local_api",
+                "flows.cli.local_api",
                 "--port",
                 str(port),
                 "--idle-minutes",
@@ -286,7 +254,7 @@ def _start(*, wait_seconds: float, idle_minutes: float) -> LocalApi:
         )
     # Recorded before it answers: a command killed while it waits leaves a server the next finds.
     started = LocalApi(url=url, pid=server.pid, log=str(log_path), idle_minutes=idle_minutes)
-    _state_file().write_text(json.dumps(asdict(started)))
+    local_api_state_file().write_text(json.dumps(asdict(started)))
     deadline = began + wait_seconds
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -304,8 +272,8 @@ def _start(*, wait_seconds: float, idle_minutes: float) -> LocalApi:
 def stop_local_api(*, wait_seconds: float = 30.0) -> LocalApi | None:
     """Stop the local server (its whole process group); the one stopped, or None if none ran."""
     with _one_starter():
-        recorded = _recorded()
-        _state_file().unlink(missing_ok=True)
+        recorded = recorded_local_api()
+        local_api_state_file().unlink(missing_ok=True)
         # Only a server that answers is signalled: a dead one's process id may be another's by now.
         if recorded is None or not healthy(recorded.url):
             return None
@@ -367,13 +335,13 @@ def _leave_if_quiet(activity: _Activity, idle_seconds: float) -> bool:
         try:
             if activity.quiet_seconds() < idle_seconds:
                 return False
-            recorded = _recorded()
+            recorded = recorded_local_api()
             if recorded is not None and recorded.pid == os.getpid():
                 note = {
                     "stopped_when_idle": datetime.now().astimezone().isoformat(),
                     "idle_minutes": activity.idle_minutes,
                 }
-                _state_file().write_text(json.dumps(note))
+                local_api_state_file().write_text(json.dumps(note))
             return True
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

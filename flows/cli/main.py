@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 from pydantic import ValidationError
 
-from flows.logs import NOISY_LIBRARIES, ReadableRunLogs
-from tasks.core.local_api import ensure_local_api, stop_local_api
+from flows.cli.local_api import ensure_local_api, stop_local_api
+from flows.cli.logs import NOISY_LIBRARIES, ReadableRunLogs
 from tasks.settings import (
     SettingsProblem,
     TotesSettings,
@@ -183,7 +183,7 @@ def _prefect_api(settings: TotesSettings) -> Iterator[None]:
 
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-    from tasks.core.local_api import kept_awake
+    from flows.cli.local_api import kept_awake
 
     with ExitStack() as stack:
         stack.enter_context(_printed_run_links())
@@ -258,7 +258,7 @@ def _printed_run_links() -> Iterator[None]:
 def command_local_api(args: argparse.Namespace) -> int:
     from datetime import datetime, timedelta
 
-    from tasks.core.local_api import look_at_local_api, quiet, stopped_when_idle
+    from flows.cli.local_api import look_at_local_api, quiet, stopped_when_idle
 
     if args.action == "stop":
         stopped = stop_local_api()
@@ -306,7 +306,7 @@ def command_local_api(args: argparse.Namespace) -> int:
 
 
 def command_status(args: argparse.Namespace) -> int:
-    from flows.status import behind, read_status, status_json, status_text
+    from flows.cli.status import behind, read_status, status_json, status_text
 
     status = read_status(load_settings(), recent_batches=args.batches)
     print(json.dumps(status_json(status), indent=1, default=str) if args.json else status_text(status))
@@ -317,7 +317,7 @@ def command_status(args: argparse.Namespace) -> int:
 
 
 def command_doctor(args: argparse.Namespace) -> int:
-    from flows.doctor import checks_json, checks_text, run_checks
+    from flows.cli.doctor import checks_json, checks_text, run_checks
 
     checks = run_checks()
     print(json.dumps(checks_json(checks), indent=1) if args.json else checks_text(checks))
@@ -357,7 +357,7 @@ def command_churn(args: argparse.Namespace) -> int:
 
 
 def command_demo(args: argparse.Namespace) -> int:
-    from flows.demo import run_demo
+    from flows.cli.demo import run_demo
 
     # Like any run without PREFECT_API_URL: on totes's local Prefect server (started if need be).
     with _prefect_api(load_settings()):

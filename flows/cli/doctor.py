@@ -291,7 +291,7 @@ def _sftp(settings: TotesSettings) -> str:
 def _prefect_api(settings: TotesSettings) -> str:
     url = os.environ.get("PREFECT_API_URL")
     if not url:
-        from tasks.core.local_api import running_local_api
+        from flows.cli.local_api import running_local_api
 
         local = running_local_api()
         if local is not None:

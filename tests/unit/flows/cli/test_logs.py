@@ -1,4 +1,4 @@
-"""What `totes` prints by default (flows/logs.py): the filter that keeps the stages, progress,
+"""What `totes` prints by default (flows/cli/logs.py): the filter that keeps the stages, progress,
 warnings and errors and drops Prefect's per-run chatter. No I/O."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from flows.logs import ReadableRunLogs
+from flows.cli.logs import ReadableRunLogs
 
 
 def record(name: str, level: int, message: str) -> logging.LogRecord:

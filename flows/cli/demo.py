@@ -2,7 +2,7 @@
 
 Starts an embedded PostgreSQL (the ``pgserver`` wheel, which ships its own server binaries) holding a
 ``totesys`` source and a ``warehouse`` database, uses a local folder as the lake and, without
-``PREFECT_API_URL``, totes's local background Prefect server (``tasks/core/local_api.py``, started if
+``PREFECT_API_URL``, totes's local background Prefect server (``flows/cli/local_api.py``, started if
 none answers, as by any command), then: seed, run, churn, run, and show what landed. Then the file
 feeds: a loopback SFTP server receives an exchange-rates file, an amended version of it, a malformed
 file and finally the removal of the first file, with ``totes files`` after each step.
@@ -48,8 +48,8 @@ def _banner(text: str) -> None:
 
 def run_demo(folder: Path, *, scale: float, dump: Path | None) -> None:
     """Seed, run, churn, run on embedded components under ``folder``, printing what landed."""
+    from flows.cli.status import read_status, status_text
     from flows.etl import totesys_etl
-    from flows.status import read_status, status_text
     from tasks.settings import load_settings
 
     folder = folder.resolve()
@@ -130,7 +130,8 @@ def _hand_over(folder: Path, urls: dict[str, str]) -> None:
     """What the demo leaves: what runs and how to stop it, where the data is and how to query it."""
     from prefect.settings import PREFECT_UI_URL, get_current_settings
 
-    from tasks.core.local_api import is_local_api, running_local_api
+    from flows.cli.local_api import running_local_api
+    from tasks.core.prefect_api import is_local_api
 
     settings = _write_settings(folder, urls)
     totes = _command("totes")
@@ -239,7 +240,7 @@ def run_feeds_demo(folder: Path, warehouse_url: str) -> None:
 
 
 if __name__ == "__main__":
-    # ``python flows/demo.py``: the demo, exactly as ``totes demo`` runs it (the same settings, Prefect API, output and exit
+    # ``python flows/cli/demo.py``: the demo, exactly as ``totes demo`` runs it (the same settings, Prefect API, output and exit
     # status). Handed to the command line by name: no flow module depends on the CLI.
     import runpy
     import sys

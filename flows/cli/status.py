@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from flows.cli.lake_status import LakeStatus, read_lake_status
 from tasks.core.concurrency import SlotsInUse, prefect_slots_in_use
 from tasks.core.lake import STAR, Lake
 from tasks.core.lake_binding import WarehouseLake, read_warehouse_lake
-from tasks.core.lake_status import LakeStatus, read_lake_status
 from tasks.core.locks import slots_held_on
 from tasks.core.manifests import QuarantineRecord
 from tasks.core.postgres import connect
