@@ -78,7 +78,13 @@ def ingest(reconcile: bool = False, fan_out: bool | None = None, backfill: list[
     read whole (every row again, e.g. after a repair in the source): the others read their delta,
     and the extracts run in this process. Returns the ingest's part of the run report: rows per
     table, the source horizon, schema-drift warnings (and which of them are new)."""
-    settings = load_settings()
+    return _ingest_stage(load_settings(), reconcile=reconcile, fan_out=fan_out, backfill=backfill)
+
+
+def _ingest_stage(
+    settings: TotesSettings, *, reconcile: bool, fan_out: bool | None, backfill: list[str] | None
+) -> RunSummary:
+    """The ingest flow's body, which the cycle runs in its own flow run (see ``totesys_etl``)."""
     whole = backfill_tables(backfill)
     if whole:
         get_run_logger().info("Backfill: %s read whole", ", ".join(sorted(whole)))
@@ -133,7 +139,7 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
         if not (fan_out and fan.children):
             # Every table read here, under this one hold of the slots (a hold costs a request to
             # the Prefect API, and one right after another's release may be told to retry in 2 s).
-            tables = _extract_here(plan, horizon, slots=slots, whole=whole)
+            tables = _extract_here(settings, plan, horizon, slots=slots, whole=whole)
             tables = index_content_under_policy(plan, tables)
             tables = _read_missed_changes(plan.batch_id, tables, horizon, slots=slots, deep=reconcile)
     if fan_out and fan.children:
@@ -141,7 +147,7 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
         # The children take the source's slots, one each: the cycle takes what they leave for the
         # tables it reads itself (small ones), and none while it waits.
         with source_slots(settings, wanted=max(1, EXTRACT_THREADS - len(runs))) as slots:
-            tables = _extract_here(plan, horizon, slots=slots, whole=frozenset(), only=fan.here())
+            tables = _extract_here(settings, plan, horizon, slots=slots, whole=frozenset(), only=fan.here())
         tables |= collect_extract_runs(plan, runs, settings)
         with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
             tables = index_content_under_policy(plan, tables)
@@ -153,11 +159,16 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
 
 
 def _extract_here(
-    plan: IngestPlan, horizon: Horizon, *, slots: int, whole: frozenset[str], only: list[str] | None = None
+    settings: TotesSettings,
+    plan: IngestPlan,
+    horizon: Horizon,
+    *,
+    slots: int,
+    whole: frozenset[str],
+    only: list[str] | None = None,
 ) -> dict[str, RawTableEntry]:
     """Every source table's delta (or, for ``whole``, every row), ``slots`` reads' worth at once,
     the biggest first; with ``only``, those tables'."""
-    settings = load_settings()
     names = list(SOURCE_TABLES) if only is None else only
     previous = {
         name: read_whole(plan.previous.get(name)) if name in whole else plan.previous.get(name) for name in names
@@ -214,8 +225,9 @@ def transform() -> RunSummary:
     """Build the star tables of every raw batch not yet transformed, in batch order."""
     summary = RunSummary()
     started = time.perf_counter()
-    with _one_cycle_at_a_time(load_settings()):
-        keys = AssetKeys.from_settings(load_settings())
+    settings = load_settings()
+    with _one_cycle_at_a_time(settings):
+        keys = AssetKeys.from_settings(settings)
         for batch_id in list_pending_transforms():
             transformed = transform_batch(batch_id)
             announce_transformed(keys, batch_id, transformed)
@@ -267,13 +279,15 @@ def totesys_etl(reconcile: bool = False, fan_out: bool | None = None, backfill: 
     # ingest's slots and task runs were being recorded.
     with _one_cycle_at_a_time(settings), warehouse_slot(settings):
         summary = publish_run_report(
-            ingest.fn(reconcile=reconcile, fan_out=fan_out, backfill=backfill).then(_transform_and_load())
+            _ingest_stage(settings, reconcile=reconcile, fan_out=fan_out, backfill=backfill).then(
+                _transform_and_load(settings)
+            )
         )
     alert_on_warnings("totesys-etl", summary.new_warnings)
     return summary
 
 
-def _transform_and_load() -> RunSummary:
+def _transform_and_load(settings: TotesSettings) -> RunSummary:
     """The cycle's transform and load, overlapped: each new batch's load runs beside its transform,
     copying star parts into its transaction as they are built, and commits once the star manifest
     is written. (Apart, the stages take turns: at scale 100 the transform kept ~1.2 client cores
@@ -283,11 +297,11 @@ def _transform_and_load() -> RunSummary:
     Runs inside the cycle's warehouse slot. The stage seconds reported: the transform's, then the
     load's after the transform ended."""
     started = time.perf_counter()
-    keys = AssetKeys.from_settings(load_settings())
+    keys = AssetKeys.from_settings(settings)
     # Listed before the warehouse is touched: what is left to transform is the lake's business alone.
     pending = list_pending_transforms()
     migrate_warehouse()
-    _check_lake(load_settings())  # binds a new warehouse to the lake its first batch came from
+    _check_lake(settings)  # binds a new warehouse to the lake its first batch came from
     summary = _load_from_lake(keys)
     transform_seconds = 0.0
     if pending:

@@ -40,7 +40,7 @@ from tasks.ingest.source import (
 )
 from tasks.ingest.watermark import complete_before, is_unchanged, next_watermark
 from tasks.schema import SOURCE_TABLES, Table
-from tasks.settings import load_settings, redact_url
+from tasks.settings import TotesSettings, load_settings, redact_url
 
 
 @dataclass(frozen=True)
@@ -253,6 +253,7 @@ def index_content_under_policy(plan: IngestPlan, tables: dict[str, RawTableEntry
     deep pass's do. Its old files are deleted once the batch is recorded
     (:func:`remove_superseded_indexes`). Reads nothing when every index is as the policy says."""
     pii = source_pii_policy()
+    settings = load_settings()
     indexed = dict(tables)
     for name, entry in tables.items():
         scheme = pii.content_scheme(name)
@@ -263,13 +264,14 @@ def index_content_under_policy(plan: IngestPlan, tables: dict[str, RawTableEntry
             # Every file of the index was written under ``scheme``: the batch before's, and this one's.
             indexed[name] = replace(entry, content_scheme=scheme)
         else:
-            indexed[name] = _rewrite_index(SOURCE_TABLES[name], plan.batch_id, entry, scheme)
+            indexed[name] = _rewrite_index(settings, SOURCE_TABLES[name], plan.batch_id, entry, scheme)
     return indexed
 
 
-def _rewrite_index(table: Table, batch_id: str, entry: RawTableEntry, scheme: str) -> RawTableEntry:
+def _rewrite_index(
+    settings: TotesSettings, table: Table, batch_id: str, entry: RawTableEntry, scheme: str
+) -> RawTableEntry:
     """``entry`` with its content index written afresh under ``scheme`` (see :func:`rewrite_index`)."""
-    settings = load_settings()
     lake = Lake.from_url(settings.lake_url)
     index = read_index(lake, table, entry.content)
     source_url = settings.require_source_url()
