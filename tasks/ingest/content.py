@@ -96,11 +96,17 @@ def tombstones(keys: pl.Series, table: Table) -> pa.Table:
     return pa.table(columns, schema=schema)
 
 
-def fold_index(parts: list[pa.Table], table: Table) -> pl.DataFrame:
-    """The latest index row of each key still held (later parts override earlier ones; a null hash
-    drops the key), sorted by key."""
-    (key,) = table.key
+def content_only_schema(table: Table) -> pa.Schema:
+    """The content index without its foreign keys: the key and the hash, what the deep pass compares."""
     schema = index_schema(table)
+    return pa.schema([schema.field(table.key[0]), schema.field(CONTENT_HASH)])
+
+
+def fold_index(parts: list[pa.Table], table: Table, schema: pa.Schema | None = None) -> pl.DataFrame:
+    """The latest index row of each key still held (later parts override earlier ones; a null hash
+    drops the key), sorted by key. ``schema``: the index's columns the parts hold (default: all)."""
+    (key,) = table.key
+    schema = schema or index_schema(table)
     frames = [pl.DataFrame(part.cast(schema)) for part in parts if part.num_rows]
     if not frames:
         return pl.DataFrame(schema.empty_table())

@@ -20,6 +20,7 @@ from tasks.ingest.content import (
     INDEX_BATCHES_BEFORE_FOLDING,
     changed_rows,
     content_buckets,
+    content_only_schema,
     fold_index,
     index_folder,
     index_schema,
@@ -37,15 +38,22 @@ from tasks.schema import Table
 
 
 def read_index(
-    lake: Lake, table: Table, files: list[str] | None, *, referencing: dict[str, pl.Series] | None = None
+    lake: Lake,
+    table: Table,
+    files: list[str] | None,
+    *,
+    referencing: dict[str, pl.Series] | None = None,
+    content_only: bool = False,
 ) -> pl.DataFrame:
     """The content index as the lake holds it: the latest entry of each key not found deleted. With
     ``referencing`` (per foreign-key column, parent keys), only the keys any entry shows referencing
-    one of them: what a run needs to find children, without folding the whole index."""
+    one of them: what a run needs to find children, without folding the whole index. With
+    ``content_only``, the keys and hashes alone (what the deep pass compares: a third of the index)."""
     (key,) = table.key
     schema = index_schema(table)
     if referencing is None:
-        return fold_index([lake.read_table(files or [], schema)], table)
+        wanted = content_only_schema(table) if content_only else schema
+        return fold_index([lake.read_table(files or [], wanted)], table, wanted)
     # Streamed twice, a record batch at a time, never held whole (a big table's index is hundreds of
     # MiB): the keys any entry shows referencing a parent, then every entry of those keys.
     hit = pl.any_horizontal(pl.col(c).is_in(keys.cast(pl.Int32).implode()) for c, keys in referencing.items())
