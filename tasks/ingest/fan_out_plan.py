@@ -93,8 +93,9 @@ def plan_fan_out(
 BIG_READ_ROWS = 1_000_000
 
 
-def reads_biggest_first(estimated_rows: dict[str, int]) -> list[tuple[str, int]]:
+def reads_biggest_first(estimated_rows: dict[str, int], *, big_weight: int = 2) -> list[tuple[str, int]]:
     """The tables in the order to read them — the longest reads first, so that the small ones fill
-    in beside them — each with its weight against the reads at once: 2 for a big read, 1 otherwise."""
+    in beside them — each with its weight against the reads at once: ``big_weight`` for a big read
+    (2 of 4 slots: two at once; 3: one at a time, small ones beside it), 1 otherwise."""
     order = sorted(estimated_rows, key=lambda name: -estimated_rows[name])
-    return [(name, 2 if estimated_rows[name] >= BIG_READ_ROWS else 1) for name in order]
+    return [(name, big_weight if estimated_rows[name] >= BIG_READ_ROWS else 1) for name in order]

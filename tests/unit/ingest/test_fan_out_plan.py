@@ -68,3 +68,8 @@ def test_reads_go_biggest_first_and_big_ones_weigh_two():
         ("design", 1),
         ("currency", 1),
     ]
+
+
+def test_the_deep_pass_reads_big_tables_one_at_a_time():
+    weights = dict(reads_biggest_first({"payment": 4_000_000, "sales_order": 1_000_000, "staff": 9}, big_weight=3))
+    assert weights == {"payment": 3, "sales_order": 3, "staff": 1}
