@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -114,6 +115,8 @@ def s3_endpoint() -> Iterator[str]:
     """A real S3 API over HTTP: moto's server on 127.0.0.1."""
     from moto.server import ThreadedMotoServer
 
+    # One log record per request otherwise (thousands a test), each formatted into the test's capture.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -4,6 +4,7 @@ compared between the source and the lake. No I/O."""
 from __future__ import annotations
 
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal, assert_series_equal
 
 from tasks.ingest import deletes
@@ -35,3 +36,24 @@ def test_the_hash_tells_apart_sets_with_equal_count_and_sum():
     b = deletes.key_buckets(pl.Series([2, 3, 7], dtype=pl.Int32), 100)
     assert_series_equal(a["key_sum"], b["key_sum"])
     assert deletes.differing_buckets(a, b) == [0]
+
+
+@pytest.mark.parametrize(
+    ("values", "known", "absent"),
+    [
+        ([1, 4, 7, 10], [2, 4, 6, 10], [1, 7]),
+        ([], [1, 2], []),
+        ([3, 5], [], [3, 5]),
+        ([0, 99], [1, 2, 3], [0, 99]),  # below the first and beyond the last known key
+    ],
+)
+def test_keys_absent_from_a_sorted_key_set(values, known, absent):
+    found = deletes.absent_from_sorted(pl.Series(values, dtype=pl.Int32), pl.Series(known, dtype=pl.Int32))
+    assert found.to_list() == absent
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "inside"), [(0, 10, [1, 5]), (5, 20, [5, 10, 15]), (16, 30, []), (10, 11, [10])]
+)
+def test_the_keys_of_a_range_of_a_sorted_key_set(low, high, inside):
+    assert deletes.keys_in_range(pl.Series([1, 5, 10, 15], dtype=pl.Int32), low, high).to_list() == inside
