@@ -97,30 +97,31 @@ def rewrite_without_keys(
 ) -> tuple[list[str], int]:
     """A batch's raw files of ``table`` without the rows of ``keys``: rewritten if they hold any (the
     first files are then named by no manifest, so every reader ignores them), else as they were."""
-    return _files_without_keys(lake, table.name, table.schema, table, batch_id, files, rows, keys, rows_per_file)
+    (key,) = table.key
+    return _files_without_keys(lake, table.name, table.schema, key, batch_id, files, rows, keys, rows_per_file)
 
 
 def index_without_keys(lake: Lake, table: Table, batch_id: str, files: list[str], keys: pa.Array) -> list[str]:
     """A batch's content index files of ``table`` (written as the read went) without the entries
     of ``keys``, rewritten as :func:`rewrite_without_keys` rewrites its rows."""
-    rows_per_file = INDEX_ROWS_HELD
-    schema = index_schema(table)
-    written, _ = _files_without_keys(lake, index_folder(table), schema, table, batch_id, files, 0, keys, rows_per_file)
-    return written
+    (key,) = table.key
+    folder, schema = index_folder(table), index_schema(table)
+    return _files_without_keys(lake, folder, schema, key, batch_id, files, 0, keys, INDEX_ROWS_HELD)[0]
 
 
 def _files_without_keys(
     lake: Lake,
     folder: str,
     schema: pa.Schema,
-    table: Table,
+    key: str,
     batch_id: str,
     files: list[str],
     rows: int,
     keys: pa.Array,
     rows_per_file: int,
 ) -> tuple[list[str], int]:
-    (key,) = table.key
+    """``files`` (of ``folder``, holding ``rows``) without the rows under ``keys``: rewritten if
+    they hold any, else as they were."""
     if not files or not len(keys):
         return files, rows
     written = lake.read_table(files, pa.schema([schema.field(key)])).column(key)
