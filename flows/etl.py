@@ -35,7 +35,7 @@ from tasks.ingest.tasks import (
     record_ingest_batch,
     remove_superseded_indexes,
 )
-from tasks.ingest.watermark import read_whole
+from tasks.ingest.watermark import kept_unread, read_whole, unchanged_tables
 from tasks.load.tasks import (
     list_unloaded_batches,
     load_star_batch,
@@ -175,11 +175,19 @@ def _extract_here(
         name: read_whole(plan.previous.get(name)) if name in whole else plan.previous.get(name) for name in names
     }
     known = {name: entry for name, entry in previous.items() if entry is not None}
-    estimated = estimate_reads(known, horizon, names, recheck_seconds=settings.unchanged_table_recheck_seconds)
+    recheck_seconds = settings.unchanged_table_recheck_seconds
+    # A table with no write counted since its last read gets no task run: its entry stays as it was.
+    unchanged = unchanged_tables(previous, horizon, recheck_seconds=recheck_seconds)
+    if unchanged:
+        get_run_logger().info(
+            "Not read, no write counted since their last read (their watermarks stay): %s", ", ".join(unchanged)
+        )
+    to_read = [name for name in names if name not in unchanged]
+    estimated = estimate_reads(known, horizon, to_read, recheck_seconds=recheck_seconds)
     futures = _biggest_first(
         estimated, slots, lambda name: extract_table_delta.submit(name, plan.batch_id, previous[name], horizon)
     )
-    return {name: futures[name].result() for name in names}
+    return {name: kept_unread(known[name]) if name in unchanged else futures[name].result() for name in names}
 
 
 def _read_missed_changes(

@@ -38,7 +38,7 @@ from tasks.ingest.source import (
     read_source_columns,
     source_pii_policy,
 )
-from tasks.ingest.watermark import complete_before, is_unchanged, next_watermark
+from tasks.ingest.watermark import complete_before, is_unchanged, kept_unread, next_watermark
 from tasks.schema import SOURCE_TABLES, Table
 from tasks.settings import TotesSettings, load_settings, redact_url
 
@@ -215,7 +215,7 @@ def extract_table_delta(
             state.read_at,
             state.watermark,
         )
-        return replace(state, data=FileSet(), deleted=None, rejected=None)
+        return kept_unread(state)
     return extract_delta(
         lake, table, batch_id, previous, horizon, next_mark, settings=settings, logger=get_run_logger()
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from tasks.core.manifests import BEGINNING_OF_TIME, Horizon, RawTableEntry
+from tasks.core.manifests import BEGINNING_OF_TIME, FileSet, Horizon, RawTableEntry
 
 
 def complete_before(horizon: Horizon, *, fallback_lag_seconds: float) -> datetime:
@@ -82,6 +82,23 @@ def is_unchanged(state: RawTableEntry, activity: str | None, now: datetime, rech
         and state.read_at is not None
         and (now - state.read_at).total_seconds() < recheck_seconds
     )
+
+
+def unchanged_tables(
+    previous: dict[str, RawTableEntry | None], horizon: Horizon, *, recheck_seconds: float
+) -> list[str]:
+    """The tables of ``previous`` this run need not read (:func:`is_unchanged`), in its order. Pure."""
+    return [
+        name
+        for name, state in previous.items()
+        if state is not None and is_unchanged(state, horizon.activity.get(name), horizon.clock_at, recheck_seconds)
+    ]
+
+
+def kept_unread(state: RawTableEntry) -> RawTableEntry:
+    """The entry of a table this run does not read: its watermark, keys and content index as they
+    were, no new files, nothing deleted or set aside. Pure."""
+    return replace(state, data=FileSet(), deleted=None, rejected=None)
 
 
 def read_whole(previous: RawTableEntry | None) -> RawTableEntry | None:

@@ -6,8 +6,15 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tasks.core.manifests import Horizon
-from tasks.ingest.watermark import complete_before, earliest, next_watermark, timestamp_literal
+from tasks.core.manifests import FileSet, Horizon, RawTableEntry
+from tasks.ingest.watermark import (
+    complete_before,
+    earliest,
+    kept_unread,
+    next_watermark,
+    timestamp_literal,
+    unchanged_tables,
+)
 from tests.unit.ingest.conftest import NOW
 
 EARLIER = datetime(2024, 1, 1)
@@ -80,3 +87,34 @@ def test_the_earliest_horizon_holds_for_the_writers_of_both_servers():
     )
     bound = complete_before(both, fallback_lag_seconds=60)
     assert bound <= min(complete_before(h, fallback_lag_seconds=60) for h in (publisher, subscriber))
+
+
+def test_only_tables_with_no_write_counted_since_a_recent_read_are_left_unread():
+    read = RawTableEntry(activity="7:0:0:1:1", read_at=NOW - timedelta(minutes=5))
+    previous = {
+        "currency": read,  # same signature, read 5 minutes ago
+        "staff": RawTableEntry(activity="7:0:0:1:1", read_at=NOW - timedelta(hours=2)),  # due its recheck
+        "payment": RawTableEntry(activity="6:0:0:1:1", read_at=read.read_at),  # written since
+        "design": None,  # never read
+        "address": read,  # the server counts nothing for it now
+    }
+    horizon = Horizon(
+        clock_at=NOW,
+        oldest_open_transaction_at=None,
+        activity={name: "7:0:0:1:1" for name in ("currency", "staff", "payment", "design")},
+    )
+    assert unchanged_tables(previous, horizon, recheck_seconds=3600) == ["currency"]
+    assert unchanged_tables(previous, horizon, recheck_seconds=0) == []
+
+
+def test_a_table_left_unread_keeps_its_watermark_keys_and_index_and_adds_nothing():
+    before = RawTableEntry(
+        data=FileSet(["raw/currency/batch=1/part-0.parquet"], 3),
+        watermark=NOW - timedelta(hours=1),
+        keys=FileSet(["raw/_keys/currency/1.parquet"], 3),
+        deleted=FileSet(["raw/_deleted/currency/1.parquet"], 1),
+        activity="7:0:0:1:1",
+    )
+    kept = kept_unread(before)
+    assert (kept.data.rows, kept.deleted, kept.rejected) == (0, None, None)
+    assert (kept.watermark, kept.keys, kept.activity) == (before.watermark, before.keys, before.activity)
