@@ -6,10 +6,10 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import adbc_driver_manager
 import adbc_driver_postgresql
@@ -204,6 +204,40 @@ def fetch_arrow(connection: Connection, statement: str, parameters: tuple[Any, .
     with read_transaction(connection) as cursor:
         cursor.execute(statement, parameters=parameters)
         return cursor.fetch_arrow_table()
+
+
+# A COPY's record batches hold at most about this many bytes. ADBC encodes a batch whole, then
+# writes it: a batch bigger than the socket's buffer leaves the server idle while the client encodes
+# the next one, and the client idle while the server reads it (fact_payment at scale 100: 2.4 s in
+# batches of 100,000 rows, 1.5 s in batches of 1,000; the same client CPU).
+COPY_BATCH_BYTES = 64 * 1024
+
+
+def in_copy_sized_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The same rows, in order, in slices of about :data:`COPY_BATCH_BYTES` each (no copy)."""
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        # Arrow's bytes per row, plus the 4-byte length COPY puts before each field.
+        row_bytes = batch.nbytes / batch.num_rows + 4 * batch.num_columns
+        rows = max(16, int(COPY_BATCH_BYTES / row_bytes))
+        for start in range(0, batch.num_rows, rows):
+            yield batch.slice(start, rows)
+
+
+def copy_rows(
+    cursor: Cursor,
+    table: str,
+    rows: pa.Table | pa.RecordBatchReader,
+    *,
+    mode: Literal["append", "create"],
+    temporary: bool = False,
+) -> int:
+    """COPY ``rows`` into ``table`` (ADBC's bulk ingest, ``mode`` as it takes it) in batches sized
+    for the socket; returns the rows copied."""
+    reader = rows.to_reader() if isinstance(rows, pa.Table) else rows
+    sized = pa.RecordBatchReader.from_batches(reader.schema, in_copy_sized_batches(reader))
+    return cursor.adbc_ingest(table, sized, mode=mode, temporary=temporary)
 
 
 def execute_for_one(cursor: Cursor, statement: str, parameters: tuple[Any, ...] | None = None) -> tuple[Any, ...]:

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.core.assets import announce_file_quarantined
 from tasks.core.manifests import REFUSED_AT_LOAD, QuarantineRecord
-from tasks.core.postgres import Connection, Cursor, connect, execute_for_one, roll_back
+from tasks.core.postgres import Connection, Cursor, connect, copy_rows, execute_for_one, roll_back
 from tasks.core.retries import RETRY_POLICY
 from tasks.core.sql import SqlFolder
 from tasks.core.warehouse import migrate_warehouse_schema
@@ -120,7 +120,7 @@ def load_feed_files(
             schema = feed.file_schema
             tables = [read_staged(path) for path in plan.load]
             incoming = pa.concat_tables(tables) if tables else schema.empty_table()
-            cursor.adbc_ingest("_totes_feed_incoming", incoming, mode="create", temporary=True)
+            copy_rows(cursor, "_totes_feed_incoming", incoming, mode="create", temporary=True)
             cursor.execute(sql.resolve)
             cursor.execute(FEEDS_SQL.read("create_feed_gone"))
             for path in plan.remove:

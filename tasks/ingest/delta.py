@@ -96,7 +96,7 @@ def set_aside_unstamped(
     fresh = rows.filter(pc.invert(pc.is_in(rows.column(key), pa.array(sorted(reported), rows.schema.field(key).type))))
     if fresh.num_rows == 0:
         return None, keys
-    with_reason = fresh.append_column("_reason", pa.array([UNSTAMPED_REASON] * fresh.num_rows, pa.string()))
+    with_reason = fresh.append_column("_reason", pa.repeat(pa.scalar(UNSTAMPED_REASON, pa.string()), fresh.num_rows))
     return with_reason.select(unreadable_rows_schema(table).names).cast(unreadable_rows_schema(table)), keys
 
 

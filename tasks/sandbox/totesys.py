@@ -19,7 +19,7 @@ import adbc_driver_postgresql.dbapi as adbc_postgres
 import numpy as np
 import pyarrow as pa
 
-from tasks.core.postgres import fetch_rows
+from tasks.core.postgres import copy_rows, fetch_rows
 from tasks.core.sql import SqlFolder
 from tasks.schema import SOURCE_ENUM_COLUMNS, SOURCE_TABLES, TIMESTAMP, quote_ident
 
@@ -96,7 +96,7 @@ def finish_schema(connection: adbc_postgres.Connection, *, delta_indexes: bool) 
 
 def ingest_rows(connection: adbc_postgres.Connection, table: str, data: pa.Table) -> int:
     """COPY rows (with the table's exact Arrow schema) into a source table."""
-    return connection.cursor().adbc_ingest(table, data.cast(SOURCE_TABLES[table].schema), mode="append")
+    return copy_rows(connection.cursor(), table, data.cast(SOURCE_TABLES[table].schema), mode="append")
 
 
 # --- deterministic generated data ------------------------------------------------------------------
@@ -608,7 +608,7 @@ def seed_from_dump(
                 raise SourceError(msg)
             staging = f"_totes_import_{table}"
             text = pa.table({c: pa.array([r[i] for r in rows], pa.string()) for i, c in enumerate(columns)})
-            cursor.adbc_ingest(staging, text, mode="create", temporary=True)
+            copy_rows(cursor, staging, text, mode="create", temporary=True)
             cursor.execute(
                 SANDBOX_SQL.read("insert_imported_rows").format(
                     table=quote_ident(table),

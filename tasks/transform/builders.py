@@ -87,40 +87,42 @@ def split_invalid_rows(frame: pl.DataFrame, table: str) -> tuple[pl.DataFrame, p
     Rows repeated exactly are kept once. Rejected rows keep every source column plus ``_reason``,
     which names the column and value. A corrected row arrives as a new version.
     """
-    frame = frame.unique(maintain_order=True)
     version = [*SOURCE_TABLES[table].key, "last_updated"]
-    reasons = [
-        pl.when(pl.len().over(version) > 1).then(
+    # Hashing whole rows to drop exact repeats, and formatting a reason for every row, took a
+    # quarter of a full load's transform: both are done only where some row needs them.
+    if frame.select(pl.struct(version).is_duplicated().any()).item():
+        frame = frame.unique(maintain_order=True)
+    shared = pl.len().over(version)
+    checks: list[tuple[pl.Expr, pl.Expr]] = [
+        (
+            shared > 1,
             pl.format(
                 "{} different rows share {} {} and last_updated {}",
-                pl.len().over(version),
+                shared,
                 pl.lit(version[0]),
                 pl.col(version[0]),
                 pl.col("last_updated"),
-            )
+            ),
         )
     ]
     for column in SOURCE_TABLES[table].columns:
         if (table, column) not in SOURCE_NULLABLE_COLUMNS:
-            reasons.append(pl.when(pl.col(column).is_null()).then(pl.lit(f"{column} is NULL")))
+            checks.append((pl.col(column).is_null(), pl.lit(f"{column} is NULL")))
     for column in SOURCE_TABLES[table].columns:
         if (table, column) in SOURCE_POSITIVE_COLUMNS:
-            reasons.append(
-                pl.when(pl.col(column) <= 0).then(
-                    pl.format("{} {} is not a positive quantity", pl.lit(column), pl.col(column))
-                )
+            checks.append(
+                (pl.col(column) <= 0, pl.format("{} {} is not a positive quantity", pl.lit(column), pl.col(column)))
             )
         if (table, column) in SOURCE_NON_NEGATIVE_COLUMNS:
-            reasons.append(
-                pl.when(pl.col(column) < 0).then(pl.format("{} {} is negative", pl.lit(column), pl.col(column)))
-            )
+            checks.append((pl.col(column) < 0, pl.format("{} {} is negative", pl.lit(column), pl.col(column))))
     for column in SOURCE_TEXT_DATE_COLUMNS.get(table, ()):
         unparsed = (
             pl.col(column).is_not_null() & pl.col(column).str.strptime(pl.Date, "%Y-%m-%d", strict=False).is_null()
         )
-        reasons.append(
-            pl.when(unparsed).then(pl.format("{} {} is not a yyyy-mm-dd date", pl.lit(column), pl.col(column)))
-        )
+        checks.append((unparsed, pl.format("{} {} is not a yyyy-mm-dd date", pl.lit(column), pl.col(column))))
+    if not frame.select(pl.any_horizontal([failed for failed, _ in checks]).any()).item():
+        return frame, frame.head(0).with_columns(pl.lit(None, pl.String).alias(REJECTION_REASON))
+    reasons = [pl.when(failed).then(reason) for failed, reason in checks]
     checked = frame.with_columns(pl.concat_str(reasons, separator="; ", ignore_nulls=True).alias(REJECTION_REASON))
     rejected = checked.filter(pl.col(REJECTION_REASON).is_not_null() & (pl.col(REJECTION_REASON) != ""))
     valid = checked.filter(pl.col(REJECTION_REASON).is_null() | (pl.col(REJECTION_REASON) == "")).drop(REJECTION_REASON)
@@ -307,8 +309,13 @@ def referenced_date_range(facts: dict[str, pl.DataFrame]) -> tuple[date, date] |
         frame = facts.get(table)
         if frame is None or frame.height == 0:
             continue
-        stacked = frame.select(pl.concat_list(columns).alias("d")).explode("d")["d"]
-        bounds.extend([cast(date, stacked.min()), cast(date, stacked.max())])
+        # Each column's own min and max: stacking the columns into lists first took 40 % of a
+        # full load's transform at scale 100.
+        low, high = frame.select(
+            pl.min_horizontal([pl.col(column).min() for column in columns]).alias("low"),
+            pl.max_horizontal([pl.col(column).max() for column in columns]).alias("high"),
+        ).row(0)
+        bounds.extend(cast(date, bound) for bound in (low, high) if bound is not None)
     if not bounds:
         return None
     return min(bounds), max(bounds)

@@ -3,14 +3,17 @@ for too many connections; one line that says what to change."""
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 from adbc_driver_manager import AdbcStatusCode
 from adbc_driver_manager.dbapi import OperationalError
 
 from tasks.core.postgres import (
+    COPY_BATCH_BYTES,
     ResourceExhausted,
     database_error_reason,
     explaining_resource_errors,
+    in_copy_sized_batches,
     resource_shortage,
 )
 from tasks.core.retries import is_transient
@@ -110,3 +113,11 @@ def test_other_errors_are_not_resource_shortages(error):
     assert resource_shortage(error) is None
     with pytest.raises(type(error)), explaining_resource_errors("warehouse database"):
         raise error
+
+
+@pytest.mark.parametrize("rows", [0, 1, 5_000, 100_000])
+def test_copy_batches_keep_every_row_in_order_in_slices_that_fit_the_socket(rows):
+    batch = pa.record_batch({"id": pa.array(range(rows), pa.int32()), "name": pa.array(["a tote bag"] * rows)})
+    sized = list(in_copy_sized_batches([batch, batch.slice(0, 0), batch]))
+    assert pa.Table.from_batches(sized, batch.schema).equals(pa.Table.from_batches([batch, batch], batch.schema))
+    assert all(0 < part.num_rows and part.nbytes <= COPY_BATCH_BYTES for part in sized)

@@ -265,3 +265,42 @@ class TestRejections:
         )
         assert kept["staff_id"].to_list() == [1]
         assert orphans.row(0, named=True)["_reason"] == "department_id 99 names no department row"
+
+
+def _payments(*rows: tuple[date | None, date | None, date | None]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=["created_date", "last_updated_date", "payment_date"], orient="row")
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        ({}, None),
+        ({"fact_payment": _payments()}, None),
+        (
+            {"fact_payment": _payments((date(2024, 1, 5), date(2024, 1, 9), date(2023, 12, 30)))},
+            (date(2023, 12, 30), date(2024, 1, 9)),
+        ),
+        # A null date (no payment date yet) bounds nothing; a column of nulls alone neither.
+        (
+            {"fact_payment": _payments((date(2024, 1, 5), date(2024, 1, 5), None), (None, None, None))},
+            (date(2024, 1, 5), date(2024, 1, 5)),
+        ),
+        (
+            {
+                "fact_payment": _payments((date(2024, 1, 5), date(2024, 1, 6), date(2024, 3, 1))),
+                "fact_sales_order": pl.DataFrame(
+                    {
+                        "created_date": [date(2022, 11, 3)],
+                        "last_updated_date": [date(2022, 11, 4)],
+                        "agreed_payment_date": [date(2025, 1, 1)],
+                        "agreed_delivery_date": [None],
+                    },
+                    schema_overrides={"agreed_delivery_date": pl.Date},
+                ),
+            },
+            (date(2022, 11, 3), date(2025, 1, 1)),
+        ),
+    ],
+)
+def test_the_referenced_date_range_spans_every_date_column_of_every_fact(facts, expected):
+    assert builders.referenced_date_range(facts) == expected
