@@ -3,6 +3,8 @@ the keyed hashes a table with PII columns is indexed by. No I/O."""
 
 from __future__ import annotations
 
+import random
+
 import polars as pl
 import pyarrow as pa
 import pytest
@@ -78,6 +80,26 @@ class TestContentIndex:
         unsorted_with_repeats = self.part([3, 1, 3, 2], [30, 10, 31, 20])
         folded = fold_index([unsorted_with_repeats, self.part([1], [11])], self.table)
         assert_frame_equal(folded.select("transaction_id", "_content_hash"), hashes_by_key([1, 2, 3], [11, 20, 31]))
+
+    @pytest.mark.parametrize("seed", range(6))
+    def test_folding_any_parts_gives_each_keys_last_entry_as_a_dictionary_would(self, seed):
+        generate = random.Random(seed)
+        parts, expected = [], {}
+        for number in range(generate.randint(1, 4)):
+            keys = generate.sample(range(50), generate.randint(0, 30))
+            if number == 0 and seed % 2:
+                keys.sort()  # a folded index first: sorted, one row per key
+            if seed % 3 == 0 and keys:
+                keys.append(keys[0])  # a key twice in one part: the later entry wins
+            hashes = [generate.choice([None, generate.randint(1, 10**6)]) for _ in keys]
+            parts.append(self.part(keys, hashes))
+            expected.update(zip(keys, hashes, strict=True))
+        live = sorted((k, h) for k, h in expected.items() if h is not None)
+        folded = fold_index(parts, self.table)
+        assert_frame_equal(
+            folded.select("transaction_id", "_content_hash"),
+            hashes_by_key([k for k, _ in live], [h for _, h in live]),
+        )
 
 
 class TestKeyedContentHashes:
