@@ -170,6 +170,8 @@ class RawTableEntry:
             holds one row under the key, which then arrives.
         activity: the signature of the writes to the table the server had counted when it was last
             read (``Horizon.activity``); None: never read so, or counters not to be trusted.
+        keys_checked_at: when the source's whole key set was last compared with the known keys
+            (the delete check's range scan); None: never, or by an earlier totes.
         read_at: when the table was last read (the source's clock at that run's horizon): an
             unchanged table is read again after ``TOTES_UNCHANGED_TABLE_RECHECK_SECONDS`` anyway.
     """
@@ -188,6 +190,7 @@ class RawTableEntry:
     conflicting_keys: frozenset[int] = frozenset()
     activity: str | None = None
     read_at: datetime | None = None
+    keys_checked_at: datetime | None = None
 
     def has_changes(self, previous: RawTableEntry | None) -> bool:
         """True if the table brings anything to the batch after ``previous``: versions, unreadable
@@ -230,6 +233,8 @@ class RawTableEntry:
             body["activity"] = self.activity
         if self.read_at is not None:
             body["read_at"] = self.read_at.isoformat()
+        if self.keys_checked_at is not None:
+            body["keys_checked_at"] = self.keys_checked_at.isoformat()
         return body
 
     @classmethod
@@ -256,6 +261,7 @@ class RawTableEntry:
             conflicting_keys=frozenset(int(k) for k in data.get("conflicting_keys", [])),
             activity=data.get("activity"),
             read_at=datetime.fromisoformat(data["read_at"]) if data.get("read_at") else None,
+            keys_checked_at=(datetime.fromisoformat(data["keys_checked_at"]) if data.get("keys_checked_at") else None),
         )
 
 

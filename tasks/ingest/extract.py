@@ -42,6 +42,7 @@ from tasks.ingest.delta import (
 from tasks.ingest.known_keys import DeleteCheck, check_deletes
 from tasks.ingest.reconcile import MissedChanges, read_index, read_missed_changes, write_index, write_index_part
 from tasks.ingest.source import SourceReadFailed, SourceRows, connect_source, read_unstamped_rows, stream_delta
+from tasks.ingest.watermark import CountedWrites, writes_since
 from tasks.schema import SOURCE_TABLES, Reference, Table, deleted_marks_schema, references_of, unreadable_rows_schema
 from tasks.settings import TotesSettings, redact_url
 
@@ -67,6 +68,8 @@ class DeltaStream:
     ):
         self.previous, self.next_mark, self.key = previous, next_mark, key
         self.read = 0
+        # Versions not read before (the overlap with the last read dropped), unreadable ones too.
+        self.fresh_versions = 0
         self.overlap: set[tuple[int | None, datetime, str]] = set()
         self.unfit: list[pa.Table] = []
         self.seen_keys: list[np.ndarray] = []
@@ -91,10 +94,13 @@ class DeltaStream:
                 self.read += rejected.num_rows
                 self.overlap.update(versions_since(rejected, table, self.next_mark))
                 self.unfit.append(drop_known_versions(rejected, table, self.previous.overlap_keys))
+                self.fresh_versions += self.unfit[-1].num_rows
             # A copy: the driver's batch is one allocation, and a column kept by reference would
             # keep every column of every batch alive (the whole table, in memory, on a full load).
             self.seen_keys.append(np.array(batch.column(self.key).to_numpy(zero_copy_only=False), copy=True))
-            yield from drop_known_versions(batch, table, self.previous.overlap_keys).to_batches()
+            fresh = drop_known_versions(batch, table, self.previous.overlap_keys)
+            self.fresh_versions += fresh.num_rows
+            yield from fresh.to_batches()
 
     def _hold_index(self, part: pa.Table) -> None:
         self.index.append(part)
@@ -157,8 +163,12 @@ def extract_delta(
                 batch_id=batch_id,
                 previous=previous,
                 seen=delta.seen(),
+                fresh_versions=delta.fresh_versions,
                 checked_at=horizon.clock_at,
                 width=settings.delete_check_bucket_keys,
+                counted=_counted_since_last_read(
+                    previous, horizon, table_name, recheck_seconds=settings.unchanged_table_recheck_seconds
+                ),
             )
             unstamped, unstamped_keys = set_aside_unstamped(
                 read_unstamped_rows(connection, table), table, state.unstamped_keys
@@ -233,13 +243,14 @@ def extract_delta(
             rejected.column("_reason")[0],
         )
     logger.info(
-        "%s: read %d row(s) since %s, %d new version(s) in %d file(s); next watermark %s",
+        "%s: read %d row(s) since %s, %d new version(s) in %d file(s); next watermark %s%s",
         table_name,
         delta.read,
         state.watermark,
         rows,
         len(files),
         next_mark,
+        "" if deletes.scanned else "; keys not scanned for deletes (the server counted none)",
     )
     entry = RawTableEntry(
         data=FileSet(files, rows),
@@ -256,6 +267,7 @@ def extract_delta(
         conflicting_keys=settled.conflicting if settled else frozenset(),
         activity=horizon.activity.get(table_name),
         read_at=horizon.clock_at,
+        keys_checked_at=horizon.clock_at if deletes.scanned else state.keys_checked_at,
     )
     if not entry.has_changes(previous):
         return entry
@@ -267,6 +279,19 @@ def extract_delta(
     written = index_without_keys(lake, table, batch_id, delta.index_files, pa.array(sorted(settling), pa.int32()))
     content = write_index(lake, table, batch_id, state.content, index, written=written)
     return replace(entry, content=content)
+
+
+def _counted_since_last_read(
+    previous: RawTableEntry | None, horizon: Horizon, table_name: str, *, recheck_seconds: float
+) -> CountedWrites | None:
+    """The writes the server counted since the table's last read, if they may stand in for the
+    delete check's scan: the counters are trusted now and were then, and the last scan is less
+    than ``recheck_seconds`` old (a bounded check on the counters themselves)."""
+    if previous is None or previous.keys_checked_at is None or recheck_seconds <= 0:
+        return None
+    if (horizon.clock_at - previous.keys_checked_at).total_seconds() >= recheck_seconds:
+        return None
+    return writes_since(previous.activity, horizon.activity.get(table_name))
 
 
 def _read_now(delta: DeltaStream, deletes: DeleteCheck, key: str) -> frozenset[int]:

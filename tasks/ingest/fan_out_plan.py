@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tasks.core.manifests import Horizon, RawTableEntry
-from tasks.ingest.watermark import is_unchanged
+from tasks.ingest.watermark import is_unchanged, writes_since
 
 
 @dataclass(frozen=True)
@@ -33,17 +33,6 @@ class FanOutPlan:
         )
 
 
-def _writes(signature: str | None) -> tuple[int, str] | None:
-    """Inserted + updated rows counted in an activity signature, and what they count from (the
-    table's file and the statistics' reset); None if there is none to compare."""
-    if not signature:
-        return None
-    parts = signature.split(":")
-    if len(parts) < 3 or not (parts[0].isdigit() and parts[1].isdigit()):
-        return None
-    return int(parts[0]) + int(parts[1]), ":".join(parts[3:])
-
-
 def estimated_rows_to_read(
     previous: RawTableEntry | None, activity: str | None, table_rows: int, now: datetime, recheck_seconds: float
 ) -> int:
@@ -54,10 +43,10 @@ def estimated_rows_to_read(
         return table_rows
     if is_unchanged(previous, activity, now, recheck_seconds):
         return 0
-    now_writes, before = _writes(activity), _writes(previous.activity)
-    if now_writes is None or before is None or now_writes[1] != before[1] or now_writes[0] < before[0]:
+    written = writes_since(previous.activity, activity)
+    if written is None:
         return table_rows
-    return now_writes[0] - before[0]
+    return written.inserted + written.updated
 
 
 def estimate_reads(

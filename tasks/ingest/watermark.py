@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from tasks.core.manifests import BEGINNING_OF_TIME, FileSet, Horizon, RawTableEntry
@@ -68,6 +68,37 @@ def timestamp_literal(value: datetime) -> str:
         msg = f"watermark must be a datetime, got {type(value).__name__}"
         raise TypeError(msg)
     return f"'{value.replace(tzinfo=None).isoformat(sep=' ', timespec='microseconds')}+00'"
+
+
+@dataclass(frozen=True)
+class CountedWrites:
+    """The rows the server counted inserted, updated and deleted in a table between two activity
+    signatures (``Horizon.activity``)."""
+
+    inserted: int
+    updated: int
+    deleted: int
+
+
+def _counters(signature: str | None) -> tuple[tuple[int, int, int], str] | None:
+    """A signature's inserted, updated and deleted counts, and what they count from (the table's
+    file and the statistics' reset); None if there is none to read."""
+    parts = (signature or "").split(":")
+    if len(parts) < 4 or not all(part.isdigit() for part in parts[:3]):
+        return None
+    return (int(parts[0]), int(parts[1]), int(parts[2])), ":".join(parts[3:])
+
+
+def writes_since(before: str | None, now: str | None) -> CountedWrites | None:
+    """The writes the server counted between two signatures of one table; None when they cannot be
+    compared (either missing, a new file after a TRUNCATE, statistics reset, counters gone back). Pure."""
+    then, later = _counters(before), _counters(now)
+    if then is None or later is None or then[1] != later[1]:
+        return None
+    inserted, updated, deleted = (b - a for a, b in zip(then[0], later[0], strict=True))
+    if min(inserted, updated, deleted) < 0:
+        return None
+    return CountedWrites(inserted, updated, deleted)
 
 
 def is_unchanged(state: RawTableEntry, activity: str | None, now: datetime, recheck_seconds: float) -> bool:

@@ -174,6 +174,7 @@ ENTRY_FIELDS = {
     "content_scheme": st.sampled_from(["source", "keyed"]),
     "activity": st.none() | st.text(alphabet="0123456789:", max_size=30),
     "read_at": st.none() | moments,
+    "keys_checked_at": st.none() | moments,
 }
 KEY_SET_FIELDS = {"keys", "key_summary", "key_width"}
 key_sets = st.none() | st.tuples(st.none() | paths, st.none() | paths, st.integers(min_value=1, max_value=10**6))

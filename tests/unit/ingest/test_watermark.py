@@ -8,12 +8,14 @@ import pytest
 
 from tasks.core.manifests import FileSet, Horizon, RawTableEntry
 from tasks.ingest.watermark import (
+    CountedWrites,
     complete_before,
     earliest,
     kept_unread,
     next_watermark,
     timestamp_literal,
     unchanged_tables,
+    writes_since,
 )
 from tests.unit.ingest.conftest import NOW
 
@@ -118,3 +120,20 @@ def test_a_table_left_unread_keeps_its_watermark_keys_and_index_and_adds_nothing
     kept = kept_unread(before)
     assert (kept.data.rows, kept.deleted, kept.rejected) == (0, None, None)
     assert (kept.watermark, kept.keys, kept.activity) == (before.watermark, before.keys, before.activity)
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "expected"),
+    [
+        ("10:5:1:16384:1700", "13:9:1:16384:1700", CountedWrites(3, 4, 0)),
+        ("10:5:1:16384:1700", "10:5:1:16384:1700", CountedWrites(0, 0, 0)),
+        ("10:5:1:16384:1700", "0:0:0:16384:1700", None),  # the table's counters were reset
+        ("10:5:1:16384:1700", "13:9:1:16999:1700", None),  # a new file: TRUNCATE
+        ("10:5:1:16384:1700", "13:9:1:16384:1800", None),  # the statistics were reset
+        (None, "13:9:1:16384:1700", None),
+        ("10:5:1:16384:1700", None, None),  # not to be trusted now
+        ("garbled", "13:9:1:16384:1700", None),
+    ],
+)
+def test_the_writes_counted_between_two_signatures_only_when_they_compare(before, now, expected):
+    assert writes_since(before, now) == expected
