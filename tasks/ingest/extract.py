@@ -42,7 +42,7 @@ from tasks.ingest.delta import (
 from tasks.ingest.known_keys import DeleteCheck, check_deletes
 from tasks.ingest.reconcile import MissedChanges, read_index, read_missed_changes, write_index, write_index_part
 from tasks.ingest.source import SourceReadFailed, SourceRows, connect_source, read_unstamped_rows, stream_delta
-from tasks.ingest.watermark import CountedWrites, writes_since
+from tasks.ingest.watermark import writes_since_keys_checked
 from tasks.schema import SOURCE_TABLES, Reference, Table, deleted_marks_schema, references_of, unreadable_rows_schema
 from tasks.settings import TotesSettings, redact_url
 
@@ -166,7 +166,7 @@ def extract_delta(
                 fresh_versions=delta.fresh_versions,
                 checked_at=horizon.clock_at,
                 width=settings.delete_check_bucket_keys,
-                counted=_counted_since_last_read(
+                counted=writes_since_keys_checked(
                     previous, horizon, table_name, recheck_seconds=settings.unchanged_table_recheck_seconds
                 ),
             )
@@ -279,19 +279,6 @@ def extract_delta(
     written = index_without_keys(lake, table, batch_id, delta.index_files, pa.array(sorted(settling), pa.int32()))
     content = write_index(lake, table, batch_id, state.content, index, written=written)
     return replace(entry, content=content)
-
-
-def _counted_since_last_read(
-    previous: RawTableEntry | None, horizon: Horizon, table_name: str, *, recheck_seconds: float
-) -> CountedWrites | None:
-    """The writes the server counted since the table's last read, if they may stand in for the
-    delete check's scan: the counters are trusted now and were then, and the last scan is less
-    than ``recheck_seconds`` old (a bounded check on the counters themselves)."""
-    if previous is None or previous.keys_checked_at is None or recheck_seconds <= 0:
-        return None
-    if (horizon.clock_at - previous.keys_checked_at).total_seconds() >= recheck_seconds:
-        return None
-    return writes_since(previous.activity, horizon.activity.get(table_name))
 
 
 def _read_now(delta: DeltaStream, deletes: DeleteCheck, key: str) -> frozenset[int]:

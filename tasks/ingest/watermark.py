@@ -101,6 +101,19 @@ def writes_since(before: str | None, now: str | None) -> CountedWrites | None:
     return CountedWrites(inserted, updated, deleted)
 
 
+def writes_since_keys_checked(
+    previous: RawTableEntry | None, horizon: Horizon, table_name: str, *, recheck_seconds: float
+) -> CountedWrites | None:
+    """The writes the server counted in a table since its last read, if they may stand in for the
+    delete check's scan of its keys: the counters are trusted now and were then, and the last scan
+    is less than ``recheck_seconds`` old (a bounded check on the counters themselves). Pure."""
+    if previous is None or previous.keys_checked_at is None or recheck_seconds <= 0:
+        return None
+    if (horizon.clock_at - previous.keys_checked_at).total_seconds() >= recheck_seconds:
+        return None
+    return writes_since(previous.activity, horizon.activity.get(table_name))
+
+
 def is_unchanged(state: RawTableEntry, activity: str | None, now: datetime, recheck_seconds: float) -> bool:
     """Whether a table need not be read this run: the server has counted no write to it since the
     run that last read it (the same activity signature), and that read is less than

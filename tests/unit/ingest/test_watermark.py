@@ -16,6 +16,7 @@ from tasks.ingest.watermark import (
     timestamp_literal,
     unchanged_tables,
     writes_since,
+    writes_since_keys_checked,
 )
 from tests.unit.ingest.conftest import NOW
 
@@ -137,3 +138,22 @@ def test_a_table_left_unread_keeps_its_watermark_keys_and_index_and_adds_nothing
 )
 def test_the_writes_counted_between_two_signatures_only_when_they_compare(before, now, expected):
     assert writes_since(before, now) == expected
+
+
+@pytest.mark.parametrize(
+    ("checked_minutes_ago", "recheck_seconds", "expected"),
+    [
+        (5, 3600, CountedWrites(3, 4, 0)),
+        (None, 3600, None),  # never scanned (a lake written before): scan now
+        (61, 3600, None),  # the last scan is due again
+        (5, 0, None),  # 0: every run scans
+    ],
+)
+def test_the_counts_stand_in_for_the_key_scan_only_until_the_next_scan_is_due(
+    checked_minutes_ago, recheck_seconds, expected
+):
+    checked = None if checked_minutes_ago is None else NOW - timedelta(minutes=checked_minutes_ago)
+    previous = RawTableEntry(activity="10:5:1:16384:1700", keys_checked_at=checked)
+    horizon = Horizon(clock_at=NOW, oldest_open_transaction_at=None, activity={"design": "13:9:1:16384:1700"})
+    counted = writes_since_keys_checked(previous, horizon, "design", recheck_seconds=recheck_seconds)
+    assert counted == expected
