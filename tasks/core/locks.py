@@ -26,12 +26,13 @@ from typing import Literal
 from tasks.core.postgres import (
     Connection,
     DatabaseError,
+    connect,
     database_error_reason,
     execute_for_one,
     fetch_rows,
     roll_back,
 )
-from tasks.core.retries import connect_retrying
+from tasks.core.retries import call_retrying, is_transient
 from tasks.core.sql import SqlFolder
 from tasks.settings import redact_url
 
@@ -92,7 +93,10 @@ def _holders(connection: Connection, key: int) -> list[Holder]:
 
 
 def _describe_holders(connection: Connection, keys: list[int]) -> str:
-    holders = sorted({holder.describe() for key in keys for holder in _holders(connection, key)})
+    try:
+        holders = sorted({holder.describe() for key in keys for holder in _holders(connection, key)})
+    except DatabaseError as error:  # the waiting session ended: the next try to take the lock reconnects
+        return f"held by a session not named ({database_error_reason(error)})"
     return "held by " + "; ".join(holders) if holders else "held by a session this role cannot see"
 
 
@@ -106,11 +110,21 @@ def _try_lock(connection: Connection, key: int) -> bool:
 
 
 def _holding_connection(url: str, purpose: str, role: str) -> Connection:
-    connection = connect_retrying(url, purpose=purpose)
-    with connection.cursor() as cursor:
-        # Named so that a waiting run can say who holds the lock (host and process id).
-        cursor.execute(f"set application_name = '{_application_name(role)}'")
-    connection.commit()
+    """A named connection for advisory locks; a transient failure while it is opened and set up (the
+    server restarting) is retried with back-off."""
+    return call_retrying(lambda: _set_up_holding_connection(url, purpose, role), purpose=purpose)
+
+
+def _set_up_holding_connection(url: str, purpose: str, role: str) -> Connection:
+    connection = connect(url, purpose=purpose)
+    try:
+        with connection.cursor() as cursor:
+            # Named so that a waiting run can say who holds the lock (host and process id).
+            cursor.execute(f"set application_name = '{_application_name(role)}'")
+        connection.commit()
+    except DatabaseError:
+        _close(connection)
+        raise
     try:
         with connection.cursor() as cursor:
             cursor.execute(CORE_SQL.read("keep_lock_session"))
@@ -118,6 +132,33 @@ def _holding_connection(url: str, purpose: str, role: str) -> Connection:
     except DatabaseError:
         roll_back(connection)  # before PostgreSQL 14 there is no idle_session_timeout to turn off
     return connection
+
+
+class _CycleLockSession:
+    """The connection that takes a cycle lock. Until the lock is held, a session the server ends (a
+    warehouse restarting as the run starts, an idle cut while it waits) is replaced by a new one."""
+
+    def __init__(self, url: str, cycle: Cycle) -> None:
+        self.url, self.cycle = url, cycle
+        self.connection = self._open()
+
+    def _open(self) -> Connection:
+        return _holding_connection(self.url, "warehouse database", f"{self.cycle} cycle")
+
+    def try_lock(self) -> bool:
+        try:
+            return _try_lock(self.connection, _CYCLE_KEYS[self.cycle])
+        except DatabaseError as error:
+            if not is_transient(error):
+                raise
+            run_logger().warning(
+                "The session that was to take the %s cycle lock ended before it held it (%s); connecting again",
+                self.cycle,
+                database_error_reason(error),
+            )
+            _close(self.connection)
+            self.connection = self._open()
+            return _try_lock(self.connection, _CYCLE_KEYS[self.cycle])
 
 
 def _application_name(role: str) -> str:
@@ -234,19 +275,18 @@ def cycle_lock(warehouse_url: str, cycle: Cycle, *, wait_seconds: float) -> Iter
             with _held_guard:
                 _held[entry] -= 1
         return
-    key = _CYCLE_KEYS[cycle]
-    connection = _holding_connection(warehouse_url, "warehouse database", f"{cycle} cycle")
+    session = _CycleLockSession(warehouse_url, cycle)
     try:
         wait_for(
-            lambda: _try_lock(connection, key),
-            lambda: _describe_holders(connection, [key]),
+            session.try_lock,
+            lambda: _describe_holders(session.connection, [_CYCLE_KEYS[cycle]]),
             what=f"the {cycle} cycle lock of the warehouse {redact_url(warehouse_url)} (another totes run is in its cycle)",
             wait_seconds=wait_seconds,
             refusal=f"another totes {cycle} cycle is running on the warehouse {redact_url(warehouse_url)}",
         )
         with _held_guard:
             _held[entry] = 1
-            _holding[entry] = (connection, threading.Lock())
+            _holding[entry] = (session.connection, threading.Lock())
         try:
             yield
         finally:
@@ -256,7 +296,7 @@ def cycle_lock(warehouse_url: str, cycle: Cycle, *, wait_seconds: float) -> Iter
                 held_on, _ = _holding.pop(entry)
             _close(held_on)
     finally:
-        _close(connection)
+        _close(session.connection)
 
 
 def _close(connection: Connection) -> None:

@@ -26,7 +26,7 @@ _TRANSIENT_MESSAGES = re.compile(
     r"connection refused|could not connect|server closed the connection|connection reset|"
     r"broken pipe|timed out|timeout|terminating connection|the database system is (starting|shutting)|"
     r"slowdown|throttl|service unavailable|internal ?error|bad gateway|temporarily|"
-    r"endpoint connection|connection (was )?(aborted|closed)|no route to host",
+    r"endpoint connection|connection (was )?(aborted|closed)|no route to host|no connection to the server",
     re.IGNORECASE,
 )
 _PERMANENT_MESSAGES = re.compile(

@@ -160,6 +160,41 @@ def test_a_run_that_cannot_get_the_lock_in_time_names_the_holder(pipeline, prefe
     assert Lake.from_url(pipeline.lake_url).list_batches("raw") == [], "nothing may be planned without the lock"
 
 
+def test_a_session_that_ends_before_it_holds_the_cycle_lock_is_replaced(pipeline):
+    """A run that waits for the cycle lock while the warehouse ends its session (a restart, an idle
+    cut) connects again and takes the lock once it is free, saying so in one line; before, the run
+    failed with "no connection to the server"."""
+    from tasks.core.locks import cycle_lock
+
+    taken = threading.Event()
+    failures: list[BaseException] = []
+
+    def take() -> None:
+        try:
+            with cycle_lock(pipeline.warehouse_url, "etl", wait_seconds=120):
+                taken.set()
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            failures.append(error)
+
+    with connect(pipeline.warehouse_url) as holder:
+        with holder.cursor() as cursor:
+            cursor.execute("select pg_advisory_lock(1953461349, 1)")
+            cursor.fetchall()
+        holder.commit()
+        waiter = threading.Thread(target=take)
+        waiter.start()
+        waiting = _wait_for_lock_holder(pipeline.warehouse_url, granted=False)
+        with holder.cursor() as cursor:
+            cursor.execute("select pg_terminate_backend($1::int4)", parameters=(waiting,))
+            cursor.fetchall()
+        holder.commit()
+        time.sleep(2)  # the waiter polls every second: it meets the ended session while the lock is held
+        assert not taken.is_set()
+    waiter.join(timeout=60)
+    assert failures == []
+    assert taken.is_set()
+
+
 @pytest.fixture
 def quick_lease_expiry(monkeypatch):
     """The Prefect server started next revokes expired leases every second (default: 15 s)."""
@@ -230,14 +265,20 @@ def test_a_run_whose_cycle_lock_session_ends_takes_it_again_or_records_nothing(p
     pipeline.assert_warehouse_matches_source()
 
 
-def _wait_for_lock_holder(warehouse_url: str) -> int:
-    """The server pid of the session holding the warehouse's etl cycle lock, once a run holds it."""
+def _wait_for_lock_holder(warehouse_url: str, *, granted: bool = True) -> int:
+    """The server pid of the session holding (or, ``granted=False``, about to take) the warehouse's etl
+    cycle lock. Its session is named before it takes the lock: waiting for the name alone let the
+    test end a session that did not hold the lock yet."""
+    held = (
+        "exists (select from pg_locks l where l.pid = a.pid and l.locktype = 'advisory' and l.granted "
+        "and l.classid = 1953461349 and l.objid = 1 and l.objsubid = 2)"
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         with connect(warehouse_url) as connection, connection.cursor() as cursor:
             cursor.execute(
-                "select pid from pg_stat_activity where application_name like 'totes etl cycle%' "
-                "and datname = current_database()"
+                "select a.pid from pg_stat_activity a where a.application_name like 'totes etl cycle%' "
+                f"and a.datname = current_database() and {'' if granted else 'not '}{held}"
             )
             found = cursor.fetchall()
         if found:

@@ -23,6 +23,7 @@ class FakeAdbcError(Exception):
         FakeAdbcError("terminating connection due to administrator command", "57P01"),
         FakeAdbcError("could not connect to server", "08006"),
         FakeAdbcError("could not serialize access", "40001"),
+        OSError("IO: [libpq] Failed to begin transaction: no connection to the server"),  # a session ended
         OSError("An error occurred (SlowDown) when calling PutObject: Please reduce your request rate"),
         OSError("An error occurred (503) Service Unavailable"),
     ],
