@@ -65,15 +65,18 @@ class SourceActivity:
 
     signatures: dict[str, str]
     estimated_rows: dict[str, int]
+    untrusted_because: str | None = None
 
 
 def read_source_activity(connection: Connection) -> SourceActivity:
-    """The server's counts of the source tables' writes and sizes, now."""
+    """The server's counts of the source tables' writes and sizes, now, and, if they cannot be
+    trusted now, why (in the server's words: which session was busy)."""
     names = "{" + ",".join(SOURCE_TABLES) + "}"
     rows = fetch_rows(connection, INGEST_SQL.read("read_source_activity"), (names,))
     return SourceActivity(
-        signatures={name: signature for name, signature, _ in rows if signature is not None},
-        estimated_rows={name: int(estimate) for name, _, estimate in rows},
+        signatures={name: signature for name, signature, _, _ in rows if signature is not None},
+        estimated_rows={name: int(estimate) for name, _, estimate, _ in rows},
+        untrusted_because=next((str(why) for *_, why in rows if why is not None), None),
     )
 
 

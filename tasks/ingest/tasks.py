@@ -130,6 +130,11 @@ def read_horizon(*, trust_counters: bool = True) -> Horizon:
         )
     for note in found.notes:
         logger.info(note)
+    if trusted and activity.untrusted_because:
+        logger.info(
+            "Every table is read this run: the source's write counts cannot be trusted now (%s)",
+            activity.untrusted_because,
+        )
     logger.info(
         "Source horizon: clock %s, oldest open transaction %s",
         horizon.clock_at,

@@ -367,6 +367,25 @@ def wait_for(predicate, *, timeout: float, what: str) -> None:
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def wait_for_trusted_counts(source_url: str, timeout: float = 60) -> None:
+    """Wait until the source's write counts can be trusted (no other session busy in the last 11 s),
+    as a run would see them: a test's own reads or a run's children may have just ended."""
+    from tasks.ingest.source import read_source_activity
+
+    because: list[str | None] = [None]
+
+    def trusted() -> bool:
+        with connect(source_url) as connection:
+            because[0] = read_source_activity(connection).untrusted_because
+        return because[0] is None
+
+    deadline = time.monotonic() + timeout
+    while not trusted():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the source's write counts stayed untrusted for {timeout:.0f} s: {because[0]}")
+        time.sleep(0.5)
+
+
 def create_downstream_deployment(api_url: str) -> str:
     """A deployment standing for a user's downstream job (dbt, a report) on the server: its id. No
     worker runs it: a test checks that an automation creates its flow run."""

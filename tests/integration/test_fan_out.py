@@ -29,7 +29,7 @@ import pytest
 from tasks.core.postgres import connect
 from tasks.schema import SOURCE_TABLES
 from tests.conftest import REPO
-from tests.integration.conftest import PREFECT, Pipeline, wait_for
+from tests.integration.conftest import PREFECT, Pipeline, wait_for, wait_for_trusted_counts
 from tests.integration.test_database_faults import raw_manifests
 from tests.integration.test_deployments import prefect
 
@@ -145,9 +145,10 @@ def test_fan_out_on_two_workers_builds_the_warehouse_and_a_failed_or_killed_chil
 
     # Nothing written since: no child at all, no batch.
     manifests = raw_manifests(pipeline.lake_url)
+    wait_for_trusted_counts(pipeline.source_url)
     status, err = finish(fan_out_run(pipeline, api_url, min_rows))
     assert status == 0, err[-3000:]
-    assert len(child_runs(api_url)) == len(first), "a no-op fan-out run starts no child"
+    assert len(child_runs(api_url)) == len(first), "a no-op fan-out run starts no child:\n" + err[-3000:]
     assert raw_manifests(pipeline.lake_url) == manifests
 
     # One run, two children that do not complete. The source caps statements at 500 ms and a

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 from tasks.core.postgres import connect
+from tasks.ingest.source import read_source_activity
 from tasks.schema import SOURCE_TABLES
 from tests.integration.conftest import execute, scalar
 
@@ -68,6 +69,10 @@ def test_only_the_tables_written_since_their_last_read_are_read(pipeline, monkey
             cursor.execute("select 1")  # idle in transaction
             cursor.fetchall()
         assert read_tables(pipeline) == set(SOURCE_TABLES)
+        with connect(pipeline.source_url) as reader:
+            because = read_source_activity(reader).untrusted_because or ""
+        assert because.startswith("another session was busy in the last 11 s: session "), because
+        assert "was idle in transaction at" in because, because
     finally:
         busy.close()
 
