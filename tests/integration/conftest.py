@@ -437,11 +437,31 @@ def local_prefect_home(tmp_path, monkeypatch) -> Iterator[Path]:
         stop_local_api()
 
 
+@pytest.fixture(scope="session")
+def migrated_prefect_database(tmp_path_factory) -> Path:
+    """A Prefect server database with every migration applied, made once per test worker: a server
+    started on a copy skips the migrations (about 8 s and 3 s of CPU a server here)."""
+    home = tmp_path_factory.mktemp("prefect-template")
+    env = dict(os.environ, PREFECT_HOME=str(home))
+    env.pop("PREFECT_API_URL", None)
+    env.pop("PREFECT_SERVER_DATABASE_CONNECTION_URL", None)
+    subprocess.run([PREFECT, "server", "database", "upgrade", "-y"], env=env, check=True, capture_output=True)
+    return home / "prefect.db"
+
+
 @pytest.fixture
-def prefect_server(tmp_path_factory) -> str:
+def prefect_server(tmp_path_factory, migrated_prefect_database) -> str:
     """A real Prefect server process on 127.0.0.1 with its own home and database, per test: a
     served deployment must not inherit the pull steps of a prefect.yaml deployment of the same name."""
+    import sqlite3
+
     home = tmp_path_factory.mktemp("prefect-home")
+    template, copy = sqlite3.connect(migrated_prefect_database), sqlite3.connect(home / "prefect.db")
+    try:
+        template.backup(copy)
+    finally:
+        template.close()
+        copy.close()
     port = free_port()
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false")
     env.pop("PREFECT_API_URL", None)
