@@ -37,6 +37,8 @@ def key_buckets(keys: pl.Series, width: int) -> pl.DataFrame:
 
 
 KEY_SUMMARY = ("keys", "key_sum", "key_hash")
+# The figures select_key_counts.sql reads: enough where only deletes can have changed a range.
+KEY_COUNTS = ("keys", "key_sum")
 
 
 def differing_buckets(source: pl.DataFrame, known: pl.DataFrame, figures: tuple[str, ...] = KEY_SUMMARY) -> list[int]:

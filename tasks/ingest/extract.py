@@ -42,7 +42,7 @@ from tasks.ingest.delta import (
 from tasks.ingest.known_keys import DeleteCheck, check_deletes
 from tasks.ingest.reconcile import MissedChanges, read_index, read_missed_changes, write_index, write_index_part
 from tasks.ingest.source import SourceReadFailed, SourceRows, connect_source, read_unstamped_rows, stream_delta
-from tasks.ingest.watermark import writes_since_keys_checked
+from tasks.ingest.watermark import KeyScan, writes_since_keys_checked
 from tasks.schema import SOURCE_TABLES, Reference, Table, deleted_marks_schema, references_of, unreadable_rows_schema
 from tasks.settings import TotesSettings, redact_url
 
@@ -51,6 +51,12 @@ RunLogger = Logger | LoggerAdapter[Any]
 
 # The key range width of the deep pass when the delete check is off (its width is used otherwise).
 DEEP_PASS_BUCKET_KEYS = 10_000
+# The end of a table's read line: what its delete check read of the source's keys (see key_scan_for).
+_KEY_SCAN_NOTES: dict[KeyScan, str] = {
+    "none": "; keys not scanned for deletes (the server counted none)",
+    "counts": "; keys counted per range for deletes, not hashed (the server counted only deletes to find)",
+    "hashes": "",
+}
 
 
 class DeltaStream:
@@ -250,7 +256,7 @@ def extract_delta(
         rows,
         len(files),
         next_mark,
-        "" if deletes.scanned else "; keys not scanned for deletes (the server counted none)",
+        _KEY_SCAN_NOTES[deletes.scan],
     )
     entry = RawTableEntry(
         data=FileSet(files, rows),
@@ -267,7 +273,8 @@ def extract_delta(
         conflicting_keys=settled.conflicting if settled else frozenset(),
         activity=horizon.activity.get(table_name),
         read_at=horizon.clock_at,
-        keys_checked_at=horizon.clock_at if deletes.scanned else state.keys_checked_at,
+        # Only a scan of every key's hash checks the counters themselves (see key_scan_for).
+        keys_checked_at=horizon.clock_at if deletes.scan == "hashes" else state.keys_checked_at,
     )
     if not entry.has_changes(previous):
         return entry

@@ -17,6 +17,7 @@ from tasks.core.manifests import FileSet, RawTableEntry
 from tasks.core.postgres import Connection
 from tasks.ingest.content import tombstones
 from tasks.ingest.deletes import (
+    KEY_COUNTS,
     absent_from_sorted,
     bucket_schema,
     combine_buckets,
@@ -25,7 +26,7 @@ from tasks.ingest.deletes import (
     keys_in_range,
 )
 from tasks.ingest.source import read_rows_in_range, read_source_buckets, read_source_keys
-from tasks.ingest.watermark import CountedWrites
+from tasks.ingest.watermark import CountedWrites, KeyScan, key_scan_for
 from tasks.schema import TIMESTAMP, Table, deleted_marks_schema
 
 
@@ -90,8 +91,9 @@ class DeleteCheck:
     index: list[pa.Table] = field(default_factory=list)
     # Keys the source holds more than once in the ranges read (a source without a primary key).
     duplicated: frozenset[int] = frozenset()
-    # Whether the source's key ranges were scanned (False: its counters vouched for the key set).
-    scanned: bool = True
+    # What was read of the source's key ranges (watermark.key_scan_for): "none" when its counters
+    # vouched for the key set, "counts" when they left only deletes to find, "hashes" otherwise.
+    scan: KeyScan = "hashes"
 
 
 def check_deletes(
@@ -115,14 +117,12 @@ def check_deletes(
     does not know yet is a new row, which a delta reads (ignored here). Width 0 turns detection
     off: no key set is kept (turning it on later rebuilds it once).
 
-    ``counted``: the writes the server counted since the table's last read, when they can be
-    trusted; ``fresh_versions``: the versions the delta read that no run had read. If the server
-    counted no delete, as many inserts as the delta found keys totes did not know, and as many
-    updates as it read new versions of known keys, every write is accounted for: the key set is
-    what it was plus those keys, and the ranges are not scanned (the scan reads every key of the
-    table: most of an incremental run). Any other count scans as ever: a key changed by an update
-    (stamped: a new key no insert explains; unstamped, as ``ON UPDATE CASCADE`` does: an update no
-    read explains), a row inserted with an old stamp, a rolled-back insert, a row updated twice.
+    ``counted``: the writes the server counted since the table's keys were last checked, when they
+    can be trusted; ``fresh_versions``: the versions the delta read that no run had read. From
+    them, :func:`tasks.ingest.watermark.key_scan_for` decides what is read of the source: nothing
+    when every write is accounted for (the scan reads every key of the table: most of an
+    incremental run), each range's count and sum of keys when only deletes are left to find, and
+    each range's hash of every key otherwise.
     """
     if width == 0:
         return DeleteCheck()
@@ -135,13 +135,13 @@ def check_deletes(
     arrived: list[pa.Table] = []
     unfit: list[pa.Table] = []
     duplicated: set[int] = set()
-    vouched = (
-        counted is not None
-        and counted.deleted == 0
-        and counted.inserted == new.len()
-        and counted.updated == fresh_versions - new.len()
-    )
-    ranges = [] if vouched else differing_buckets(read_source_buckets(connection, table, width), summary)
+    scan = key_scan_for(counted, new_keys=new.len(), fresh_versions=fresh_versions)
+    if scan == "none":
+        ranges = []
+    elif scan == "counts":
+        ranges = differing_buckets(read_source_buckets(connection, table, width, hashed=False), summary, KEY_COUNTS)
+    else:
+        ranges = differing_buckets(read_source_buckets(connection, table, width), summary)
     for bucket in ranges:
         low, high = bucket * width, (bucket + 1) * width
         # Both sorted: sliced per range, never concatenated whole (tens of millions of keys at
@@ -195,5 +195,5 @@ def check_deletes(
         arrived_unfit=unfit_rows if unfit_rows is not None and unfit_rows.num_rows else None,
         index=index,
         duplicated=frozenset(duplicated),
-        scanned=not vouched,
+        scan=scan,
     )

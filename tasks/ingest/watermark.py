@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Literal
 
 from tasks.core.manifests import BEGINNING_OF_TIME, FileSet, Horizon, RawTableEntry
 
@@ -78,6 +79,29 @@ class CountedWrites:
     inserted: int
     updated: int
     deleted: int
+
+
+# How much of a table's key set the delete check must read from the source: nothing, each range's
+# count and sum of keys, or each range's hash of every key (see key_scan_for).
+KeyScan = Literal["none", "counts", "hashes"]
+
+
+def key_scan_for(counted: CountedWrites | None, *, new_keys: int, fresh_versions: int) -> KeyScan:
+    """What the delete check must read, given the writes the server counted since the table's keys
+    were last checked, the keys the delta found that totes did not know, and the versions it read
+    that no run had read. Pure.
+
+    Every insert a new key, every update a new version of a known key: each write is accounted
+    for but the deletes. With no delete either, the key set is the known one plus the new keys
+    ("none"). With deletes, a range that lost a key holds fewer keys, and no unseen key can have
+    made up for it (that would take an insert or a key-changing update the delta did not see), so
+    counts and sums find the ranges ("counts"). Any other count hashes every key ("hashes"): a key
+    changed by an update (``ON UPDATE CASCADE``), a row inserted with an old stamp, a rolled-back
+    insert, a row updated twice."""
+    accounted = counted is not None and counted.inserted == new_keys and counted.updated == fresh_versions - new_keys
+    if not accounted or counted is None:
+        return "hashes"
+    return "none" if counted.deleted == 0 else "counts"
 
 
 def _counters(signature: str | None) -> tuple[tuple[int, int, int], str] | None:

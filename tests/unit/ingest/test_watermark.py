@@ -12,6 +12,7 @@ from tasks.ingest.watermark import (
     complete_before,
     earliest,
     kept_unread,
+    key_scan_for,
     next_watermark,
     timestamp_literal,
     unchanged_tables,
@@ -157,3 +158,23 @@ def test_the_counts_stand_in_for_the_key_scan_only_until_the_next_scan_is_due(
     horizon = Horizon(clock_at=NOW, oldest_open_transaction_at=None, activity={"design": "13:9:1:16384:1700"})
     counted = writes_since_keys_checked(previous, horizon, "design", recheck_seconds=recheck_seconds)
     assert counted == expected
+
+
+@pytest.mark.parametrize(
+    ("counted", "new_keys", "fresh_versions", "expected"),
+    [
+        (None, 0, 0, "hashes"),  # counts not trusted, or not comparable
+        (CountedWrites(0, 0, 0), 0, 0, "none"),  # nothing written
+        (CountedWrites(3, 2, 0), 3, 5, "none"),  # three inserts read as new keys, two updates as versions
+        (CountedWrites(3, 2, 4), 3, 5, "counts"),  # the same, and four deletes to find
+        (CountedWrites(0, 0, 1), 0, 0, "counts"),  # a delete alone
+        (CountedWrites(1, 0, 1), 0, 0, "hashes"),  # an insert not read: a row with an old stamp
+        (CountedWrites(0, 1, 1), 1, 1, "hashes"),  # a key changed by an update: a new key, no insert
+        (CountedWrites(0, 2, 1), 0, 1, "hashes"),  # an update no version explains (ON UPDATE CASCADE, twice)
+        (CountedWrites(2, 0, 0), 1, 1, "hashes"),  # a rolled-back insert
+    ],
+)
+def test_what_the_delete_check_reads_follows_what_the_counts_leave_unexplained(
+    counted, new_keys, fresh_versions, expected
+):
+    assert key_scan_for(counted, new_keys=new_keys, fresh_versions=fresh_versions) == expected
