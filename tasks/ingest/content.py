@@ -54,6 +54,13 @@ def index_schema(table: Table) -> pa.Schema:
     return pa.schema([pa.field(key, pa.int32()), *references, pa.field(CONTENT_HASH, pa.int64())])
 
 
+def index_encoding(table: Table) -> dict[str, str]:
+    """Parquet encodings of the content index's distinct columns: the key as differences between
+    neighbours, the hash plain; neither gets a dictionary (tasks/core/lake.py, write_batches)."""
+    (key,) = table.key
+    return {key: "DELTA_BINARY_PACKED", CONTENT_HASH: "PLAIN"}
+
+
 def index_folder(table: Table) -> str:
     """The raw zone's folder of ``table``'s content index files."""
     return f"_content_{table.name}"

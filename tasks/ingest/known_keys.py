@@ -184,7 +184,11 @@ def check_deletes(
         keys = pl.concat([known.keys(), new])
         keys = keys.filter(~keys.is_in(deleted.implode())).sort()
         key_files = lake.write_table(
-            RAW, f"_keys_{table.name}", batch_id, pa.table({key: keys.to_arrow()}), sorted_integers=(key,)
+            RAW,
+            f"_keys_{table.name}",
+            batch_id,
+            pa.table({key: keys.to_arrow()}),
+            column_encoding={key: "DELTA_BINARY_PACKED"},
         )
         summary_table = summary.to_arrow().cast(bucket_schema())
         summary_files = lake.write_table(RAW, f"_key_summary_{table.name}", batch_id, summary_table)

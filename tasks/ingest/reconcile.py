@@ -22,6 +22,7 @@ from tasks.ingest.content import (
     content_buckets,
     content_only_schema,
     fold_index,
+    index_encoding,
     index_folder,
     index_schema,
     tombstones,
@@ -90,7 +91,7 @@ def write_index(
         return files
     if len({_batch_of(f) for f in files}) > INDEX_BATCHES_BEFORE_FOLDING:
         folded = read_index(lake, table, files).to_arrow().cast(index_schema(table))
-        files = lake.write_table(RAW, index_folder(table), batch_id, folded)
+        files = lake.write_table(RAW, index_folder(table), batch_id, folded, column_encoding=index_encoding(table))
     return files
 
 
@@ -102,7 +103,8 @@ def write_index_part(lake: Lake, table: Table, batch_id: str, parts: list[pa.Tab
     if not change:
         return []
     schema = index_schema(table)
-    return lake.write_table(RAW, index_folder(table), batch_id, pa.concat_tables([p.cast(schema) for p in change]))
+    rows = pa.concat_tables([p.cast(schema) for p in change])
+    return lake.write_table(RAW, index_folder(table), batch_id, rows, column_encoding=index_encoding(table))
 
 
 def _batch_of(path: str) -> str:
@@ -234,7 +236,7 @@ def rewrite_index(
         ranges_differing=0,
     )
     fresh = fold_index([_without(part, key, skip) for part in parts], table).to_arrow().cast(index_schema(table))
-    files = lake.write_table(RAW, index_folder(table), batch_id, fresh)
+    files = lake.write_table(RAW, index_folder(table), batch_id, fresh, column_encoding=index_encoding(table))
     return RewrittenIndex(files=files, keys=fresh.num_rows, missed=missed)
 
 

@@ -18,14 +18,18 @@ def test_batch_ids_sort_by_sequence():
 
 
 @pytest.mark.parametrize(
-    ("sorted_integers", "encoding", "dictionary"),
-    [((), "RLE_DICTIONARY", True), (("sales_order_id",), "DELTA_BINARY_PACKED", False)],
+    ("column_encoding", "encoding", "dictionary"),
+    [
+        (None, "RLE_DICTIONARY", True),
+        ({"sales_order_id": "DELTA_BINARY_PACKED"}, "DELTA_BINARY_PACKED", False),
+        ({"sales_order_id": "PLAIN"}, "PLAIN", False),
+    ],
 )
-def test_a_key_set_is_stored_as_differences_and_reads_back_the_same(tmp_path, sorted_integers, encoding, dictionary):
+def test_distinct_columns_get_their_encoding_and_read_back_the_same(tmp_path, column_encoding, encoding, dictionary):
     lake = Lake.from_url(str(tmp_path))
     keys = pa.table({"sales_order_id": pa.array(range(1, 200_001, 3), pa.int32())})
     (written,) = lake.write_table(
-        RAW, "_keys_sales_order", "00000001-20240101T000000Z", keys, sorted_integers=sorted_integers
+        RAW, "_keys_sales_order", "00000001-20240101T000000Z", keys, column_encoding=column_encoding
     )
     column = pq.ParquetFile(tmp_path / written).metadata.row_group(0).column(0)
     assert encoding in column.encodings
