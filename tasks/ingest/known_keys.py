@@ -117,8 +117,8 @@ def check_deletes(
     does not know yet is a new row, which a delta reads (ignored here). Width 0 turns detection
     off: no key set is kept (turning it on later rebuilds it once).
 
-    ``counted``: the writes the server counted since the table's keys were last checked, when they
-    can be trusted; ``fresh_versions``: the versions the delta read that no run had read. From
+    ``counted``: the writes the server counted since the table's last read, when they can stand in
+    for a scan (``writes_since_keys_checked``); ``fresh_versions``: the versions the delta read that no run had read. From
     them, :func:`tasks.ingest.watermark.key_scan_for` decides what is read of the source: nothing
     when every write is accounted for (the scan reads every key of the table: most of an
     incremental run), each range's count and sum of keys when only deletes are left to find, and

@@ -87,8 +87,8 @@ KeyScan = Literal["none", "counts", "hashes"]
 
 
 def key_scan_for(counted: CountedWrites | None, *, new_keys: int, fresh_versions: int) -> KeyScan:
-    """What the delete check must read, given the writes the server counted since the table's keys
-    were last checked, the keys the delta found that totes did not know, and the versions it read
+    """What the delete check must read, given the writes the server counted since the table's last
+    read, the keys the delta found that totes did not know, and the versions it read
     that no run had read. Pure.
 
     Every insert a new key, every update a new version of a known key: each write is accounted
@@ -98,8 +98,7 @@ def key_scan_for(counted: CountedWrites | None, *, new_keys: int, fresh_versions
     counts and sums find the ranges ("counts"). Any other count hashes every key ("hashes"): a key
     changed by an update (``ON UPDATE CASCADE``), a row inserted with an old stamp, a rolled-back
     insert, a row updated twice."""
-    accounted = counted is not None and counted.inserted == new_keys and counted.updated == fresh_versions - new_keys
-    if not accounted or counted is None:
+    if counted is None or counted.inserted != new_keys or counted.updated != fresh_versions - new_keys:
         return "hashes"
     return "none" if counted.deleted == 0 else "counts"
 
