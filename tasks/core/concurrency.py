@@ -5,6 +5,7 @@ under Prefect's temporary local API (see :func:`database_slots`)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -35,22 +36,25 @@ def database_limit_name(url: str) -> str:
     return _UNSAFE_IN_LIMIT_NAME.sub("-", name).strip("-")[:120]
 
 
-def _limit_slots(name: str, default_slots: int) -> int:
-    """The slots of the global concurrency limit ``name``, created with ``default_slots`` if it does
-    not exist (an operator may have tuned an existing one with ``prefect gcl update``)."""
+def _limit_slots(name: str, default_slots: int) -> tuple[int, int]:
+    """The slots of the global concurrency limit ``name`` and how many of them are taken now; the
+    limit is created with ``default_slots`` if it does not exist (an operator may have tuned an
+    existing one with ``prefect gcl update``)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     with get_client(sync_client=True) as client:
         try:
-            return int(client.read_global_concurrency_limit_by_name(name).limit)
+            limit = client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
             try:
                 client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=default_slots))
             except ObjectAlreadyExists:
-                return int(client.read_global_concurrency_limit_by_name(name).limit)  # another run made it
-            return default_slots
+                limit = client.read_global_concurrency_limit_by_name(name)  # another run made it
+            else:
+                return default_slots, 0
+    return int(limit.limit), int(limit.active_slots)
 
 
 def _local_api() -> bool:
@@ -107,19 +111,25 @@ def _taken_slots(url: str, *, purpose: str, wanted: int, default_slots: int, wai
         ) as taken:
             yield taken
         return
-    name = database_limit_name(url)
-    slots = max(1, min(wanted, _limit_slots(name, default_slots)))
     with ExitStack() as held:
-        _take_limit_slots(held, name, slots, wait_seconds=wait_seconds)
-        yield slots
+        yield _take_limit_slots(held, database_limit_name(url), wanted, default_slots, wait_seconds=wait_seconds)
 
 
-def _take_limit_slots(held: ExitStack, name: str, slots: int, *, wait_seconds: float) -> None:
-    """Take ``slots`` of the global concurrency limit ``name`` into ``held``, saying in the log what
-    the run waits for (the same wait as for the database-held slots and the cycle lock)."""
+def _take_limit_slots(held: ExitStack, name: str, wanted: int, default_slots: int, *, wait_seconds: float) -> int:
+    """Take up to ``wanted`` slots of the global concurrency limit ``name`` into ``held`` (those free
+    now, at least one) and return how many, saying in the log what the run waits for if none is
+    free (the same wait as for the database-held slots and the cycle lock). Taking what is free
+    keeps a killed run's slot, held until its lease expires, from stopping the next run for a
+    minute: that run reads with the other slots."""
     from prefect.concurrency.sync import concurrency
 
+    _quiet_slot_timeouts()
+    taken = 0
+
     def take() -> bool:
+        nonlocal taken
+        limit, active = _limit_slots(name, default_slots)
+        slots = max(1, min(wanted, limit - active))
         try:
             # The shortest lease Prefect grants: a run killed outright frees its slots in about a minute.
             held.enter_context(
@@ -127,15 +137,37 @@ def _take_limit_slots(held: ExitStack, name: str, slots: int, *, wait_seconds: f
             )
         except TimeoutError:
             return False
+        taken = slots
         return True
 
     wait_for(
         take,
         lambda: "other runs hold them; a killed run's slots come back when its one-minute lease expires",
-        what=f"{slots} slot(s) of the Prefect global concurrency limit {name!r}",
+        what=f"1 slot(s) of the Prefect global concurrency limit {name!r}",
         wait_seconds=wait_seconds,
-        refusal=f"{slots} slot(s) of the Prefect global concurrency limit {name!r} did not come free",
+        refusal=f"no slot of the Prefect global concurrency limit {name!r} came free",
     )
+    return taken
+
+
+class _SlotTimeoutLines(logging.Filter):
+    """Drops the ERROR line Prefect's slot service logs when an attempt at a limit's slots times out:
+    that timeout is how a run waits, and the run says what it waits for in its own line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.args
+            and isinstance(record.args, tuple)
+            and str(record.args[0]).startswith("ConcurrencySlotAcquisition")
+            and "TimeoutError" in str(record.args[-1])
+        )
+
+
+_SLOT_TIMEOUT_LINES = _SlotTimeoutLines()
+
+
+def _quiet_slot_timeouts() -> None:
+    logging.getLogger("prefect._internal.concurrency").addFilter(_SLOT_TIMEOUT_LINES)  # added once at most
 
 
 def source_slots(settings: TotesSettings, *, wanted: int) -> AbstractContextManager[int]:

@@ -8,7 +8,8 @@ of its own, and the cycle alone records the batch.
   workers ran children. A no-op fan-out run starts no child at all.
 * A child that fails (its read times out against a lock, on every retry) and a child killed with
   SIGKILL mid-read (its worker reports it Crashed) fail the cycle, which records nothing. The next
-  run (in one process) converges.
+  run (in one process) converges at once: the killed child's slot is still leased, and the run
+  reads with the slots that are free.
 
 ECS, where the children run in production, cannot run here: the process pool runs the same
 deployment from a checkout instead of an image.
@@ -188,8 +189,11 @@ def test_fan_out_on_two_workers_builds_the_warehouse_and_a_failed_or_killed_chil
 
     # The next run converges: what the children of the failed cycle wrote belongs to no batch. (A
     # run in one process: another eleven child processes would only repeat the first run's check.)
+    # The killed child's slot stays leased for up to a minute: the run reads with the other three.
     pipeline.checkpoint()
     status, err = finish(pipeline.run_cli("run", env={"PREFECT_API_URL": api_url}))
     assert status == 0, err[-3000:]
+    assert "Waiting for" not in err, "the free slots are taken, not waited for:\n" + err[-3000:]
+    assert "ConcurrencySlotAcquisition" not in err, err[-3000:]
     assert len(raw_manifests(pipeline.lake_url)) == len(manifests) + 1
     pipeline.assert_warehouse_matches_source()
