@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -431,11 +432,20 @@ class Lake:
         """Rows set aside per reason (their ``_reason`` column)."""
         return Counter(self.read_column(set_aside.files, "_reason").to_pylist())
 
-    def iter_batches(self, files: list[str], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-        """Record batches of the given Parquet files, one file open at a time."""
+    def iter_batches(
+        self, files: list[str], schema: pa.Schema, *, holding: dict[str, np.ndarray] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Record batches of the given Parquet files, one file open at a time. With ``holding`` (per
+        column, sorted values), only the row groups whose statistics allow one of those values in
+        its column: a search for a few keys reads a twelfth of a big table's index, not all of it.
+        The rows are not filtered: the caller does that."""
         for relative in files:
             with self.fs.open(self.full(relative), "rb") as handle:
-                for batch in pq.ParquetFile(handle).iter_batches(batch_size=65_536):
+                parquet = pq.ParquetFile(handle)
+                groups = None if holding is None else row_groups_holding(parquet.metadata, holding)
+                if groups == []:
+                    continue
+                for batch in parquet.iter_batches(batch_size=65_536, row_groups=groups):
                     yield batch.select(schema.names).cast(schema)
 
     def remove_all_but(self, folder: str, keep: Iterable[str]) -> int:
@@ -480,3 +490,24 @@ class Lake:
             if not page.get("IsTruncated"):
                 return
             marks = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page["NextVersionIdMarker"]}
+
+
+def row_groups_holding(metadata: pq.FileMetaData, holding: dict[str, np.ndarray]) -> list[int]:
+    """The row groups of a Parquet file whose statistics allow, in one of ``holding``'s columns, one
+    of its values (sorted): no other group can hold one. A group is kept when a column has no
+    minimum and maximum, or is not in the file."""
+    positions = {metadata.schema.column(i).name: i for i in range(metadata.num_columns)}
+    kept = []
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for name, values in holding.items():
+            position = positions.get(name)
+            statistics = None if position is None else row_group.column(position).statistics
+            if statistics is None or not statistics.has_min_max:
+                kept.append(group)
+                break
+            at = int(np.searchsorted(values, statistics.min))
+            if at < len(values) and values[at] <= statistics.max:
+                kept.append(group)
+                break
+    return kept

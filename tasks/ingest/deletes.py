@@ -41,6 +41,27 @@ KEY_SUMMARY = ("keys", "key_sum", "key_hash")
 KEY_COUNTS = ("keys", "key_sum")
 
 
+# Below this many rows one scan of every key takes milliseconds, and the server's planner may scan
+# the table for each range rather than probe its index.
+COUNTED_BY_RANGE_FROM_ROWS = 100_000
+
+
+def ranges_to_count(
+    *, indexed: bool, key_min: int | None, key_max: int | None, rows_estimate: int, width: int
+) -> tuple[int, int] | None:
+    """The first and last key range the source counts one by one through the index its key leads
+    (select_key_counts_by_range.sql), or None to group every key from one scan: no such index, a
+    table the server estimates small (or has not analysed), or keys spread so thinly that most of
+    the ranges between them would be empty. Pure."""
+    if not indexed or key_min is None or key_max is None or rows_estimate < COUNTED_BY_RANGE_FROM_ROWS:
+        return None
+    first, last = key_min // width, key_max // width
+    # An empty range costs one index probe: up to four per range the rows would fill, or 1,024.
+    if last - first + 1 > max(1024, 4 * rows_estimate // width):
+        return None
+    return first, last
+
+
 def differing_buckets(source: pl.DataFrame, known: pl.DataFrame, figures: tuple[str, ...] = KEY_SUMMARY) -> list[int]:
     """The ranges whose summaries (``figures`` per range) differ between the source and the lake. Pure."""
     joined = source.join(known, on="bucket", how="full", suffix="_known", coalesce=True)

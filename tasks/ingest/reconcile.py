@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -57,17 +58,20 @@ def read_index(
         return fold_index([lake.read_table(files or [], wanted)], table, wanted)
     # Streamed twice, a record batch at a time, never held whole (a big table's index is hundreds of
     # MiB): the keys any entry shows referencing a parent, then every entry of those keys.
+    # Only the row groups whose statistics allow a wanted value are read: keys and foreign keys grow
+    # together, so a few parents' children sit in a few of a big index's row groups.
     hit = pl.any_horizontal(pl.col(c).is_in(keys.cast(pl.Int32).implode()) for c, keys in referencing.items())
+    parents = {column: np.unique(keys.drop_nulls().to_numpy()) for column, keys in referencing.items()}
     candidates = pa.concat_arrays(
         [pa.array([], pa.int32())]
         + [
             pl.DataFrame(pa.Table.from_batches([batch])).filter(hit)[key].unique().to_arrow()
-            for batch in lake.iter_batches(files or [], schema)
+            for batch in lake.iter_batches(files or [], schema, holding=parents)
         ]
     ).unique()
     entries = [
         batch.filter(pc.is_in(batch.column(key), candidates))
-        for batch in lake.iter_batches(files or [], schema)
+        for batch in lake.iter_batches(files or [], schema, holding={key: np.sort(candidates.to_numpy())})
         if len(candidates)
     ]
     return fold_index([pa.Table.from_batches(entries, schema=schema)], table)

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from tasks.core.manifests import Horizon
 from tasks.core.postgres import Connection, connect, fetch_arrow, fetch_rows, read_transaction
 from tasks.ingest.content import index_rows, with_keyed_content
+from tasks.ingest.deletes import COUNTED_BY_RANGE_FROM_ROWS, ranges_to_count
 from tasks.ingest.delta import (
     INGEST_SQL,
     by_key_query,
@@ -261,9 +262,25 @@ def source_pii_policy() -> PiiPolicy:
 
 def read_source_buckets(connection: Connection, table: Table, width: int, *, hashed: bool = True) -> pl.DataFrame:
     """The source's per-range summary of ``table``'s keys (select_key_buckets.sql), or without the
-    hash of every key, at about half the cost (select_key_counts.sql)."""
+    hash of every key, at about half the cost (select_key_counts.sql), or a third when the key leads
+    an index (select_key_counts_by_range.sql)."""
     (key,) = table.key
     fields = {"table": quote_ident(table.name), "key": quote_ident(key), "width": int(width)}
+    if not hashed:
+        layout = fetch_rows(
+            connection, INGEST_SQL.read("read_key_index_layout").format(**fields), (key, COUNTED_BY_RANGE_FROM_ROWS)
+        )
+        ((indexed, rows_estimate, key_min, key_max),) = layout
+        ranges = ranges_to_count(
+            indexed=bool(indexed),
+            key_min=None if key_min is None else int(key_min),
+            key_max=None if key_max is None else int(key_max),
+            rows_estimate=int(rows_estimate),
+            width=int(width),
+        )
+        if ranges is not None:
+            statement = INGEST_SQL.read("select_key_counts_by_range").format(**fields)
+            return pl.DataFrame(fetch_arrow(connection, statement, ranges)).cast(pl.Int64)
     statement = INGEST_SQL.read("select_key_buckets" if hashed else "select_key_counts").format(**fields)
     return pl.DataFrame(fetch_arrow(connection, statement)).cast(pl.Int64)
 

@@ -186,3 +186,73 @@ def test_the_source_and_the_lake_summarise_equal_key_sets_identically(databases)
             assert source.height >= 3
             assert differing_buckets(source, key_buckets(keys, 64)) == []
             assert differing_buckets(source, key_buckets(keys.head(-1), 64)) != []
+
+
+def _scans(connection, table: str) -> tuple[int, int]:
+    """The index and sequential scans the server has counted on ``table``, this session's included."""
+    from tasks.core.postgres import fetch_rows
+
+    fetch_rows(connection, "select pg_stat_force_next_flush()")
+    fetch_rows(connection, "select pg_stat_clear_snapshot()")
+    ((index, sequential),) = fetch_rows(
+        connection, "select coalesce(idx_scan, 0), seq_scan from pg_stat_user_tables where relname = $1", (table,)
+    )
+    return int(index), int(sequential)
+
+
+def test_the_source_counts_each_key_range_through_the_key_s_index_or_in_one_scan_alike(databases):
+    """The delete check's count per key range (read_source_buckets without hashes) is the lake's
+    (key_buckets), whichever way the source counts: range by range through the index its key leads
+    (select_key_counts_by_range.sql, a probe per range), or grouped from one scan of every key when
+    no index leads with the key, or when the keys are spread so thinly that most ranges would be empty."""
+    import polars as pl
+
+    from tasks.core.postgres import connect, fetch_arrow
+    from tasks.ingest.deletes import KEY_COUNTS, differing_buckets, key_buckets
+    from tasks.ingest.source import read_source_buckets
+    from tasks.sandbox.totesys import seed_generated
+    from tasks.schema import SOURCE_TABLES
+
+    def counts_match(connection, name: str) -> tuple[int, int]:
+        """Compare the source's counts with the lake's; the index and sequential scans they took."""
+        (key,) = SOURCE_TABLES[name].key
+        before = _scans(connection, name)
+        source = read_source_buckets(connection, SOURCE_TABLES[name], 64, hashed=False)
+        after = _scans(connection, name)
+        keys = pl.from_arrow(fetch_arrow(connection, f"select {key} from {name}")).to_series()  # noqa: S608
+        assert source.height >= 1
+        assert differing_buckets(source, key_buckets(keys, 64), KEY_COUNTS) == []
+        assert differing_buckets(source, key_buckets(keys.head(-1), 64), KEY_COUNTS) != []
+        return after[0] - before[0], after[1] - before[1]
+
+    with connect(databases.source_url) as connection:
+        seed_generated(connection, 0.02)
+        # Big enough for the index to pay (COUNTED_BY_RANGE_FROM_ROWS), as the server estimates it.
+        execute(
+            databases.source_url,
+            "insert into sales_order (sales_order_id, created_at, last_updated, design_id, staff_id, "
+            "counterparty_id, units_sold, unit_price, currency_id, agreed_delivery_date, agreed_payment_date, "
+            "agreed_delivery_location_id) select last.sales_order_id + n, created_at, last_updated, design_id, "
+            "staff_id, counterparty_id, units_sold, unit_price, currency_id, agreed_delivery_date, "
+            "agreed_payment_date, agreed_delivery_location_id "
+            "from (select * from sales_order order by sales_order_id desc limit 1) as last, "
+            "generate_series(1, 120000) as n",
+            "analyze sales_order",
+        )
+        index_scans, scans = counts_match(connection, "sales_order")
+        assert index_scans >= 2 and scans == 0, "a probe of the primary key per range, no scan of the table"
+
+        execute(databases.source_url, "alter table sales_order drop constraint sales_order_pkey cascade")
+        assert counts_match(connection, "sales_order") == (0, 1), "no index on the key: one scan"
+        assert counts_match(connection, "design") == (0, 1), "a small table: one scan"
+
+        execute(
+            databases.source_url,
+            "insert into design (design_id, design_name, file_location, file_name, created_at, last_updated) "
+            "values (-7, 'negative', '/', 'n.jpg', now(), now()), (2147483646, 'huge', '/', 'h.jpg', now(), now())",
+            "insert into design (design_id, design_name, file_location, file_name, created_at, last_updated) "
+            "select 3000000 + n, 'many', '/', 'm.jpg', now(), now() from generate_series(1, 120000) as n",
+            "analyze design",
+        )
+        # Its lowest and highest keys from the index, then one scan rather than 33 M probes.
+        assert counts_match(connection, "design") == (2, 1), "keys spread over 2^31: one scan"

@@ -57,3 +57,20 @@ def test_keys_absent_from_a_sorted_key_set(values, known, absent):
 )
 def test_the_keys_of_a_range_of_a_sorted_key_set(low, high, inside):
     assert deletes.keys_in_range(pl.Series([1, 5, 10, 15], dtype=pl.Int32), low, high).to_list() == inside
+
+
+@pytest.mark.parametrize(
+    ("indexed", "key_min", "key_max", "rows", "ranges"),
+    [
+        (True, 1, 1_560_000, 1_560_000, (0, 156)),  # dense keys of a big table: a probe per range
+        (True, -25_000, 99_999, 200_000, (-3, 9)),  # below zero, ranges as the SQL floors them
+        (False, 1, 1_560_000, 1_560_000, None),  # no index leads with the key: one scan
+        (True, 1, 50_000, 50_000, None),  # small: one scan takes milliseconds
+        (True, None, None, 200_000, None),  # the estimate says rows, the table has none now
+        (True, 1, 2_000_000_000, 200_000, None),  # keys spread thinly: most ranges would be empty
+        (True, 1, 10_239_999, 100_000, (0, 1023)),  # up to 1,024 ranges whatever the rows
+    ],
+)
+def test_the_source_counts_key_ranges_through_its_index_only_where_that_pays(indexed, key_min, key_max, rows, ranges):
+    found = deletes.ranges_to_count(indexed=indexed, key_min=key_min, key_max=key_max, rows_estimate=rows, width=10_000)
+    assert found == ranges
