@@ -149,7 +149,7 @@ def _ingest(settings: TotesSettings, *, reconcile: bool, fan_out: bool, whole: f
         # tables it reads itself (small ones), and none while it waits.
         with source_slots(settings, wanted=max(1, EXTRACT_THREADS - len(runs))) as slots:
             tables = _extract_here(settings, plan, horizon, slots=slots, whole=frozenset(), only=fan.here())
-        tables |= collect_extract_runs(plan, runs, settings)
+        tables |= collect_extract_runs(plan, horizon, runs, settings)
         with source_slots(settings, wanted=EXTRACT_THREADS) as slots:
             tables = index_content_under_policy(plan, tables)
             tables = _read_missed_changes(plan.batch_id, tables, horizon, slots=slots, deep=reconcile)

@@ -17,6 +17,7 @@ the cycle, which records nothing; the next run reads those tables again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 from prefect import get_run_logger
@@ -100,9 +101,12 @@ def submit_extract_runs(
 
 
 def collect_extract_runs(
-    plan: IngestPlan, runs: dict[str, FlowRun], settings: TotesSettings
+    plan: IngestPlan, horizon: Horizon, runs: dict[str, FlowRun], settings: TotesSettings
 ) -> dict[str, RawTableEntry]:
-    """Wait until every child run has ended; return their tables' manifest entries.
+    """Wait until every child run has ended; return their tables' manifest entries. A child its
+    worker could not start (``Failed to submit flow run to infrastructure``: a busy API, an ECS
+    capacity or throttling error; ``Flow run could not start``: its process did not start) is
+    submitted again, up to ``SUBMIT_ATTEMPTS`` times in all: it never ran, so it wrote nothing.
 
     Raises:
         FanOutFailed: a child ended in any state but Completed, or not all had ended within
@@ -110,15 +114,30 @@ def collect_extract_runs(
     """
     if not runs:
         return {}
-    _wait_for(runs, timeout_seconds=settings.fan_out_timeout_seconds)
+
+    def submit_again(table: str) -> FlowRun:
+        return submit_extract_runs(plan, horizon, frozenset({table}), settings)[table]
+
+    _wait_for(dict(runs), timeout_seconds=settings.fan_out_timeout_seconds, submit_again=submit_again)
     return read_handed_over_extracts(plan.batch_id, sorted(runs))
 
 
-def _wait_for(runs: dict[str, FlowRun], *, timeout_seconds: float) -> None:
-    """Wait until every run has ended, logging each as it does; raise if any did not complete."""
+# How many times a child is submitted when its worker cannot start it, and the pause before the
+# second submission (the third waits twice as long).
+SUBMIT_ATTEMPTS = 3
+_RESUBMIT_PAUSE_SECONDS = 2.0
+# What a worker says of a run it could not start (prefect.workers.base: before the infrastructure
+# took it; the runner's executor: its process did not start): nothing of it ran.
+_NOT_STARTED = ("Failed to submit flow run to infrastructure", "Flow run could not start")
+
+
+def _wait_for(runs: dict[str, FlowRun], *, timeout_seconds: float, submit_again: Callable[[str], FlowRun]) -> None:
+    """Wait until every run has ended, logging each as it does, and submitting again a run its
+    worker could not start; raise if any did not complete."""
     logger = get_run_logger()
     started = time.monotonic()
     ended: dict[str, FlowRun] = {}
+    submitted = dict.fromkeys(runs, 1)
     with get_client(sync_client=True) as client:
         while len(ended) < len(runs):
             if time.monotonic() - started > timeout_seconds:
@@ -130,15 +149,29 @@ def _wait_for(runs: dict[str, FlowRun], *, timeout_seconds: float) -> None:
                 if table in ended:
                     continue
                 current = client.read_flow_run(run.id)
-                if current.state is not None and current.state.is_final():
-                    ended[table] = current
-                    logger.info(
-                        "Fan-out: extract of %s %s (%d of %d ended)",
+                if current.state is None or not current.state.is_final():
+                    continue
+                message = current.state.message or ""
+                if message.startswith(_NOT_STARTED) and submitted[table] < SUBMIT_ATTEMPTS:
+                    # A pause first, growing: a throttled or busy API, or ECS short of capacity, needs one.
+                    pause = _RESUBMIT_PAUSE_SECONDS * submitted[table]
+                    submitted[table] += 1
+                    logger.warning(
+                        "Fan-out: the extract run of %s could not be started (%s); submitting it again in %.0f s "
+                        "(attempt %d of %d)",
                         table,
-                        current.state.name,
-                        len(ended),
-                        len(runs),
+                        message,
+                        pause,
+                        submitted[table],
+                        SUBMIT_ATTEMPTS,
                     )
+                    time.sleep(pause)
+                    runs[table] = submit_again(table)
+                    continue
+                ended[table] = current
+                logger.info(
+                    "Fan-out: extract of %s %s (%d of %d ended)", table, current.state.name, len(ended), len(runs)
+                )
     failed = {table: run for table, run in ended.items() if run.state is None or run.state.type != StateType.COMPLETED}
     if failed:
         reasons = "; ".join(

@@ -10,6 +10,8 @@ of its own, and the cycle alone records the batch.
   SIGKILL mid-read (its worker reports it Crashed) fail the cycle, which records nothing. The next
   run (in one process) converges at once: the killed child's slot is still leased, and the run
   reads with the slots that are free.
+* Children their worker cannot start (the command that starts them is missing until the first
+  has crashed) are submitted again, and the cycle completes.
 
 ECS, where the children run in production, cannot run here: the process pool runs the same
 deployment from a checkout instead of an image.
@@ -21,6 +23,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from urllib.parse import urlsplit
@@ -196,4 +199,45 @@ def test_fan_out_on_two_workers_builds_the_warehouse_and_a_failed_or_killed_chil
     assert "Waiting for" not in err, "the free slots are taken, not waited for:\n" + err[-3000:]
     assert "ConcurrencySlotAcquisition" not in err, err[-3000:]
     assert len(raw_manifests(pipeline.lake_url)) == len(manifests) + 1
+    pipeline.assert_warehouse_matches_source()
+
+    # Children their worker cannot start (here the command that starts them is missing until the
+    # first of them has crashed; on ECS, a capacity or throttling error; in the bench, a busy API's
+    # 503) never ran: the cycle submits them again and completes.
+    command = logs[0].parent / "start-extract.sh"
+    prefect(
+        api_url,
+        "deploy",
+        "--prefect-file",
+        "deployments/local.prefect.yaml",
+        "--name",
+        "totesys-extract-table",
+        "--job-variable",
+        f"command={command}",
+        env={"TOTES_HOME": str(REPO)},
+    )
+    pipeline.churn(orders=10)
+    pipeline.checkpoint()
+    earlier = {run["id"] for run in child_runs(api_url)}
+    parent = fan_out_run(pipeline, api_url, 0)  # a child for each table the run reads
+
+    def not_started() -> bool:
+        return any(
+            run["id"] not in earlier
+            and run["state_type"] == "CRASHED"
+            and (run["state"] or {}).get("message", "").startswith(("Failed to submit", "Flow run could not start"))
+            for run in child_runs(api_url)
+        )
+
+    wait_for(not_started, timeout=120, what="a child its worker could not start")
+    command.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m prefect.engine "$@"\n')
+    command.chmod(0o755)
+    status, err = finish(parent)
+    assert status == 0, err[-3000:]
+    assert "could not be started" in err and "submitting it again in 2 s (attempt 2 of 3)" in err, err[-3000:]
+    runs = [run for run in child_runs(api_url) if run["id"] not in earlier]
+    crashed = {run["parameters"]["table"] for run in runs if run["state_type"] == "CRASHED"}
+    completed = {run["parameters"]["table"] for run in runs if run["state_type"] == "COMPLETED"}
+    assert crashed and crashed <= completed, runs
+    assert {run["state_type"] for run in runs} == {"CRASHED", "COMPLETED"}
     pipeline.assert_warehouse_matches_source()
