@@ -132,12 +132,14 @@ _NOT_STARTED = ("Failed to submit flow run to infrastructure", "Flow run could n
 
 
 def _wait_for(runs: dict[str, FlowRun], *, timeout_seconds: float, submit_again: Callable[[str], FlowRun]) -> None:
-    """Wait until every run has ended, logging each as it does, and submitting again a run its
-    worker could not start; raise if any did not complete."""
+    """Wait until every run has ended, logging each as it does, and submitting again, after a
+    pause, a run its worker could not start; raise if any did not complete."""
     logger = get_run_logger()
     started = time.monotonic()
     ended: dict[str, FlowRun] = {}
     submitted = dict.fromkeys(runs, 1)
+    # Runs to submit again, and when: a throttled or busy API, or ECS short of capacity, needs a pause.
+    due: dict[str, float] = {}
     with get_client(sync_client=True) as client:
         while len(ended) < len(runs):
             if time.monotonic() - started > timeout_seconds:
@@ -145,15 +147,17 @@ def _wait_for(runs: dict[str, FlowRun], *, timeout_seconds: float, submit_again:
                 msg = f"fan-out: extract runs still not ended after {timeout_seconds:.0f} s: {waiting}; nothing was recorded"
                 raise FanOutFailed(msg)
             time.sleep(_POLL_SECONDS)
+            for table in [table for table, at in due.items() if time.monotonic() >= at]:
+                del due[table]
+                runs[table] = submit_again(table)
             for table, run in runs.items():
-                if table in ended:
+                if table in ended or table in due:
                     continue
                 current = client.read_flow_run(run.id)
                 if current.state is None or not current.state.is_final():
                     continue
                 message = current.state.message or ""
                 if message.startswith(_NOT_STARTED) and submitted[table] < SUBMIT_ATTEMPTS:
-                    # A pause first, growing: a throttled or busy API, or ECS short of capacity, needs one.
                     pause = _RESUBMIT_PAUSE_SECONDS * submitted[table]
                     submitted[table] += 1
                     logger.warning(
@@ -165,8 +169,7 @@ def _wait_for(runs: dict[str, FlowRun], *, timeout_seconds: float, submit_again:
                         submitted[table],
                         SUBMIT_ATTEMPTS,
                     )
-                    time.sleep(pause)
-                    runs[table] = submit_again(table)
+                    due[table] = time.monotonic() + pause
                     continue
                 ended[table] = current
                 logger.info(

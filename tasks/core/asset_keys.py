@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from tasks.settings import TotesSettings
 
 # Prefect refuses these in asset keys (prefect.types.names.RESTRICTED_ASSET_CHARACTERS); a local
-# lake folder may hold one (a space): it becomes "_" in the key.
+# lake folder may hold one: each becomes "_" (a space, which a file URL writes %20, becomes "_20").
 _RESTRICTED = "\n\r\t\0 #?&%\"'<>[]{}|\\^`"
 
 # Which source tables each star table is built from (its lineage; docs/reference/data-model.md).

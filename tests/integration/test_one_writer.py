@@ -218,6 +218,8 @@ def test_a_killed_run_s_slots_come_back_with_a_prefect_server(pipeline, quick_le
     assert "totes-db-" in waiting[-1]
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err[-3000:]
+    # Its own line says what it waits for: none of Prefect's ERROR lines for each attempt that timed out.
+    assert "ConcurrencySlotAcquisition" not in err and " ERROR " not in err, err[-3000:]
     pipeline.assert_warehouse_matches_source()
 
 
